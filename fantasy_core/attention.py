@@ -1,0 +1,79 @@
+"""Audio attention with a real key-padding mask (the official flash-attn path masks with ``k_lens``).
+
+All tensors are flat over heads, as inside Wan's cross-attention: q [B, N, H*D], keys/values [..., H*D].
+A query row whose window holds no real token gets zeros (flash-attn's varlen result), never NaN.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_lens: torch.Tensor, num_heads: int):
+    """q [G, S, H*D], k/v [G, W, H*D], k_lens [G] -> [G, S, H*D]; keys at positions >= k_lens are ignored."""
+    groups, _, width = q.shape
+    if width % num_heads:
+        raise ValueError(f"model width {width} is not divisible by {num_heads} heads.")
+    head_dim = width // num_heads
+
+    def heads(t: torch.Tensor) -> torch.Tensor:
+        return t.unflatten(-1, (num_heads, head_dim)).transpose(1, 2)
+
+    k_lens = k_lens.to(q.device)
+    key_is_real = torch.arange(k.shape[1], device=q.device)[None, :] < k_lens[:, None]  # [G, W]
+    has_keys = k_lens > 0
+    # An all-False row would give NaN; let such rows attend to everything and zero them afterwards.
+    mask = key_is_real | ~has_keys[:, None]
+    out = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=mask[:, None, None, :])
+    out = out.transpose(1, 2).flatten(2)
+    return torch.where(has_keys[:, None, None], out, torch.zeros((), dtype=out.dtype, device=out.device))
+
+
+def _broadcast_batch(t: torch.Tensor, batch: int, name: str) -> torch.Tensor:
+    if t.shape[0] == batch:
+        return t
+    if t.shape[0] == 1:
+        return t.expand(batch, *t.shape[1:])
+    raise ValueError(f"{name} has batch {t.shape[0]} but the video latent has batch {batch}.")
+
+
+def frame_audio_attention(
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, k_lens: torch.Tensor, num_heads: int
+) -> torch.Tensor:
+    """Each latent frame's video tokens attend only to that frame's audio window.
+
+    q [B, T*S, H*D] (frame-major, as Wan flattens [T, h, w]); keys/values [B, T, W, H*D]; k_lens [B, T].
+    """
+    batch, num_tokens, width = q.shape
+    frames = keys.shape[1]
+    if num_tokens % frames:
+        raise ValueError(
+            f"the video has {num_tokens} tokens, which do not split into {frames} latent frames: the audio "
+            f"windows were made for a different frame count than the latent being sampled."
+        )
+    keys = _broadcast_batch(keys, batch, "audio")
+    values = _broadcast_batch(values, batch, "audio")
+    k_lens = _broadcast_batch(k_lens, batch, "audio k_lens")
+    out = _masked_attention(
+        q.reshape(batch * frames, num_tokens // frames, width),
+        keys.flatten(0, 1),
+        values.flatten(0, 1),
+        k_lens.flatten(),
+        num_heads,
+    )
+    return out.reshape(batch, num_tokens, width)
+
+
+def clip_audio_attention(
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, k_lens: torch.Tensor, num_heads: int
+) -> torch.Tensor:
+    """Every video token attends to all real audio tokens of its clip: keys/values [B, L, H*D], k_lens [B]."""
+    batch = q.shape[0]
+    return _masked_attention(
+        q,
+        _broadcast_batch(keys, batch, "audio"),
+        _broadcast_batch(values, batch, "audio"),
+        _broadcast_batch(k_lens, batch, "audio k_lens"),
+        num_heads,
+    )

@@ -1,0 +1,103 @@
+"""Voice track preparation, as the official FantasyTalking pipeline does it.
+
+Official order (``infer.py`` + ``utils.get_audio_features``): load mono at 16 kHz (librosa: channel mean, then
+soxr HQ resampling), derive the frame count from the track's duration, keep the first ``num_frames / fps``
+seconds, then normalise that segment (the wav2vec2-base-960h feature extractor's zero-mean/unit-variance).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+import torch
+
+WAV2VEC_SAMPLE_RATE = 16000
+NORMALIZE_EPS = 1e-7  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm
+
+
+class AudioInputError(ValueError):
+    """The voice track cannot be used as given."""
+
+
+def to_mono(waveform: torch.Tensor) -> torch.Tensor:
+    """[T], [C, T] or [1, C, T] (ComfyUI AUDIO) -> [T] float32, channels averaged as librosa does."""
+    if waveform.dim() == 3:
+        if waveform.shape[0] != 1:
+            raise AudioInputError(
+                f"audio: expected one track, got a batch of {waveform.shape[0]}. Feed one voice track at a time."
+            )
+        waveform = waveform[0]
+    if waveform.dim() == 1:
+        return waveform.float()
+    if waveform.dim() != 2:
+        raise AudioInputError(f"audio: expected a waveform [channels, samples], got shape {tuple(waveform.shape)}.")
+    return waveform.float().mean(dim=0)
+
+
+def resample(mono: torch.Tensor, sample_rate: int, target_rate: int = WAV2VEC_SAMPLE_RATE) -> torch.Tensor:
+    """Band-limited resampling with soxr's HQ filter, the resampler behind the official ``librosa.load``."""
+    if sample_rate <= 0:
+        raise AudioInputError(f"audio: sample rate must be positive, got {sample_rate}.")
+    if sample_rate == target_rate:
+        return mono.float()
+    out = soxr.resample(mono.detach().cpu().numpy().astype(np.float32), sample_rate, target_rate, quality="HQ")
+    return torch.from_numpy(np.ascontiguousarray(out))
+
+
+def normalize(waveform: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / sqrt(var + 1e-7), statistics over the whole segment, as the 960h feature extractor does."""
+    x = waveform.double()
+    return ((x - x.mean()) / torch.sqrt(x.var(unbiased=False) + NORMALIZE_EPS)).float()
+
+
+def official_num_frames(duration_seconds: float, fps: float, max_frames: int | None = 81) -> int:
+    """``min(int(fps * duration // 4) * 4 + 5, max_frames)``: always 4k+1, slightly past the audio's end."""
+    if fps <= 0:
+        raise AudioInputError(f"fps must be positive, got {fps}.")
+    if max_frames is not None and (max_frames < 5 or (max_frames - 1) % 4):
+        raise AudioInputError(
+            f"max_frames must be of the form 4k+1 and at least 5 (Wan's temporal compression), got {max_frames}. "
+            "Use 81 (the official length) or e.g. 77, 85."
+        )
+    frames = int(fps * duration_seconds // 4) * 4 + 5
+    return frames if max_frames is None else min(frames, max_frames)
+
+
+def trim_samples(num_frames: int, fps: float, sample_rate: int = WAV2VEC_SAMPLE_RATE) -> int:
+    """Samples kept for ``num_frames`` video frames; the official code never pads a shorter track."""
+    return int(num_frames / fps * sample_rate)
+
+
+@dataclass(frozen=True)
+class PreparedAudio:
+    waveform: torch.Tensor  # [T] mono float32 at 16 kHz, trimmed, not normalised
+    num_frames: int  # video frames (4k+1)
+    fps: float
+    source_duration: float  # seconds, of the untrimmed input
+
+    @property
+    def duration(self) -> float:
+        return self.waveform.shape[-1] / WAV2VEC_SAMPLE_RATE
+
+    @property
+    def latent_frames(self) -> int:
+        return (self.num_frames - 1) // 4 + 1
+
+
+def prepare_audio(
+    waveform: torch.Tensor, sample_rate: int, fps: float = 23, max_frames: int | None = 81
+) -> PreparedAudio:
+    """Mono 16 kHz segment and frame count for a voice track of any channel count and sample rate."""
+    mono = to_mono(waveform)
+    duration = mono.shape[-1] / sample_rate if sample_rate > 0 else 0.0
+    min_duration = 4 / fps if fps > 0 else 0.0
+    if duration < min_duration:
+        raise AudioInputError(
+            f"audio: the track lasts {duration:.3f} s, shorter than one latent frame (4 video frames = "
+            f"{min_duration:.3f} s at {fps} fps). Use a longer voice track."
+        )
+    num_frames = official_num_frames(duration, fps, max_frames)
+    mono16k = resample(mono, sample_rate)
+    return PreparedAudio(mono16k[: trim_samples(num_frames, fps)], num_frames, fps, duration)

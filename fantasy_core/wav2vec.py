@@ -1,0 +1,146 @@
+"""wav2vec2 features (``last_hidden_state``, about 50 tokens per second) from a local Hugging Face folder.
+
+A track up to ``CHUNK_SECONDS`` long is encoded in one pass, as the official code does. Longer tracks are encoded
+in chunks of at most that length: each chunk keeps its middle tokens and sees ``CONTEXT_SECONDS`` of extra audio on
+either side (more than the 128-token positional convolution's reach of 2.56 s, so boundary tokens see the same
+local context as in one pass). Chunks start on the feature encoder's hop (320 samples), so chunk token j is exactly
+track token ``chunk_start / hop + j`` and the stitched sequence has the one-pass length. 30 s matches the longest
+utterances wav2vec2-base-960h was fine-tuned on, and keeps attention at 1500 tokens whatever the track's length.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .audio import WAV2VEC_SAMPLE_RATE, normalize
+
+CHUNK_SECONDS = 30.0
+CONTEXT_SECONDS = 5.0
+
+
+class AudioEncoderError(ValueError):
+    """The wav2vec2 model cannot be used."""
+
+
+@dataclass(frozen=True)
+class FeatureGeometry:
+    """How the convolutional feature encoder maps samples to tokens."""
+
+    kernels: tuple[int, ...]
+    strides: tuple[int, ...]
+
+    @property
+    def hop(self) -> int:
+        return math.prod(self.strides)
+
+    @property
+    def receptive_field(self) -> int:
+        field, jump = 1, 1
+        for kernel, stride in zip(self.kernels, self.strides):
+            field += (kernel - 1) * jump
+            jump *= stride
+        return field
+
+    def num_tokens(self, num_samples: int) -> int:
+        length = num_samples
+        for kernel, stride in zip(self.kernels, self.strides):
+            length = (length - kernel) // stride + 1
+            if length <= 0:
+                return 0
+        return length
+
+    def samples_for(self, num_tokens: int) -> int:
+        return (num_tokens - 1) * self.hop + self.receptive_field
+
+
+@dataclass(frozen=True)
+class Chunk:
+    first_sample: int
+    end_sample: int
+    keep_from: int  # first kept token, relative to the chunk
+    keep_to: int  # one past the last kept token, relative to the chunk
+
+
+def plan_chunks(num_samples: int, geometry: FeatureGeometry, chunk_seconds: float, context_seconds: float) -> list[Chunk]:
+    total = geometry.num_tokens(num_samples)
+    tokens_per_second = WAV2VEC_SAMPLE_RATE / geometry.hop
+    if num_samples <= chunk_seconds * WAV2VEC_SAMPLE_RATE:
+        return [Chunk(0, num_samples, 0, total)]
+    context = int(context_seconds * tokens_per_second)
+    core = int(chunk_seconds * tokens_per_second) - 2 * context
+    if core <= 0:
+        raise ValueError(f"chunk_seconds ({chunk_seconds}) must exceed twice context_seconds ({context_seconds}).")
+    chunks = []
+    for core_start in range(0, total, core):
+        core_end = min(core_start + core, total)
+        first, last = max(core_start - context, 0), min(core_end + context, total)
+        end_sample = min(geometry.samples_for(last - first) + first * geometry.hop, num_samples)
+        chunks.append(Chunk(first * geometry.hop, end_sample, core_start - first, core_end - first))
+    return chunks
+
+
+class Wav2VecEncoder:
+    """A wav2vec2 model plus the one feature-extractor setting that matters here, ``do_normalize``."""
+
+    def __init__(self, model: torch.nn.Module, do_normalize: bool):
+        self.model = model.eval().requires_grad_(False)
+        self.do_normalize = do_normalize
+        config = model.config
+        self.geometry = FeatureGeometry(tuple(config.conv_kernel), tuple(config.conv_stride))
+        self.hidden_size = config.hidden_size
+
+    @classmethod
+    def from_folder(cls, folder: str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+        from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+        for name in ("config.json", "preprocessor_config.json"):
+            if not os.path.isfile(os.path.join(folder, name)):
+                raise AudioEncoderError(
+                    f"wav2vec2 folder '{folder}' has no {name}. Download facebook/wav2vec2-base-960h (config.json, "
+                    "preprocessor_config.json and the weights) into that folder."
+                )
+        try:
+            model = Wav2Vec2Model.from_pretrained(folder, local_files_only=True, torch_dtype=dtype)
+            extractor = Wav2Vec2FeatureExtractor.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError) as error:
+            raise AudioEncoderError(f"wav2vec2 folder '{folder}' could not be loaded: {error}") from error
+        if extractor.sampling_rate != WAV2VEC_SAMPLE_RATE:
+            raise AudioEncoderError(
+                f"wav2vec2 folder '{folder}' expects {extractor.sampling_rate} Hz audio; FantasyTalking uses a "
+                "16 kHz wav2vec2 (facebook/wav2vec2-base-960h)."
+            )
+        return cls(model.to(device), bool(extractor.do_normalize))
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        waveform: torch.Tensor,
+        chunk_seconds: float = CHUNK_SECONDS,
+        context_seconds: float = CONTEXT_SECONDS,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> torch.Tensor:
+        """Mono 16 kHz waveform [T] -> features [L, hidden]; normalised first when the extractor says so."""
+        if waveform.dim() != 1:
+            raise AudioEncoderError(f"expected a mono waveform [samples], got shape {tuple(waveform.shape)}.")
+        if self.geometry.num_tokens(waveform.shape[0]) < 1:
+            raise AudioEncoderError(
+                f"the audio has {waveform.shape[0]} samples; wav2vec2 needs at least "
+                f"{self.geometry.receptive_field} (25 ms at 16 kHz). Use a longer voice track."
+            )
+        if self.do_normalize:
+            waveform = normalize(waveform)
+        parameter = next(self.model.parameters())
+        chunks = plan_chunks(waveform.shape[0], self.geometry, chunk_seconds, context_seconds)
+        pieces = []
+        for done, chunk in enumerate(chunks, start=1):
+            samples = waveform[chunk.first_sample : chunk.end_sample].to(parameter.device, parameter.dtype)
+            hidden = self.model(samples[None]).last_hidden_state[0]
+            pieces.append(hidden[chunk.keep_from : chunk.keep_to].float().cpu())
+            if progress is not None:
+                progress(done, len(chunks))
+        return torch.cat(pieces)

@@ -1,0 +1,101 @@
+"""Tiny random-weight models and files in the real formats, shared by both test tiers."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from safetensors.torch import save_file
+
+from fantasy_core import AdapterConfig
+
+TINY_ADAPTER = AdapterConfig(audio_dim=32, context_dim=24, model_dim=256, num_blocks=2)
+
+
+def tiny_wav2vec_config(num_layers: int = 2, hidden: int = 32, pos_kernel: int = 16):
+    from transformers import Wav2Vec2Config
+
+    return Wav2Vec2Config(
+        hidden_size=hidden,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=pos_kernel,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm="group",
+        do_stable_layer_norm=False,
+        vocab_size=8,
+    )
+
+
+def save_wav2vec_folder(folder: str, config=None, do_normalize: bool = True, seed: int = 0) -> str:
+    """A Hugging Face wav2vec2 folder (config.json, model.safetensors, preprocessor_config.json)."""
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    torch.manual_seed(seed)
+    model = Wav2Vec2Model(config or tiny_wav2vec_config()).eval()
+    model.save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=do_normalize, return_attention_mask=False
+    ).save_pretrained(folder)
+    return folder
+
+
+def random_adapter_state(config: AdapterConfig = TINY_ADAPTER, seed: int = 0, dtype=torch.float32) -> dict:
+    """Canonical keys; LayerNorm affine terms random too, so a wrong key mapping shows."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, scale=0.2):
+        return (torch.randn(*shape, generator=gen) * scale).to(dtype)
+
+    state = {
+        "proj_model.proj.weight": rand(config.context_dim, config.audio_dim),
+        "proj_model.norm.weight": 1 + rand(config.context_dim, scale=0.1),
+        "proj_model.norm.bias": rand(config.context_dim, scale=0.1),
+    }
+    for i in range(config.num_blocks):
+        state[f"blocks.{i}.k_proj.weight"] = rand(config.model_dim, config.context_dim)
+        state[f"blocks.{i}.v_proj.weight"] = rand(config.model_dim, config.context_dim)
+    return state
+
+
+def in_layout(state: dict, layout: str) -> dict:
+    """Canonical adapter keys -> one of the three published layouts ("nested", "official_flat", "repack")."""
+    projection = {k[len("proj_model.") :]: v for k, v in state.items() if k.startswith("proj_model.")}
+    blocks = {k: v for k, v in state.items() if k.startswith("blocks.")}
+
+    def official_key(key: str) -> str:
+        _, i, name, _ = key.split(".")
+        return f"blocks.{i}.cross_attn.processor.{name}.weight"
+
+    if layout == "nested":
+        return {"proj_model": projection, "audio_processor": {official_key(k): v for k, v in blocks.items()}}
+    flat = {f"proj_model.{k}": v for k, v in projection.items()}
+    if layout == "official_flat":
+        flat.update({f"audio_processor.{official_key(k)}": v for k, v in blocks.items()})
+    elif layout == "repack":
+        flat.update({k.replace(".k_proj", ".cross_attn.k_proj").replace(".v_proj", ".cross_attn.v_proj"): v for k, v in blocks.items()})
+    else:
+        raise ValueError(layout)
+    return flat
+
+
+def write_checkpoint(path: str, mapping: dict) -> str:
+    if path.endswith(".safetensors"):
+        save_file({k: v.contiguous() for k, v in mapping.items()}, path)
+    else:
+        torch.save(mapping, path)
+    return path
+
+
+def voice_like(seconds: float, sample_rate: int, seed: int = 0) -> torch.Tensor:
+    """A deterministic band-limited (< 4 kHz) signal with a speech-like syllable envelope, [T] float32."""
+    t = torch.arange(int(seconds * sample_rate), dtype=torch.float64) / sample_rate
+    gen = torch.Generator().manual_seed(seed)
+    freqs = 120 + 3000 * torch.rand(12, generator=gen, dtype=torch.float64)
+    phases = 2 * math.pi * torch.rand(12, generator=gen, dtype=torch.float64)
+    tone = torch.sin(2 * math.pi * freqs[:, None] * t[None] + phases[:, None]).sum(0) / 6
+    envelope = 0.6 + 0.4 * torch.sin(2 * math.pi * 4.0 * t)
+    return (tone * envelope).float()
+
