@@ -2,10 +2,12 @@
 
 A track up to ``CHUNK_SECONDS`` long is encoded in one pass, as the official code does. Longer tracks are encoded
 in chunks of at most that length: each chunk keeps its middle tokens and sees ``CONTEXT_SECONDS`` of extra audio on
-either side (more than the 128-token positional convolution's reach of 2.56 s, so boundary tokens see the same
-local context as in one pass). Chunks start on the feature encoder's hop (320 samples), so chunk token j is exactly
-track token ``chunk_start / hop + j`` and the stitched sequence has the one-pass length. 30 s matches the longest
-utterances wav2vec2-base-960h was fine-tuned on, and keeps attention at 1500 tokens whatever the track's length.
+either side, well past the positional convolution's reach (kernel 128 tokens, ±1.28 s), so boundary tokens keep their
+local context. Chunks start on the feature encoder's hop (320 samples): chunk token j is exactly track token
+``chunk_start / hop + j``, and the stitched sequence has the one-pass length. 30 s matches the longest utterances
+wav2vec2-base-960h was fine-tuned on and keeps attention at 1500 tokens whatever the track's length. (Its first
+convolution GroupNorm-normalises over its input, so each chunk normalises over its own 30 s, as the official code
+does over its 3.5 s clip.)
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def plan_chunks(num_samples: int, geometry: FeatureGeometry, chunk_seconds: floa
     if num_samples <= chunk_seconds * WAV2VEC_SAMPLE_RATE:
         return [Chunk(0, num_samples, 0, total)]
     context = int(context_seconds * tokens_per_second)
-    core = int(chunk_seconds * tokens_per_second) - 2 * context
+    core = geometry.num_tokens(int(chunk_seconds * WAV2VEC_SAMPLE_RATE)) - 2 * context
     if core <= 0:
         raise ValueError(f"chunk_seconds ({chunk_seconds}) must exceed twice context_seconds ({context_seconds}).")
     chunks = []
@@ -105,7 +107,7 @@ class Wav2VecEncoder:
                     "preprocessor_config.json and the weights) into that folder."
                 )
         try:
-            model = Wav2Vec2Model.from_pretrained(folder, local_files_only=True, torch_dtype=dtype)
+            model = Wav2Vec2Model.from_pretrained(folder, local_files_only=True)
             extractor = Wav2Vec2FeatureExtractor.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError) as error:
             raise AudioEncoderError(f"wav2vec2 folder '{folder}' could not be loaded: {error}") from error
@@ -114,7 +116,7 @@ class Wav2VecEncoder:
                 f"wav2vec2 folder '{folder}' expects {extractor.sampling_rate} Hz audio; FantasyTalking uses a "
                 "16 kHz wav2vec2 (facebook/wav2vec2-base-960h)."
             )
-        return cls(model.to(device), bool(extractor.do_normalize))
+        return cls(model.to(device=device, dtype=dtype), bool(extractor.do_normalize))
 
     @torch.inference_mode()
     def encode(
