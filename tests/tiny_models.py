@@ -99,3 +99,20 @@ def voice_like(seconds: float, sample_rate: int, seed: int = 0) -> torch.Tensor:
     envelope = 0.6 + 0.4 * torch.sin(2 * math.pi * 4.0 * t)
     return (tone * envelope).float()
 
+
+
+TINY_WAN = {"dim": 256, "ffn_dim": 512, "num_heads": 2, "num_layers": 2}  # dim % 128 == 0 for ComfyUI's detection
+
+
+def save_tiny_wan_i2v(comfy, path: str, seed: int = 0) -> str:
+    """A random-weight Wan2.1 image-to-video DiT in ComfyUI's own key layout, as safetensors."""
+    from comfy.ldm.wan.model import WanModel
+
+    torch.manual_seed(seed)
+    model = WanModel(model_type="i2v", in_dim=36, out_dim=16, text_dim=4096, operations=comfy.ops.disable_weight_init, **TINY_WAN)
+    state = {}
+    for key, tensor in model.state_dict().items():
+        is_norm_scale = key.endswith("weight") and tensor.dim() == 1
+        state[key] = (1 + 0.1 * torch.randn(tensor.shape)) if is_norm_scale else 0.05 * torch.randn(tensor.shape)
+    save_file({k: v.contiguous() for k, v in state.items()}, path)
+    return path
