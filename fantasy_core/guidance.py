@@ -40,3 +40,17 @@ def scheduled_audio_cfg(step: int, total_steps: int, audio_cfg: float, start: fl
         raise ValueError(f"step {step} is outside 0..{total_steps - 1}.")
     progress = step / total_steps
     return audio_cfg if start <= progress < end else 1.0
+
+
+def official_sigmas(steps: int, shift: float = 5.0, denoise: float = 1.0) -> torch.Tensor:
+    """The official flow-matching schedule (DiffSynth ``FlowMatchScheduler(shift=5, extra_one_step=True)``):
+    ``sigma_k = shift*s / (1 + (shift-1)*s)`` with ``s = 1 - k/N``, k = 0..N-1, then 0. ``denoise < 1`` keeps the
+    last ``steps`` of a longer schedule, as ComfyUI's schedulers do."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}.")
+    if not 0.0 < denoise <= 1.0:
+        raise ValueError(f"denoise must be in (0, 1], got {denoise}.")
+    total = int(steps / denoise)
+    s = 1.0 - torch.arange(total, dtype=torch.float64) / total
+    sigmas = shift * s / (1 + (shift - 1) * s)
+    return torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)])[-(steps + 1) :].float()

@@ -86,8 +86,47 @@ def plan_chunks(num_samples: int, geometry: FeatureGeometry, chunk_seconds: floa
     return chunks
 
 
+# The feature encoder of every wav2vec2-base/large model (conv_kernel, conv_stride of their configs).
+WAV2VEC2_GEOMETRY = FeatureGeometry((10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2))
+
+
+def encode_in_chunks(
+    waveform: torch.Tensor,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    geometry: FeatureGeometry = WAV2VEC2_GEOMETRY,
+    chunk_seconds: float = CHUNK_SECONDS,
+    context_seconds: float = CONTEXT_SECONDS,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Mono 16 kHz waveform [T] (already normalised if the model needs it) -> features [L, hidden] in fp32 on CPU.
+
+    ``forward`` maps a [1, samples] batch to the model's last hidden state [1, tokens, hidden].
+    """
+    if waveform.dim() != 1:
+        raise AudioEncoderError(f"expected a mono waveform [samples], got shape {tuple(waveform.shape)}.")
+    if geometry.num_tokens(waveform.shape[0]) < 1:
+        raise AudioEncoderError(
+            f"the audio has {waveform.shape[0]} samples; wav2vec2 needs at least {geometry.receptive_field} "
+            f"({1000 * geometry.receptive_field / WAV2VEC_SAMPLE_RATE:.0f} ms at 16 kHz). Use a longer voice track."
+        )
+    chunks = plan_chunks(waveform.shape[0], geometry, chunk_seconds, context_seconds)
+    pieces = []
+    for done, chunk in enumerate(chunks, start=1):
+        hidden = forward(waveform[chunk.first_sample : chunk.end_sample][None])[0]
+        expected = geometry.num_tokens(chunk.end_sample - chunk.first_sample)
+        if hidden.shape[0] != expected:
+            raise AudioEncoderError(
+                f"the audio encoder made {hidden.shape[0]} tokens from {chunk.end_sample - chunk.first_sample} samples; "
+                f"a wav2vec2 feature encoder makes {expected}. Use wav2vec2-base-960h."
+            )
+        pieces.append(hidden[chunk.keep_from : chunk.keep_to].float().cpu())
+        if progress is not None:
+            progress(done, len(chunks))
+    return torch.cat(pieces)
+
+
 class Wav2VecEncoder:
-    """A wav2vec2 model plus the one feature-extractor setting that matters here, ``do_normalize``."""
+    """A Hugging Face wav2vec2 model plus the one feature-extractor setting that matters here, ``do_normalize``."""
 
     def __init__(self, model: torch.nn.Module, do_normalize: bool):
         self.model = model.eval().requires_grad_(False)
@@ -127,22 +166,30 @@ class Wav2VecEncoder:
         progress: Callable[[int, int], None] | None = None,
     ) -> torch.Tensor:
         """Mono 16 kHz waveform [T] -> features [L, hidden]; normalised first when the extractor says so."""
-        if waveform.dim() != 1:
-            raise AudioEncoderError(f"expected a mono waveform [samples], got shape {tuple(waveform.shape)}.")
-        if self.geometry.num_tokens(waveform.shape[0]) < 1:
-            raise AudioEncoderError(
-                f"the audio has {waveform.shape[0]} samples; wav2vec2 needs at least "
-                f"{self.geometry.receptive_field} (25 ms at 16 kHz). Use a longer voice track."
-            )
-        if self.do_normalize:
-            waveform = normalize(waveform)
         parameter = next(self.model.parameters())
-        chunks = plan_chunks(waveform.shape[0], self.geometry, chunk_seconds, context_seconds)
-        pieces = []
-        for done, chunk in enumerate(chunks, start=1):
-            samples = waveform[chunk.first_sample : chunk.end_sample].to(parameter.device, parameter.dtype)
-            hidden = self.model(samples[None]).last_hidden_state[0]
-            pieces.append(hidden[chunk.keep_from : chunk.keep_to].float().cpu())
-            if progress is not None:
-                progress(done, len(chunks))
-        return torch.cat(pieces)
+
+        def forward(samples: torch.Tensor) -> torch.Tensor:
+            return self.model(samples.to(parameter.device, parameter.dtype)).last_hidden_state
+
+        waveform = normalize(waveform) if self.do_normalize else waveform
+        return encode_in_chunks(waveform, forward, self.geometry, chunk_seconds, context_seconds, progress)
+
+
+# Heads of Wav2Vec2ForCTC / Wav2Vec2ForPreTraining checkpoints; the encoder does not use them.
+_HEAD_PREFIXES = ("lm_head.", "quantizer.", "project_q.", "project_hid.")
+_OLD_WEIGHT_NORM = {
+    "encoder.pos_conv_embed.conv.weight_g": "encoder.pos_conv_embed.conv.parametrizations.weight.original0",
+    "encoder.pos_conv_embed.conv.weight_v": "encoder.pos_conv_embed.conv.parametrizations.weight.original1",
+}
+
+
+def wav2vec2_encoder_state(state: dict) -> dict:
+    """Hugging Face (``wav2vec2.`` prefix, CTC head, old ``weight_g``/``weight_v``) or ComfyUI key naming -> the
+    encoder keys both share (``feature_extractor.*``, ``encoder.*``, parametrised positional convolution)."""
+    out = {}
+    for key, value in state.items():
+        key = key[len("wav2vec2.") :] if key.startswith("wav2vec2.") else key
+        if key.startswith(_HEAD_PREFIXES):
+            continue
+        out[_OLD_WEIGHT_NORM.get(key, key)] = value
+    return out

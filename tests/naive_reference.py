@@ -29,3 +29,21 @@ def naive_frame_attention(q, keys, values, k_lens, heads):
             rows = slice(f * per_frame, (f + 1) * per_frame)
             out[b, rows] = naive_attention(q[b, rows], keys[b, f, :n], values[b, f, :n], heads)
     return out
+
+
+def naive_official_windows(tokens: torch.Tensor, num_frames: int, expand: int = 4):
+    """Slot-by-slot re-statement of the official split_audio_sequence + split_tensor_with_padding."""
+    length = tokens.shape[0]
+    tpf = length / num_frames
+    half = int(tpf * 4 / 2)
+    centres = [0] + [int((tpf * ((i - 1) * 4 + 1) + tpf * (i * 4 + 1)) / 2) - 1 for i in range(1, (num_frames - 1) // 4 + 1)]
+    ranges = [[c - half, c + half] for c in centres]
+    ranges[0] = [-(half * 2 - ranges[1][0]), ranges[1][0]]
+    windows, k_lens = [], []
+    for start, end in ranges:
+        start, end = start - expand, end + expand
+        real = [tokens[j] for j in range(start, end + 1) if 0 <= j < length]
+        pad = [torch.zeros_like(tokens[0])] * (end - start + 1 - len(real))
+        windows.append(torch.stack(real + pad))
+        k_lens.append(len(real))
+    return torch.stack(windows), k_lens

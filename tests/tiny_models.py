@@ -116,3 +116,20 @@ def save_tiny_wan_i2v(comfy, path: str, seed: int = 0) -> str:
         state[key] = (1 + 0.1 * torch.randn(tensor.shape)) if is_norm_scale else 0.05 * torch.randn(tensor.shape)
     save_file({k: v.contiguous() for k, v in state.items()}, path)
     return path
+
+
+def comfy_wav2vec_config(num_layers: int = 1):
+    """768 wide like wav2vec2-base (ComfyUI's wav2vec2 fixes every width); fewer layers keep it small."""
+    from transformers import Wav2Vec2Config
+
+    return Wav2Vec2Config(num_hidden_layers=num_layers, vocab_size=32, feat_extract_norm="group", conv_bias=False, do_stable_layer_norm=False)
+
+
+def save_ctc_wav2vec_folder(folder: str, num_layers: int = 1, seed: int = 0) -> str:
+    """Saved the way facebook/wav2vec2-base-960h is: a Wav2Vec2ForCTC (``wav2vec2.`` prefix plus ``lm_head``)."""
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+
+    torch.manual_seed(seed)
+    Wav2Vec2ForCTC(comfy_wav2vec_config(num_layers)).eval().save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True).save_pretrained(folder)
+    return folder

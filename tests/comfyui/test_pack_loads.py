@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from conftest import PACK_DIR
+from tiers import PACK_DIR
 
 
 def test_comfyui_imports_the_pack(comfyui_path, tmp_path):

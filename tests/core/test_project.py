@@ -5,7 +5,7 @@ import subprocess
 import sys
 import tomllib
 
-from conftest import PACK_DIR
+from tiers import PACK_DIR
 
 
 def test_core_imports_without_comfyui():

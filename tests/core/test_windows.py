@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from naive_reference import naive_official_windows
+
 from fantasy_core.windows import compute_audio_windows, gather_windows, official_window_ranges
 
 
@@ -8,24 +10,6 @@ def wav2vec_tokens(num_frames: int, fps: float) -> int:
     """Tokens wav2vec2-base makes from the official trimmed segment (num_frames / fps seconds at 16 kHz)."""
     samples = int(num_frames / fps * 16000)
     return (samples - 400) // 320 + 1
-
-
-def naive_official_windows(tokens: torch.Tensor, num_frames: int, expand: int = 4):
-    """Slot-by-slot re-statement of the official split_audio_sequence + split_tensor_with_padding."""
-    length = tokens.shape[0]
-    tpf = length / num_frames
-    half = int(tpf * 4 / 2)
-    centres = [0] + [int((tpf * ((i - 1) * 4 + 1) + tpf * (i * 4 + 1)) / 2) - 1 for i in range(1, (num_frames - 1) // 4 + 1)]
-    ranges = [[c - half, c + half] for c in centres]
-    ranges[0] = [-(half * 2 - ranges[1][0]), ranges[1][0]]
-    windows, k_lens = [], []
-    for start, end in ranges:
-        start, end = start - expand, end + expand
-        real = [tokens[j] for j in range(start, end + 1) if 0 <= j < length]
-        pad = [torch.zeros_like(tokens[0])] * (end - start + 1 - len(real))
-        windows.append(torch.stack(real + pad))
-        k_lens.append(len(real))
-    return torch.stack(windows), k_lens
 
 
 def test_official_example_23fps_81_frames():

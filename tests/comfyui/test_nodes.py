@@ -1,0 +1,261 @@
+"""The six nodes in a real ComfyUI, in-process, with tiny random weights in the real file formats."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from naive_reference import naive_attention, naive_frame_attention, naive_official_windows
+from tiny_models import voice_like
+
+NODE_IDS = [
+    "FantasyTalkingModelLoader",
+    "FantasyTalkingWav2VecLoader",
+    "FantasyTalkingAudioEmbeds",
+    "FantasyTalkingApply",
+    "FantasyTalkingCFGGuider",
+    "FantasyTalkingSampler",
+]
+LATENT_FRAMES, LATENT_HW = 3, 8  # 9 frames of 64x64
+
+
+def run(comfy_nodes, node_id, **inputs):
+    return comfy_nodes[node_id].execute(**inputs).result
+
+
+@pytest.fixture(scope="module")
+def loaded(comfy_nodes, model_files):
+    import comfy.sd
+
+    (adapter,) = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="fantasytalking_tiny.ckpt", weight_dtype="default")
+    (encoder,) = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")
+    wan = comfy.sd.load_diffusion_model(model_files["wan"])
+    audio = {"waveform": torch.stack([voice_like(1.0, 22050), voice_like(1.0, 22050, seed=4)])[None], "sample_rate": 22050}
+    embeds, num_frames, fps, trimmed = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=encoder, fps=23, max_frames=9)
+    return {"adapter": adapter, "encoder": encoder, "wan": wan, "embeds": embeds, "num_frames": num_frames, "fps": fps, "trimmed": trimmed, "audio": audio}
+
+
+def conditioning(seed, frames=LATENT_FRAMES):
+    import comfy.clip_vision
+
+    gen = torch.Generator().manual_seed(seed)
+    clip = comfy.clip_vision.Output()
+    clip.penultimate_hidden_states = torch.randn(1, 257, 1280, generator=gen) * 0.5
+    extra = {
+        "clip_vision_output": clip,
+        "concat_latent_image": torch.randn(1, 16, frames, LATENT_HW, LATENT_HW, generator=gen) * 0.5,
+        "concat_mask": torch.zeros(1, 1, frames, LATENT_HW, LATENT_HW),
+    }
+    return [[torch.randn(1, 512, 4096, generator=gen) * 0.5, extra]]
+
+
+def denoise_once(model, positive, negative, cfg=1.0, guider=None, frames=LATENT_FRAMES, seed=0):
+    """One Euler step from the first sigma to 0: the result is exactly the (guided) denoised prediction."""
+    import comfy.sample
+    import comfy.samplers
+
+    latent = torch.zeros(1, 16, frames, LATENT_HW, LATENT_HW)
+    noise = comfy.sample.prepare_noise(latent, seed)
+    sigmas = torch.tensor([0.8, 0.0])
+    sampler = comfy.samplers.sampler_object("euler")
+    if guider is None:
+        return comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, latent, disable_pbar=True, seed=seed)
+    guider.set_conds(positive, negative)
+    return guider.sample(noise, latent, sampler, sigmas, disable_pbar=True, seed=seed)
+
+
+def test_all_nodes_registered_with_tooltips(comfy_nodes):
+    for node_id in NODE_IDS:
+        schema = comfy_nodes[node_id].GET_SCHEMA()
+        assert schema.category == "FantasyTalking"
+        for item in schema.inputs:
+            assert item.tooltip, f"{node_id}.{item.id} has no tooltip"
+
+
+def test_adapter_loader_keeps_the_file_weights_on_the_offload_device(loaded, model_files):
+    import comfy.model_management
+
+    patcher = loaded["adapter"]
+    state = patcher.model.state_dict()
+    for key, value in model_files["adapter_state"].items():
+        assert torch.equal(state[key], value), key
+    assert patcher.offload_device == comfy.model_management.unet_offload_device()
+    assert type(patcher.model.blocks[0].k_proj).__module__ == "comfy.ops"
+
+
+@pytest.mark.parametrize("weight_dtype, blocks, projection", [("fp16", torch.float16, torch.float16), ("fp8_e4m3fn", torch.float8_e4m3fn, torch.float32)])
+def test_adapter_weight_dtype_option(comfy_nodes, model_files, weight_dtype, blocks, projection):
+    (patcher,) = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="fantasytalking_tiny.ckpt", weight_dtype=weight_dtype)
+    assert patcher.model.blocks[1].v_proj.weight.dtype == blocks
+    assert patcher.model.proj_model.proj.weight.dtype == projection
+
+
+def test_adapter_loader_errors_name_the_file_and_folder(comfy_nodes, model_files):
+    from safetensors.torch import save_file
+
+    save_file({"patch_embedding.weight": torch.zeros(2)}, str(model_files["root"] / "fantasytalking" / "not_an_adapter.safetensors"))
+    with pytest.raises(ValueError, match="'not_an_adapter.safetensors' is not a FantasyTalking adapter"):
+        run(comfy_nodes, "FantasyTalkingModelLoader", model_name="not_an_adapter.safetensors", weight_dtype="default")
+    with pytest.raises(FileNotFoundError, match="'missing.ckpt' was not found in .*fantasytalking"):
+        run(comfy_nodes, "FantasyTalkingModelLoader", model_name="missing.ckpt", weight_dtype="default")
+
+
+def test_wav2vec_loader_matches_transformers_on_the_official_input(loaded, model_files):
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    folder = model_files["wav2vec"]
+    prepared = loaded["embeds"].audio
+    values = Wav2Vec2FeatureExtractor.from_pretrained(folder)(prepared.waveform.numpy(), sampling_rate=16000, return_tensors="pt").input_values
+    with torch.no_grad():
+        expected = Wav2Vec2Model.from_pretrained(folder).eval()(values).last_hidden_state[0]
+    torch.testing.assert_close(loaded["embeds"].features, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_wav2vec_single_file_with_old_weight_norm_names(comfy_nodes, loaded, model_files, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(model_files["wav2vec"]) + "/model.safetensors")
+    renamed = {k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v"): v for k, v in state.items()}
+    assert any(k.endswith("weight_g") for k in renamed)
+    path = model_files["root"] / "audio_encoders" / "wav2vec2_old_names.safetensors"
+    save_file(renamed, str(path))
+    (encoder,) = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2_old_names.safetensors")
+    for key, value in loaded["encoder"].model.state_dict().items():
+        assert torch.equal(encoder.model.state_dict()[key], value), key
+
+
+def test_wav2vec_file_with_missing_weights_is_rejected(comfy_nodes, model_files):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(model_files["wav2vec"]) + "/model.safetensors")
+    del state["wav2vec2.encoder.layers.0.attention.k_proj.weight"]
+    save_file(state, str(model_files["root"] / "audio_encoders" / "wav2vec2_broken.safetensors"))
+    with pytest.raises(ValueError, match="1 missing.*encoder.layers.0.attention.k_proj.weight"):
+        run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2_broken.safetensors")
+
+
+def test_audio_embeds_outputs(loaded):
+    embeds = loaded["embeds"]
+    assert loaded["num_frames"] == 9 and loaded["fps"] == 23.0
+    assert embeds.windows.latent_frames == LATENT_FRAMES
+    expected_tokens = (int(9 / 23 * 16000) - 400) // 320 + 1
+    assert embeds.features.shape == (expected_tokens, 768)
+    assert loaded["trimmed"]["sample_rate"] == 22050
+    assert loaded["trimmed"]["waveform"].shape == (1, 2, int(9 / 23 * 22050))
+
+
+def test_our_encoder_works_with_core_audio_encoder_encode(comfy_nodes, loaded):
+    prepared = loaded["embeds"].audio
+    audio = {"waveform": prepared.waveform[None, None], "sample_rate": 16000}
+    (output,) = run(comfy_nodes, "AudioEncoderEncode", audio_encoder=loaded["encoder"], audio=audio)
+    torch.testing.assert_close(output["encoded_audio"][0].float(), loaded["embeds"].features, rtol=1e-5, atol=1e-5)
+
+
+def naive_reference_model(wan, adapter_state, embeds, scale):
+    """Replace each block's cross-attention forward with the official formula restated naively (test-only)."""
+    proj = F.layer_norm(embeds.features @ adapter_state["proj_model.proj.weight"].T, (adapter_state["proj_model.norm.bias"].shape[0],),
+                        adapter_state["proj_model.norm.weight"], adapter_state["proj_model.norm.bias"], eps=1e-5)
+    windows, k_lens = naive_official_windows(proj, embeds.num_frames)
+    k_lens = torch.tensor(k_lens)[None]
+
+    def forward_for(index, attn):
+        def forward(x, context, context_img_len, transformer_options={}):
+            heads = attn.num_heads
+            q = attn.norm_q(attn.q(x))
+            img, txt = context[:, :context_img_len], context[:, context_img_len:]
+            keys = windows @ adapter_state[f"blocks.{index}.k_proj.weight"].T
+            values = windows @ adapter_state[f"blocks.{index}.v_proj.weight"].T
+            out = []
+            for b in range(x.shape[0]):
+                text = naive_attention(q[b], attn.norm_k(attn.k(txt[b])), attn.v(txt[b]), heads)
+                image = naive_attention(q[b], attn.norm_k_img(attn.k_img(img[b])), attn.v_img(img[b]), heads)
+                audio = naive_frame_attention(q[b : b + 1], keys[None], values[None], k_lens, heads)[0]
+                out.append(text + image + scale * audio)
+            return attn.o(torch.stack(out))
+
+        return forward
+
+    for index, block in enumerate(wan.blocks):
+        block.cross_attn.forward = forward_for(index, block.cross_attn)
+
+
+def restore(wan):
+    for block in wan.blocks:
+        block.cross_attn.__dict__.pop("forward", None)
+
+
+def test_one_evaluation_through_comfyui_equals_the_naive_official_formula(comfy_nodes, loaded, model_files):
+    (patched,) = run(comfy_nodes, "FantasyTalkingApply", model=loaded["wan"], fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=1.5)
+    positive, negative = conditioning(1), conditioning(2)
+    through_comfy = denoise_once(patched, positive, negative)
+    wan = loaded["wan"].model.diffusion_model
+    naive_reference_model(wan, model_files["adapter_state"], loaded["embeds"], 1.5)
+    try:
+        reference = denoise_once(loaded["wan"], positive, negative)
+    finally:
+        restore(wan)
+    torch.testing.assert_close(through_comfy, reference, rtol=1e-4, atol=1e-4)
+    plain = denoise_once(loaded["wan"], positive, negative)
+    assert (through_comfy - plain).abs().max() > 1e-3  # audio changes the output
+
+
+def test_scale_zero_is_the_unpatched_model_and_nothing_is_left_behind(comfy_nodes, loaded):
+    wan = loaded["wan"]
+    before = (dict(wan.wrappers), dict(wan.additional_models))
+    (silent,) = run(comfy_nodes, "FantasyTalkingApply", model=wan, fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=0.0)
+    positive, negative = conditioning(3), conditioning(4)
+    plain = denoise_once(wan, positive, negative)
+    assert torch.equal(denoise_once(silent, positive, negative), plain)
+    assert (dict(wan.wrappers), dict(wan.additional_models)) == before  # the input model is untouched
+    for block in wan.model.diffusion_model.blocks:
+        assert not block.cross_attn.norm_q._forward_hooks and not block.cross_attn.o._forward_pre_hooks
+    assert torch.equal(denoise_once(wan, positive, negative), plain)
+
+
+def test_downstream_clones_share_the_adapter_weights(comfy_nodes, loaded):
+    (patched,) = run(comfy_nodes, "FantasyTalkingApply", model=loaded["wan"], fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=1.0)
+    downstream = patched.clone().clone()
+    (adapter_clone,) = downstream.get_additional_models_with_key("fantasytalking")
+    original = loaded["adapter"].model.blocks[0].k_proj.weight
+    assert adapter_clone.model.blocks[0].k_proj.weight.data_ptr() == original.data_ptr()
+
+
+def test_guider_equals_the_official_formula_on_three_separate_passes(comfy_nodes, loaded):
+    cfg, audio_cfg = 5.0, 4.5
+    (with_audio,) = run(comfy_nodes, "FantasyTalkingApply", model=loaded["wan"], fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=1.0)
+    positive, negative = conditioning(5), conditioning(6)
+    cond = denoise_once(with_audio, positive, negative)
+    noaudio = denoise_once(loaded["wan"], positive, negative)
+    uncond = denoise_once(loaded["wan"], negative, positive)
+    (guider,) = run(comfy_nodes, "FantasyTalkingCFGGuider", model=with_audio, positive=positive, negative=negative,
+                    cfg=cfg, audio_cfg=audio_cfg, audio_cfg_start=0.0, audio_cfg_end=1.0)
+    guided = denoise_once(with_audio, positive, negative, guider=guider)
+    torch.testing.assert_close(guided, uncond + cfg * (noaudio - uncond) + audio_cfg * (cond - noaudio), rtol=1e-4, atol=1e-4)
+    (two_pass,) = run(comfy_nodes, "FantasyTalkingCFGGuider", model=with_audio, positive=positive, negative=negative,
+                      cfg=1.0, audio_cfg=audio_cfg, audio_cfg_start=0.0, audio_cfg_end=1.0)
+    torch.testing.assert_close(denoise_once(with_audio, positive, negative, guider=two_pass), noaudio + audio_cfg * (cond - noaudio), rtol=1e-4, atol=1e-4)
+
+
+def test_frame_count_mismatch_is_reported(comfy_nodes, loaded):
+    (patched,) = run(comfy_nodes, "FantasyTalkingApply", model=loaded["wan"], fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=1.0)
+    with pytest.raises(ValueError, match="made for 9 frames \\(3 latent frames\\).*has 5 latent frames.*WanImageToVideo's length"):
+        denoise_once(patched, conditioning(7, frames=5), conditioning(8, frames=5), frames=5)
+
+
+def test_adapter_for_another_model_size_is_rejected(comfy_nodes, loaded, model_files, tmp_path):
+    from tiny_models import in_layout, random_adapter_state, write_checkpoint
+
+    from fantasy_core import AdapterConfig
+
+    big = write_checkpoint(str(model_files["root"] / "fantasytalking" / "wide.safetensors"),
+                           in_layout(random_adapter_state(AdapterConfig(768, 24, 384, 3)), "repack"))
+    assert big
+    (wide,) = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="wide.safetensors", weight_dtype="default")
+    with pytest.raises(ValueError, match="adapter has 3 blocks of width 384, but the model has 2 blocks of width 256"):
+        run(comfy_nodes, "FantasyTalkingApply", model=loaded["wan"], fantasytalking_model=wide, audio_embeds=loaded["embeds"], audio_scale=1.0)
+
+
+def test_non_wan_model_is_rejected(comfy_nodes, loaded, comfy):
+    import comfy.model_patcher
+
+    other = comfy.model_patcher.ModelPatcher(torch.nn.Linear(2, 2), torch.device("cpu"), torch.device("cpu"))
+    with pytest.raises(ValueError, match="needs a Wan2.1 image-to-video model"):
+        run(comfy_nodes, "FantasyTalkingApply", model=other, fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=1.0)
