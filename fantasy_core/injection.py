@@ -34,6 +34,12 @@ def check_adapter_fits(adapter: FantasyTalkingAdapter, blocks: Sequence[nn.Modul
         )
 
 
+class _QuerySlot:
+    """The query of one block, from its norm_q to its o (an attribute, which torch.compile traces as a side effect)."""
+
+    q: torch.Tensor | None = None
+
+
 class AudioInjection:
     """Context manager: while active, every block's cross-attention includes the audio term.
 
@@ -80,18 +86,18 @@ class AudioInjection:
 
     def _hook_block(self, index: int, cross_attn: nn.Module) -> None:
         audio_kv = self.adapter.blocks[index]
-        captured: list[torch.Tensor] = []
+        slot = _QuerySlot()
 
         def keep_query(_module, _args, q):
-            captured.append(q)
+            slot.q = q
 
         def add_audio(_module, args):
-            if not captured:
+            q, slot.q = slot.q, None
+            if q is None:
                 raise RuntimeError(
                     f"FantasyTalking: block {index}'s cross-attention output ran without its query; another patch "
                     "replaced Wan's cross-attention. Remove that patch or apply FantasyTalking after it."
                 )
-            q = captured.pop()
             audio_out = audio_kv(q, self.audio, cross_attn.num_heads)
             return (args[0] + self._scale_for(audio_out) * audio_out, *args[1:])
 

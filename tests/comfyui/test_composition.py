@@ -1,0 +1,131 @@
+"""FantasyTalking composes with ComfyUI's own model machinery: lowvram streaming, LoRA, ModelSamplingSD3,
+EasyCache, TorchCompileModel."""
+
+import contextlib
+
+import pytest
+import torch
+from test_nodes import conditioning, denoise_once, run
+
+
+@pytest.fixture(scope="module")
+def setup(comfy_nodes, model_files):
+    import comfy.sd
+
+    (adapter,) = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="fantasytalking_tiny.ckpt", weight_dtype="default")
+    (encoder,) = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")
+    from tiny_models import voice_like
+
+    audio = {"waveform": voice_like(1.0, 16000)[None, None], "sample_rate": 16000}
+    embeds = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=encoder, fps=23, max_frames=9)[0]
+    wan = comfy.sd.load_diffusion_model(model_files["wan"])
+    return {"adapter": adapter, "embeds": embeds, "wan": wan, "positive": conditioning(11), "negative": conditioning(12)}
+
+
+def apply(comfy_nodes, setup, model, scale=1.0):
+    return run(comfy_nodes, "FantasyTalkingApply", model=model, fantasytalking_model=setup["adapter"], audio_embeds=setup["embeds"], audio_scale=scale)[0]
+
+
+@contextlib.contextmanager
+def forced_lowvram():
+    """Make ComfyUI treat the CPU as a device with no VRAM, so weights stay offloaded and are cast per layer."""
+    import comfy.model_management as mm
+
+    saved = mm.vram_state, mm.is_device_cpu
+    mm.unload_all_models()
+    mm.vram_state, mm.is_device_cpu = mm.VRAMState.NO_VRAM, (lambda device: False)
+    try:
+        yield
+    finally:
+        mm.vram_state, mm.is_device_cpu = saved
+        mm.unload_all_models()
+
+
+def test_identical_with_lowvram_streaming_forced(comfy_nodes, setup):
+    import comfy.model_management as mm
+
+    patched = apply(comfy_nodes, setup, setup["wan"])
+    full = denoise_once(patched, setup["positive"], setup["negative"], cfg=3.0)
+    streamed_flags = {}
+    with forced_lowvram():
+        streamed = denoise_once(patched, setup["positive"], setup["negative"], cfg=3.0)
+        for loaded in mm.current_loaded_models:
+            if loaded.model is setup["adapter"] or loaded.model.model is setup["adapter"].model:
+                streamed_flags["adapter"] = loaded.model.model.model_lowvram
+            if loaded.model.model is setup["wan"].model:
+                streamed_flags["wan"] = loaded.model.model.model_lowvram
+    assert streamed_flags == {"wan": True, "adapter": True}
+    assert torch.equal(streamed, full)
+
+
+@pytest.fixture(scope="module")
+def lora_name(comfy, model_files):
+    import folder_paths
+    from safetensors.torch import save_file
+
+    folder = model_files["root"] / "loras"
+    folder.mkdir(exist_ok=True)
+    folder_paths.add_model_folder_path("loras", str(folder))
+    gen = torch.Generator().manual_seed(3)
+    lora = {}
+    for target in ("blocks.0.cross_attn.q", "blocks.1.cross_attn.o", "blocks.1.ffn.0"):
+        out_dim, in_dim = (512, 256) if target.endswith("ffn.0") else (256, 256)
+        lora[f"diffusion_model.{target}.lora_up.weight"] = torch.randn(out_dim, 4, generator=gen) * 0.3
+        lora[f"diffusion_model.{target}.lora_down.weight"] = torch.randn(4, in_dim, generator=gen) * 0.3
+    save_file(lora, str(folder / "tiny_lora.safetensors"))
+    return "tiny_lora.safetensors"
+
+
+def test_lora_before_or_after_apply_gives_the_same_result(comfy_nodes, setup, lora_name):
+    lora_loader = comfy_nodes["LoraLoaderModelOnly"]()
+    with_lora = lora_loader.load_lora_model_only(setup["wan"], lora_name, 1.0)[0]
+    lora_then_audio = apply(comfy_nodes, setup, with_lora)
+    audio_then_lora = lora_loader.load_lora_model_only(apply(comfy_nodes, setup, setup["wan"]), lora_name, 1.0)[0]
+    positive, negative = setup["positive"], setup["negative"]
+    a = denoise_once(lora_then_audio, positive, negative)
+    b = denoise_once(audio_then_lora, positive, negative)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    lora_only = denoise_once(with_lora, positive, negative)
+    audio_only = denoise_once(apply(comfy_nodes, setup, setup["wan"]), positive, negative)
+    assert (a - lora_only).abs().max() > 1e-3 and (a - audio_only).abs().max() > 1e-3
+    assert torch.equal(denoise_once(apply(comfy_nodes, setup, with_lora, scale=0.0), positive, negative), lora_only)
+
+
+def test_model_sampling_shift_before_or_after_apply(comfy_nodes, setup):
+    shift = comfy_nodes["ModelSamplingSD3"]()
+    a = denoise_once(shift.patch(apply(comfy_nodes, setup, setup["wan"]), 5.0)[0], setup["positive"], setup["negative"])
+    b = denoise_once(apply(comfy_nodes, setup, shift.patch(setup["wan"], 5.0)[0]), setup["positive"], setup["negative"])
+    assert torch.equal(a, b)
+    assert (a - denoise_once(shift.patch(setup["wan"], 5.0)[0], setup["positive"], setup["negative"])).abs().max() > 1e-3
+
+
+def sample_steps(model, positive, negative, steps=6, cfg=3.0):
+    import comfy.sample
+    import comfy.samplers
+
+    latent = torch.zeros(1, 16, 3, 8, 8)
+    sigmas = torch.linspace(1.0, 0.0, steps + 1)
+    return comfy.sample.sample_custom(model, comfy.sample.prepare_noise(latent, 0), cfg, comfy.samplers.sampler_object("euler"),
+                                      sigmas, positive, negative, latent, disable_pbar=True, seed=0)
+
+
+def test_easycache_runs_with_the_audio_patch(comfy_nodes, setup):
+    patched = apply(comfy_nodes, setup, setup["wan"])
+    (cached,) = run(comfy_nodes, "EasyCache", model=patched, reuse_threshold=0.2, start_percent=0.15, end_percent=0.95, verbose=False)
+    with_cache = sample_steps(cached, setup["positive"], setup["negative"])
+    without_audio = sample_steps(run(comfy_nodes, "EasyCache", model=setup["wan"], reuse_threshold=0.2, start_percent=0.15,
+                                     end_percent=0.95, verbose=False)[0], setup["positive"], setup["negative"])
+    assert torch.isfinite(with_cache).all()
+    assert (with_cache - without_audio).abs().max() > 1e-3
+    for block in setup["wan"].model.diffusion_model.blocks:
+        assert not block.cross_attn.norm_q._forward_hooks and not block.cross_attn.o._forward_pre_hooks
+
+
+def test_torch_compile_model_matches_eager(comfy_nodes, setup):
+    patched = apply(comfy_nodes, setup, setup["wan"])
+    eager = denoise_once(patched, setup["positive"], setup["negative"])
+    (compiled,) = run(comfy_nodes, "TorchCompileModel", model=patched, backend="inductor")
+    result = denoise_once(compiled, setup["positive"], setup["negative"])
+    torch.testing.assert_close(result, eager, rtol=1e-4, atol=1e-4)
+    for block in setup["wan"].model.diffusion_model.blocks:
+        assert not block.cross_attn.norm_q._forward_hooks and not block.cross_attn.o._forward_pre_hooks
