@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 from safetensors.torch import save_file
@@ -133,3 +134,43 @@ def save_ctc_wav2vec_folder(folder: str, num_layers: int = 1, seed: int = 0) -> 
     Wav2Vec2ForCTC(comfy_wav2vec_config(num_layers)).eval().save_pretrained(folder)
     Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True).save_pretrained(folder)
     return folder
+
+
+def save_tiny_wan_vae(comfy, path: str, seed: int = 0) -> str:
+    """A random-weight Wan 2.1 VAE in its real key layout; ComfyUI reads its width from decoder.head.0.gamma."""
+    from comfy.ldm.wan.vae import WanVAE
+
+    torch.manual_seed(seed)
+    vae = WanVAE(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], temperal_downsample=[False, True, True], dropout=0.0)
+    state = {}
+    for key, tensor in vae.state_dict().items():  # ComfyUI builds it uninitialised: fill every tensor
+        if key.endswith("gamma"):
+            state[key] = 1 + 0.1 * torch.randn(tensor.shape)
+        elif key.endswith("bias") or tensor.dim() < 2:
+            state[key] = 0.01 * torch.randn(tensor.shape)
+        else:
+            state[key] = torch.randn(tensor.shape) / math.sqrt(tensor[0].numel())
+    save_file({k: v.contiguous() for k, v in state.items()}, path)
+    return path
+
+
+def save_media(folder: str, seconds: float = 1.0, seed: int = 0) -> tuple[str, str]:
+    """A portrait-sized PNG and a 22.05 kHz stereo WAV, written with the libraries ComfyUI itself reads them with."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    image = f"portrait_{seed}.png"
+    Image.fromarray(rng.integers(0, 255, (96, 80, 3), dtype=np.uint8)).save(os.path.join(folder, image))
+    audio = f"voice_{seed}.wav"
+    samples = torch.stack([voice_like(seconds, 22050, seed), voice_like(seconds, 22050, seed + 100)]).numpy()
+    with av.open(os.path.join(folder, audio), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=22050, layout="stereo")
+        frame = av.AudioFrame.from_ndarray((samples * 20000).astype(np.int16).T.reshape(1, -1), format="s16", layout="stereo")
+        frame.sample_rate = 22050
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return image, audio

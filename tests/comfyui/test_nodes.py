@@ -259,3 +259,18 @@ def test_non_wan_model_is_rejected(comfy_nodes, loaded, comfy):
     other = comfy.model_patcher.ModelPatcher(torch.nn.Linear(2, 2), torch.device("cpu"), torch.device("cpu"))
     with pytest.raises(ValueError, match="needs a Wan2.1 image-to-video model"):
         run(comfy_nodes, "FantasyTalkingApply", model=other, fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=1.0)
+
+
+def test_long_audio_is_encoded_in_chunks_with_progress(comfy_nodes, loaded):
+    import comfy.utils
+
+    updates = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: updates.append((value, total)))
+    try:
+        audio = {"waveform": voice_like(65.0, 16000)[None, None], "sample_rate": 16000}
+        embeds, num_frames, _, _ = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=loaded["encoder"], fps=23, max_frames=100001)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+    assert num_frames == int(23 * 65.0 // 4) * 4 + 5
+    assert embeds.features.shape[0] == (int(num_frames / 23 * 16000) - 400) // 320 + 1
+    assert updates == [(1, 3), (2, 3), (3, 3)]
