@@ -274,4 +274,5 @@ def test_long_audio_is_encoded_in_chunks_with_progress(comfy_nodes, loaded):
     assert num_frames == int(23 * 65.0 // 4) * 4 + 5
     kept = min(int(num_frames / 23 * 16000), 65 * 16000)  # the official trim never pads
     assert embeds.features.shape[0] == (kept - 400) // 320 + 1
-    assert updates == [(1, 3), (2, 3), (3, 3)]
+    # 3249 tokens; each 30 s chunk keeps 999 (1499 minus 2 x 250 context tokens): 4 chunks, one update each
+    assert updates == [(1, 4), (2, 4), (3, 4), (4, 4)]
