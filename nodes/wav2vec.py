@@ -153,6 +153,6 @@ def encode_voice(encoder, waveform: torch.Tensor) -> torch.Tensor:
         progress_bar.update_absolute(done, total)
 
     def forward(samples: torch.Tensor) -> torch.Tensor:
-        return model(samples[:, None].to(encoder.load_device, encoder.dtype))[0]
+        return model(samples[:, None].to(encoder.load_device, torch.float32))[0]  # as core feeds it; weights cast per layer
 
     return encode_in_chunks(waveform, forward, WAV2VEC2_GEOMETRY, progress=progress)

@@ -276,3 +276,37 @@ def test_long_audio_is_encoded_in_chunks_with_progress(comfy_nodes, loaded):
     assert embeds.features.shape[0] == (kept - 400) // 320 + 1
     # 3249 tokens; each 30 s chunk keeps 999 (1499 minus 2 x 250 context tokens): 4 chunks, one update each
     assert updates == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_core_audio_encoder_loader_output_is_accepted_and_normalised(comfy_nodes, model_files):
+    """Core's loader builds a 768-wide wav2vec2 without input normalisation; the embeds node must add it."""
+    from safetensors.torch import save_file
+    from tiny_models import comfy_wav2vec_config
+    from transformers import Wav2Vec2Model
+
+    torch.manual_seed(5)
+    state = Wav2Vec2Model(comfy_wav2vec_config(num_layers=12)).state_dict()  # core's loader expects all 12 layers
+    save_file({k: v.contiguous() for k, v in state.items()}, str(model_files["root"] / "audio_encoders" / "wav2vec2_base_comfy.safetensors"))
+    (core_encoder,) = run(comfy_nodes, "AudioEncoderLoader", audio_encoder_name="wav2vec2_base_comfy.safetensors")
+    (our_encoder,) = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2_base_comfy.safetensors")
+    assert core_encoder.model.do_normalize is False
+    seen = []
+    hook = core_encoder.model.feature_extractor.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    audio = {"waveform": (0.2 * voice_like(1.0, 16000) + 0.05)[None, None], "sample_rate": 16000}
+    try:
+        from_core = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=core_encoder, fps=23, max_frames=81)[0]
+    finally:
+        hook.remove()
+    (heard,) = seen
+    assert abs(float(heard.mean())) < 1e-4 and abs(float(heard.std()) - 1) < 1e-3  # normalised before the model
+    from_ours = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=our_encoder, fps=23, max_frames=81)[0]
+    relative = float((from_core.features - from_ours.features).norm() / from_ours.features.norm())
+    assert relative < 1e-2, relative  # core keeps the weights in fp16 on this device; ours are fp32 as officially
+
+
+def test_non_wav2vec_encoder_is_rejected(comfy_nodes, loaded):
+    class WhisperLike:
+        model = torch.nn.Linear(2, 2)
+
+    with pytest.raises(ValueError, match="needs wav2vec2-base-960h, but this encoder is Linear"):
+        run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=loaded["audio"], audio_encoder=WhisperLike(), fps=23, max_frames=81)
