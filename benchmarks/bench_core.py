@@ -39,6 +39,9 @@ def median_seconds(fn, repeats: int) -> float:
 
 def wav2vec_folder(folder: str, base_sized: bool) -> str:
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
 
     if base_sized:  # wav2vec2-base-960h's architecture
         config = Wav2Vec2Config(vocab_size=32)

@@ -1,5 +1,12 @@
 #!/usr/bin/env bash
-# Sets up the pinned environment (first run only) and runs the benchmarks. Extra arguments go to bench_core.py.
+# Sets up the pinned environment (first run only) and runs the benchmarks: the core one always, the ComfyUI one
+# when a ComfyUI checkout is found (see scripts/venv.sh).
 source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 cd "$pack_dir"
-PYTHONPATH="$pack_dir" exec "$venv/bin/python" benchmarks/bench_core.py "$@"
+export PYTHONPATH="$pack_dir"
+"$venv/bin/python" benchmarks/bench_core.py
+if [ -n "$comfy" ]; then
+  "$venv/bin/python" benchmarks/bench_comfyui.py
+else
+  echo "ComfyUI benchmark skipped: no ComfyUI checkout found (set COMFYUI_PATH)"
+fi
