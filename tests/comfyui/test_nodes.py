@@ -310,3 +310,82 @@ def test_non_wav2vec_encoder_is_rejected(comfy_nodes, loaded):
 
     with pytest.raises(ValueError, match="needs wav2vec2-base-960h, but this encoder is Linear"):
         run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=loaded["audio"], audio_encoder=WhisperLike(), fps=23, max_frames=81)
+
+
+def test_ksampler_negative_pass_runs_without_audio(comfy_nodes, loaded):
+    """Core CFG on the patched model: uncond (no audio) + cfg * (cond with audio - uncond)."""
+    (patched,) = run(comfy_nodes, "FantasyTalkingApply", model=loaded["wan"], fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=1.0)
+    positive, negative = conditioning(13), conditioning(14)
+    cond = denoise_once(patched, positive, negative)
+    uncond = denoise_once(loaded["wan"], negative, positive)
+    torch.testing.assert_close(denoise_once(patched, positive, negative, cfg=3.0), uncond + 3.0 * (cond - uncond), rtol=1e-4, atol=1e-4)
+
+
+def test_audio_cfg_outside_its_step_range_is_one(comfy_nodes, loaded):
+    (patched,) = run(comfy_nodes, "FantasyTalkingApply", model=loaded["wan"], fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=1.0)
+    positive, negative = conditioning(15), conditioning(16)
+
+    def guided(audio_cfg, start, end):
+        (guider,) = run(comfy_nodes, "FantasyTalkingCFGGuider", model=patched, positive=positive, negative=negative,
+                        cfg=4.0, audio_cfg=audio_cfg, audio_cfg_start=start, audio_cfg_end=end)
+        return denoise_once(patched, positive, negative, guider=guider)
+
+    late = guided(4.5, 0.5, 1.0)  # the single step (progress 0) lies outside [0.5, 1)
+    torch.testing.assert_close(late, guided(1.0, 0.0, 1.0))
+    assert (late - guided(4.5, 0.0, 1.0)).abs().max() > 1e-3
+
+
+def test_hooks_are_removed_when_sampling_fails_inside_the_model(comfy_nodes, loaded):
+    (patched,) = run(comfy_nodes, "FantasyTalkingApply", model=loaded["wan"], fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=1.0)
+    failing = patched.clone()
+
+    def interrupt(args, extra):
+        import comfy.model_management
+
+        raise comfy.model_management.InterruptProcessingException()
+
+    failing.set_model_patch_replace(interrupt, "dit", "double_block", 1)
+    import comfy.model_management
+
+    with pytest.raises(comfy.model_management.InterruptProcessingException):
+        denoise_once(failing, conditioning(17), conditioning(18))
+    for block in loaded["wan"].model.diffusion_model.blocks:
+        assert not block.cross_attn.norm_q._forward_hooks and not block.cross_attn.o._forward_pre_hooks
+
+
+def test_text_to_video_wan_is_rejected(comfy, comfy_nodes, loaded, model_files):
+    import comfy.ops
+    import comfy.sd
+    from comfy.ldm.wan.model import WanModel
+    from safetensors.torch import save_file
+    from tiny_models import TINY_WAN
+
+    t2v = WanModel(model_type="t2v", in_dim=16, out_dim=16, text_dim=4096, operations=comfy.ops.disable_weight_init, **TINY_WAN)
+    path = str(model_files["root"] / "diffusion_models" / "wan2.1_t2v_tiny.safetensors")
+    save_file({k: torch.randn(v.shape) * 0.05 for k, v in t2v.state_dict().items()}, path)
+    with pytest.raises(ValueError, match="this Wan model is text-to-video"):
+        run(comfy_nodes, "FantasyTalkingApply", model=comfy.sd.load_diffusion_model(path), fantasytalking_model=loaded["adapter"],
+            audio_embeds=loaded["embeds"], audio_scale=1.0)
+
+
+def test_wav2vec_folder_settings_and_locations(comfy_nodes, model_files):
+    import json
+    import os
+    import shutil
+
+    import folder_paths
+
+    transformers_dir = model_files["root"] / "transformers" / "facebook"
+    transformers_dir.mkdir(parents=True)
+    folder_paths.add_model_folder_path("transformers", str(model_files["root"] / "transformers"))
+    target = transformers_dir / "wav2vec2-raw"
+    shutil.copytree(model_files["wav2vec"], target)
+    config = json.loads((target / "preprocessor_config.json").read_text())
+    (target / "preprocessor_config.json").write_text(json.dumps({**config, "do_normalize": False}))
+    schema_inputs = comfy_nodes["FantasyTalkingWav2VecLoader"].GET_SCHEMA().inputs
+    assert "facebook/wav2vec2-raw" in schema_inputs[0].options
+    (encoder,) = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="facebook/wav2vec2-raw")
+    assert encoder.normalize_input is False
+    with pytest.raises(FileNotFoundError, match="'nothing-here' was not found in .*audio_encoders.*transformers"):
+        run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="nothing-here")
+    assert os.path.isdir(target)

@@ -43,3 +43,14 @@ def test_schedule_applies_audio_cfg_inside_the_range_only():
 def test_schedule_range_is_validated(start, end):
     with pytest.raises(ValueError, match="audio_cfg_start/end"):
         scheduled_audio_cfg(0, 30, 4.5, start, end)
+
+
+def test_official_sigmas_follow_the_flow_matching_formula():
+    from fantasy_core.guidance import official_sigmas
+
+    sigmas = official_sigmas(30, shift=5.0)
+    assert sigmas.shape == (31,) and sigmas[0] == 1.0 and sigmas[-1] == 0.0
+    s = 1 - 7 / 30
+    assert sigmas[7].item() == pytest.approx(5 * s / (1 + 4 * s))
+    assert torch.all(sigmas[:-1] > sigmas[1:])
+    torch.testing.assert_close(official_sigmas(15, 5.0, denoise=0.5), official_sigmas(30, 5.0)[-16:])
