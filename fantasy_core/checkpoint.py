@@ -130,12 +130,12 @@ def _flatten_nested(raw: dict, path: str) -> dict:
 
 def _canonical(flat: dict, path: str, layout: _Layout) -> dict[str, torch.Tensor]:
     canonical = {}
-    for key in sorted(flat):
+    for key in sorted(flat, key=str):
         value = flat[key]
-        match = layout.block_key.fullmatch(key)
+        match = layout.block_key.fullmatch(str(key))
         if match:
             new_key = f"blocks.{int(match.group(1))}.{match.group(2)}.weight"
-        elif key.startswith("proj_model.") and key[len("proj_model.") :] in PROJECTION_KEYS:
+        elif str(key).startswith("proj_model.") and str(key)[len("proj_model.") :] in PROJECTION_KEYS:
             new_key = key
         else:
             _fail(path, layout.name, "it holds a key this layout does not have", key)
