@@ -174,3 +174,15 @@ def save_media(folder: str, seconds: float = 1.0, seed: int = 0) -> tuple[str, s
         for packet in stream.encode(None):
             container.mux(packet)
     return image, audio
+
+
+def save_tiny_wan_lora(path: str, seed: int = 3) -> str:
+    """A rank-4 LoRA for the tiny Wan in the generic ``diffusion_model.<module>.lora_up/lora_down`` format."""
+    gen = torch.Generator().manual_seed(seed)
+    lora = {}
+    for target in ("blocks.0.cross_attn.q", "blocks.1.cross_attn.o", "blocks.1.ffn.0"):
+        out_dim = TINY_WAN["ffn_dim"] if target.endswith("ffn.0") else TINY_WAN["dim"]
+        lora[f"diffusion_model.{target}.lora_up.weight"] = torch.randn(out_dim, 4, generator=gen) * 0.3
+        lora[f"diffusion_model.{target}.lora_down.weight"] = torch.randn(4, TINY_WAN["dim"], generator=gen) * 0.3
+    save_file(lora, path)
+    return path

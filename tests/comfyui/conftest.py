@@ -5,21 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
+import time
 
 import pytest
+from conftest_helpers import free_port, http
 from tiers import PACK_DIR
 from tiny_models import (
     TINY_WAN,
     in_layout,
     random_adapter_state,
     save_ctc_wav2vec_folder,
+    save_media,
     save_tiny_wan_i2v,
+    save_tiny_wan_vae,
     write_checkpoint,
 )
 
 from fantasy_core import AdapterConfig
 
 PACK_NAME = "fantasytalking-native"
+TESTING_PACK = os.path.join(os.path.dirname(__file__), "testing_pack")
 ADAPTER_768 = AdapterConfig(audio_dim=768, context_dim=24, model_dim=TINY_WAN["dim"], num_blocks=TINY_WAN["num_layers"])
 
 
@@ -41,7 +48,7 @@ def model_files(comfy, comfy_nodes, tmp_path_factory):
     import folder_paths
 
     root = tmp_path_factory.mktemp("models")
-    for name in ("diffusion_models", "fantasytalking", "audio_encoders", "vae"):
+    for name in ("diffusion_models", "fantasytalking", "audio_encoders", "vae", "loras"):
         (root / name).mkdir()
         folder_paths.add_model_folder_path(name, str(root / name))
     files = {
@@ -52,3 +59,63 @@ def model_files(comfy, comfy_nodes, tmp_path_factory):
     }
     files["adapter"] = write_checkpoint(str(root / "fantasytalking" / "fantasytalking_tiny.ckpt"), in_layout(files["adapter_state"], "nested"))
     return files
+
+
+@pytest.fixture(scope="session")
+def workspace(comfy, comfy_nodes, model_files, tmp_path_factory):
+    import folder_paths
+    import nodes
+
+    model_files["vae"] = save_tiny_wan_vae(comfy, str(model_files["root"] / "vae" / "wan_2.1_vae_tiny.safetensors"))
+    inputs, outputs = tmp_path_factory.mktemp("input"), tmp_path_factory.mktemp("output")
+    media = [save_media(str(inputs), seconds=1.0, seed=seed) for seed in (0, 1)]
+    folder_paths.set_input_directory(str(inputs))
+    folder_paths.set_output_directory(str(outputs))
+    if "FantasyTalkingTestConditioning" not in comfy_nodes:
+        assert asyncio.run(nodes.load_custom_node(TESTING_PACK, module_parent="custom_nodes"))
+    return {"inputs": inputs, "outputs": outputs, "media": media, "models": model_files["root"]}
+
+
+@pytest.fixture(scope="session")
+def server(comfyui_path, workspace, tmp_path_factory):
+    root = tmp_path_factory.mktemp("server")
+    custom_nodes = root / "custom_nodes"
+    custom_nodes.mkdir()
+    os.symlink(PACK_DIR, custom_nodes / "fantasytalking-native")
+    os.symlink(TESTING_PACK, custom_nodes / "fantasytalking_testing_pack")
+    (root / "user").mkdir()
+    config = root / "extra_model_paths.yaml"
+    models = workspace["models"]
+    config.write_text(
+        "test:\n"
+        f"  base_path: {models}\n"
+        "  diffusion_models: diffusion_models\n  vae: vae\n  fantasytalking: fantasytalking\n  audio_encoders: audio_encoders\n  loras: loras\n"
+        f"  custom_nodes: {custom_nodes}\n"
+    )
+    port = free_port()
+    log = open(root / "server.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
+         "--disable-api-nodes", "--database-url", "sqlite:///:memory:", "--extra-model-paths-config", str(config),
+         "--input-directory", str(workspace["inputs"]), "--output-directory", str(root / "output"),
+         "--user-directory", str(root / "user")],
+        cwd=comfyui_path, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                http(port, "/system_stats", timeout=5)
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("ComfyUI server did not start:\n" + (root / "server.log").read_text()[-4000:])
+                time.sleep(1)
+        yield {"port": port, "output": root / "output", "log": root / "server.log"}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

@@ -60,19 +60,9 @@ def test_identical_with_lowvram_streaming_forced(comfy_nodes, setup):
 
 @pytest.fixture(scope="module")
 def lora_name(comfy, model_files):
-    import folder_paths
-    from safetensors.torch import save_file
+    from tiny_models import save_tiny_wan_lora
 
-    folder = model_files["root"] / "loras"
-    folder.mkdir(exist_ok=True)
-    folder_paths.add_model_folder_path("loras", str(folder))
-    gen = torch.Generator().manual_seed(3)
-    lora = {}
-    for target in ("blocks.0.cross_attn.q", "blocks.1.cross_attn.o", "blocks.1.ffn.0"):
-        out_dim, in_dim = (512, 256) if target.endswith("ffn.0") else (256, 256)
-        lora[f"diffusion_model.{target}.lora_up.weight"] = torch.randn(out_dim, 4, generator=gen) * 0.3
-        lora[f"diffusion_model.{target}.lora_down.weight"] = torch.randn(4, in_dim, generator=gen) * 0.3
-    save_file(lora, str(folder / "tiny_lora.safetensors"))
+    save_tiny_wan_lora(str(model_files["root"] / "loras" / "tiny_lora.safetensors"))
     return "tiny_lora.safetensors"
 
 

@@ -1,40 +1,18 @@
 """Whole workflows: portrait + voice -> MP4 with sound, in-process and through a ComfyUI server on loopback."""
 
 import asyncio
-import json
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 
 import pytest
 import torch
+from conftest_helpers import http, wait_for
 from graphs import mp4_streams, talking_portrait
-from tiers import PACK_DIR
-from tiny_models import save_media, save_tiny_wan_vae
 
 from test_nodes import NODE_IDS
 
-TESTING_PACK = os.path.join(os.path.dirname(__file__), "testing_pack")
 FRAMES, FPS = 9, 23
-
-
-@pytest.fixture(scope="module")
-def workspace(comfy, comfy_nodes, model_files, tmp_path_factory):
-    import folder_paths
-    import nodes
-
-    save_tiny_wan_vae(comfy, str(model_files["root"] / "vae" / "wan_2.1_vae_tiny.safetensors"))
-    inputs, outputs = tmp_path_factory.mktemp("input"), tmp_path_factory.mktemp("output")
-    media = [save_media(str(inputs), seconds=1.0, seed=seed) for seed in (0, 1)]
-    folder_paths.set_input_directory(str(inputs))
-    folder_paths.set_output_directory(str(outputs))
-    if "FantasyTalkingTestConditioning" not in comfy_nodes:
-        assert asyncio.run(nodes.load_custom_node(TESTING_PACK, module_parent="custom_nodes"))
-    return {"inputs": inputs, "outputs": outputs, "media": media, "models": model_files["root"]}
 
 
 class RecordingServer:
@@ -85,76 +63,6 @@ def test_workflow_in_process_writes_mp4_with_audio(workspace):
     for node_id in ("21", "24"):
         (entry,) = outputs[node_id]["images"]
         check_video(saved_file(workspace["outputs"], entry))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http(port, path, body=None, timeout=30):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
-
-
-@pytest.fixture(scope="module")
-def server(comfyui_path, workspace, tmp_path_factory):
-    root = tmp_path_factory.mktemp("server")
-    custom_nodes = root / "custom_nodes"
-    custom_nodes.mkdir()
-    os.symlink(PACK_DIR, custom_nodes / "fantasytalking-native")
-    os.symlink(TESTING_PACK, custom_nodes / "fantasytalking_testing_pack")
-    (root / "user").mkdir()
-    config = root / "extra_model_paths.yaml"
-    models = workspace["models"]
-    config.write_text(
-        "test:\n"
-        f"  base_path: {models}\n"
-        "  diffusion_models: diffusion_models\n  vae: vae\n  fantasytalking: fantasytalking\n  audio_encoders: audio_encoders\n"
-        f"  custom_nodes: {custom_nodes}\n"
-    )
-    port = free_port()
-    log = open(root / "server.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
-         "--disable-api-nodes", "--database-url", "sqlite:///:memory:", "--extra-model-paths-config", str(config),
-         "--input-directory", str(workspace["inputs"]), "--output-directory", str(root / "output"),
-         "--user-directory", str(root / "user")],
-        cwd=comfyui_path, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                http(port, "/system_stats", timeout=5)
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("ComfyUI server did not start:\n" + (root / "server.log").read_text()[-4000:])
-                time.sleep(1)
-        yield {"port": port, "output": root / "output", "log": root / "server.log"}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-
-
-def wait_for(server, prompt_id, timeout=600):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        history = http(server["port"], f"/history/{prompt_id}")
-        if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
-            entry = history[prompt_id]
-            assert entry["status"]["status_str"] == "success", (entry["status"], server["log"].read_text()[-4000:])
-            return entry["outputs"]
-        time.sleep(0.5)
-    raise TimeoutError(server["log"].read_text()[-4000:])
 
 
 def test_object_info_lists_the_nodes_with_inputs_and_tooltips(server):

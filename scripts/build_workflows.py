@@ -1,0 +1,231 @@
+"""Writes the shipped workflows from one description: workflows/*.json (UI format, for dragging into ComfyUI and the
+template browser) and workflows/api/*.json (API format, for POST /prompt and `fantasytalking generate`).
+
+Widget order comes from the node definitions of a real ComfyUI with the pack loaded (COMFYUI_PATH or
+~/comfy/ComfyUI), so the UI files match what the frontend expects. Run it with the test environment:
+
+    ~/.cache/fantasytalking-nodes/venv/bin/python scripts/build_workflows.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+
+PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKFLOWS_DIR = os.path.join(PACK_DIR, "workflows")
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+REPACK = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
+MODELS = {
+    "wan_bf16": ("wan2.1_i2v_720p_14B_bf16.safetensors", f"{REPACK}/diffusion_models/wan2.1_i2v_720p_14B_bf16.safetensors", "diffusion_models"),
+    "wan_fp8": ("wan2.1_i2v_720p_14B_fp8_e4m3fn.safetensors", f"{REPACK}/diffusion_models/wan2.1_i2v_720p_14B_fp8_e4m3fn.safetensors", "diffusion_models"),
+    "umt5": ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", f"{REPACK}/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders"),
+    "vae": ("wan_2.1_vae.safetensors", f"{REPACK}/vae/wan_2.1_vae.safetensors", "vae"),
+    "clip_vision": ("clip_vision_h.safetensors", f"{REPACK}/clip_vision/clip_vision_h.safetensors", "clip_vision"),
+    "adapter": ("fantasytalking_model.ckpt", "https://huggingface.co/acvlab/FantasyTalking/resolve/main/fantasytalking_model.ckpt", "fantasytalking"),
+    "wav2vec": ("wav2vec2-base-960h.safetensors", "https://huggingface.co/facebook/wav2vec2-base-960h/resolve/main/model.safetensors", "audio_encoders"),
+    "lightx2v": ("lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors",
+                 "https://huggingface.co/Kijai/WanVideo_comfy/resolve/main/Lightx2v/lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors", "loras"),
+}
+OFFICIAL_NEGATIVE = (
+    "人物静止不动，静止，色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，"
+    "残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
+)
+
+
+@dataclass
+class Node:
+    id: int
+    type: str
+    title: str
+    group: str
+    widgets: dict = field(default_factory=dict)
+    links: dict = field(default_factory=dict)  # input name -> (source node id, output slot)
+    model: str | None = None  # key of MODELS, for the Missing Models dialog
+
+
+GROUPS = {  # title -> (x, y, colour); nodes are laid out in columns inside their group
+    "1. Your inputs: portrait, voice, prompt": (0, 0, "#3f789e"),
+    "2. Models (download links in each loader)": (0, 620, "#8A8"),
+    "3. FantasyTalking audio": (700, 0, "#a1309b"),
+    "4. Image-to-video conditioning": (700, 620, "#b58b2a"),
+    "5. Sampling (official settings)": (1400, 0, "#88A"),
+    "6. Output video": (1400, 620, "#444"),
+}
+INPUTS, MODELS_GROUP, AUDIO, CONDITIONING, SAMPLING, OUTPUT = GROUPS
+
+
+def talking_portrait(variant: str) -> list[Node]:
+    """standard: bf16 Wan, official settings; lowvram: fp8 Wan weights; fast: + distilled LoRA, 4 steps at cfg 1."""
+    wan = "wan_fp8" if variant in ("lowvram", "fast") else "wan_bf16"
+    steps, cfg, audio_cfg = (4, 1.0, 2.0) if variant == "fast" else (30, 5.0, 4.5)
+    nodes = [
+        Node(1, "LoadImage", "Portrait", INPUTS, {"image": "portrait.png"}),
+        Node(2, "LoadAudio", "Voice", INPUTS, {"audio": "speech.wav"}),
+        Node(3, "CLIPTextEncode", "Prompt", INPUTS, {"text": "A woman is talking."}, {"clip": (11, 0)}),
+        Node(4, "CLIPTextEncode", "Negative prompt (official)", INPUTS, {"text": OFFICIAL_NEGATIVE}, {"clip": (11, 0)}),
+        Node(10, "UNETLoader", "Wan2.1 I2V 14B", MODELS_GROUP, {"unet_name": MODELS[wan][0], "weight_dtype": "default"}, model=wan),
+        Node(11, "CLIPLoader", "Text encoder (umt5-xxl)", MODELS_GROUP, {"clip_name": MODELS["umt5"][0], "type": "wan", "device": "default"}, model="umt5"),
+        Node(12, "VAELoader", "Wan VAE", MODELS_GROUP, {"vae_name": MODELS["vae"][0]}, model="vae"),
+        Node(13, "CLIPVisionLoader", "CLIP vision (ViT-H)", MODELS_GROUP, {"clip_name": MODELS["clip_vision"][0]}, model="clip_vision"),
+        Node(14, "FantasyTalkingModelLoader", "FantasyTalking adapter", MODELS_GROUP, {"model_name": MODELS["adapter"][0], "weight_dtype": "default"}, model="adapter"),
+        Node(15, "FantasyTalkingWav2VecLoader", "wav2vec2-base-960h", MODELS_GROUP, {"model_name": MODELS["wav2vec"][0]}, model="wav2vec"),
+        Node(20, "FantasyTalkingAudioEmbeds", "Audio embeds (23 fps, 81 frames)", AUDIO, {"fps": 23, "max_frames": 81}, {"audio": (2, 0), "audio_encoder": (15, 0)}),
+        Node(21, "FantasyTalkingApply", "FantasyTalking Apply", AUDIO, {"audio_scale": 1.0}, {"model": (16 if variant == "fast" else 10, 0), "fantasytalking_model": (14, 0), "audio_embeds": (20, 0)}),
+        Node(30, "ImageScaleToMaxDimension", "Longest side 512 (official)", CONDITIONING, {"upscale_method": "lanczos", "largest_size": 512}, {"image": (1, 0)}),
+        Node(31, "GetImageSize", "Video size", CONDITIONING, {}, {"image": (30, 0)}),
+        Node(32, "CLIPVisionEncode", "CLIP vision (crop none, official)", CONDITIONING, {"crop": "none"}, {"clip_vision": (13, 0), "image": (30, 0)}),
+        Node(33, "WanImageToVideo", "Wan image-to-video", CONDITIONING, {"width": 512, "height": 512, "length": 81, "batch_size": 1},
+             {"positive": (3, 0), "negative": (4, 0), "vae": (12, 0), "clip_vision_output": (32, 0), "start_image": (30, 0),
+              "width": (31, 0), "height": (31, 1), "length": (20, 1)}),
+        Node(40, "FantasyTalkingSampler", "FantasyTalking Sampler", SAMPLING,
+             {"seed": 1111, "steps": steps, "cfg": cfg, "audio_cfg": audio_cfg, "sampler_name": "euler", "scheduler": "fantasytalking", "denoise": 1.0, "shift": 5.0},
+             {"model": (21, 0), "positive": (33, 0), "negative": (33, 1), "latent_image": (33, 2)}),
+        Node(50, "VAEDecode", "Decode", OUTPUT, {}, {"samples": (40, 0), "vae": (12, 0)}),
+        Node(51, "CreateVideo", "Video with the voice", OUTPUT, {"fps": 23.0}, {"images": (50, 0), "fps": (20, 2), "audio": (20, 3)}),
+        Node(52, "SaveVideo", "Save MP4", OUTPUT, {"filename_prefix": "video/FantasyTalking", "format": "mp4", "codec": "h264"}, {"video": (51, 0)}),
+    ]
+    if variant == "fast":
+        nodes.append(Node(16, "LoraLoaderModelOnly", "Distilled LoRA (4 steps, cfg 1)", MODELS_GROUP,
+                          {"lora_name": MODELS["lightx2v"][0], "strength_model": 1.0}, {"model": (10, 0)}, model="lightx2v"))
+    return nodes
+
+
+WORKFLOWS = {
+    "fantasytalking_standard": talking_portrait("standard"),
+    "fantasytalking_lowvram_fp8": talking_portrait("lowvram"),
+    "fantasytalking_fast_distilled_lora": talking_portrait("fast"),
+}
+
+
+def input_specs(info: dict) -> list[tuple[str, list]]:
+    return [(name, info["input"][section][name]) for section in ("required", "optional")
+            for name in info.get("input_order", {}).get(section, [])]
+
+
+def is_widget(spec: list) -> bool:
+    """Inputs the frontend shows as widgets (and stores in widgets_values): combos and plain values."""
+    options = spec[1] if len(spec) > 1 else {}
+    return not options.get("forceInput", False) and (isinstance(spec[0], list) or spec[0] in WIDGET_TYPES)
+
+
+def widget_values(node: Node, info: dict) -> list:
+    values = []
+    for name, spec in input_specs(info):
+        if not is_widget(spec):
+            continue
+        options = spec[1] if len(spec) > 1 else {}
+        values.append(node.widgets.get(name))
+        if options.get("control_after_generate"):
+            values.append("fixed")
+        if options.get("image_upload"):
+            values.append("image")
+        if options.get("audio_upload"):
+            values.extend([None, None])
+    return values
+
+
+def to_api(nodes: list[Node]) -> dict:
+    return {
+        str(n.id): {
+            "class_type": n.type,
+            "inputs": {**{k: v for k, v in n.widgets.items() if k not in n.links}, **{k: [str(s), slot] for k, (s, slot) in n.links.items()}},
+            "_meta": {"title": n.title},
+        }
+        for n in nodes
+    }
+
+
+def to_ui(nodes: list[Node], object_info: dict) -> dict:
+    links, ui_nodes = [], []
+    outgoing: dict[tuple[int, int], list[int]] = {}
+    for target in nodes:
+        for name, (source, slot) in target.links.items():
+            link_id = len(links) + 1
+            names = [n for n, _ in input_specs(object_info[target.type])]
+            source_type = next(n for n in nodes if n.id == source).type
+            links.append([link_id, source, slot, target.id, None, object_info[source_type]["output"][slot], name])
+            outgoing.setdefault((source, slot), []).append(link_id)
+            assert name in names, f"{target.type} has no input {name}"
+    column_of: dict[str, int] = {}
+    for order, node in enumerate(sorted(nodes, key=lambda n: n.id)):
+        info = object_info[node.type]
+        inputs = []
+        for name, spec in input_specs(info):
+            link = next((l for l in links if l[3] == node.id and l[6] == name), None)
+            if is_widget(spec) and link is None:
+                continue
+            entry = {"name": name, "type": spec[0] if isinstance(spec[0], str) else "COMBO", "link": link[0] if link else None}
+            if is_widget(spec):
+                entry["widget"] = {"name": name}
+            if link:
+                link[4] = len(inputs)
+            inputs.append(entry)
+        outputs = [{"name": out_name, "type": out_type, "links": outgoing.get((node.id, slot), []), "slot_index": slot}
+                   for slot, (out_type, out_name) in enumerate(zip(info["output"], info["output_name"]))]
+        gx, gy, _ = GROUPS[node.group]
+        index = column_of[node.group] = column_of.get(node.group, -1) + 1
+        properties = {"Node name for S&R": node.type}
+        if node.model:
+            name, url, directory = MODELS[node.model]
+            properties["models"] = [{"name": name, "url": url, "directory": directory}]
+        ui_nodes.append({
+            "id": node.id, "type": node.type, "title": node.title, "pos": [gx + 20 + 330 * (index % 2), gy + 50 + 130 * (index // 2)],
+            "size": [310, 110], "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
+            "properties": properties, "widgets_values": widget_values(node, info),
+        })
+    groups = [{"id": i + 1, "title": title, "bounding": [x, y, 680, 600], "color": colour, "font_size": 24, "flags": {}}
+              for i, (title, (x, y, colour)) in enumerate(GROUPS.items())]
+    return {
+        "id": "fantasytalking", "revision": 0, "last_node_id": max(n.id for n in nodes), "last_link_id": len(links),
+        "nodes": ui_nodes, "links": [l[:6] for l in links], "groups": groups, "config": {},
+        "extra": {"ds": {"scale": 0.7, "offset": [0, 0]}}, "version": 0.4,
+    }
+
+
+def object_info_from_comfyui() -> dict:
+    comfyui = os.environ.get("COMFYUI_PATH") or os.path.expanduser("~/comfy/ComfyUI")
+    sys.path.insert(0, comfyui)
+    import comfy.options
+
+    comfy.options.enable_args_parsing()
+    sys.argv = ["main.py", "--cpu"]
+    import comfy.cli_args  # noqa: F401
+    import utils.extra_config  # noqa: F401  (before `nodes`)
+    import nodes
+    from comfy_api.internal import _ComfyNodeInternal
+
+    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    links = tempfile.mkdtemp()
+    os.symlink(PACK_DIR, os.path.join(links, "fantasytalking-native"))
+    assert asyncio.run(nodes.load_custom_node(os.path.join(links, "fantasytalking-native")))
+    info = {}
+    for name, cls in nodes.NODE_CLASS_MAPPINGS.items():
+        if issubclass(cls, _ComfyNodeInternal):
+            info[name] = cls.GET_NODE_INFO_V1()
+        else:
+            types = cls.INPUT_TYPES()
+            info[name] = {"input": types, "input_order": {k: list(v) for k, v in types.items()}, "output": list(cls.RETURN_TYPES),
+                          "output_name": list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES))}
+    return info
+
+
+def main() -> None:
+    object_info = object_info_from_comfyui()
+    os.makedirs(os.path.join(WORKFLOWS_DIR, "api"), exist_ok=True)
+    for name, nodes in WORKFLOWS.items():
+        for path, content in ((os.path.join(WORKFLOWS_DIR, f"{name}.json"), to_ui(nodes, object_info)),
+                              (os.path.join(WORKFLOWS_DIR, "api", f"{name}.json"), to_api(nodes))):
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(content, f, indent=1, ensure_ascii=False)
+                f.write("\n")
+            print(f"wrote {os.path.relpath(path, PACK_DIR)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The workflows in workflows/ (UI) and workflows/api/ (API): consistent, loadable in a real ComfyUI with the pack,
+listed by the template browser, and runnable end to end (tiny stand-ins under the real model file names)."""
+
+import json
+import os
+import shutil
+
+import pytest
+from conftest_helpers import http, wait_for
+from graphs import mp4_streams
+from tiers import PACK_DIR
+from tiny_models import save_tiny_wan_lora
+
+WORKFLOWS = sorted(name[:-5] for name in os.listdir(PACK_DIR / "workflows") if name.endswith(".json"))
+LOADER_FOLDERS = {  # loader class -> (widget holding the file name, models folder)
+    "UNETLoader": ("unet_name", "diffusion_models"),
+    "CLIPLoader": ("clip_name", "text_encoders"),
+    "VAELoader": ("vae_name", "vae"),
+    "CLIPVisionLoader": ("clip_name", "clip_vision"),
+    "LoraLoaderModelOnly": ("lora_name", "loras"),
+    "FantasyTalkingModelLoader": ("model_name", "fantasytalking"),
+    "FantasyTalkingWav2VecLoader": ("model_name", "audio_encoders"),
+}
+
+
+def load(name):
+    with open(PACK_DIR / "workflows" / f"{name}.json", encoding="utf-8") as f:
+        ui = json.load(f)
+    with open(PACK_DIR / "workflows" / "api" / f"{name}.json", encoding="utf-8") as f:
+        api = json.load(f)
+    return ui, api
+
+
+@pytest.fixture(scope="module")
+def object_info(server):
+    return http(server["port"], "/object_info")
+
+
+def is_widget(spec):
+    options = spec[1] if len(spec) > 1 else {}
+    return not options.get("forceInput") and (isinstance(spec[0], list) or spec[0] in {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
+
+
+def ui_to_api(ui, object_info):
+    """What the frontend's 'Export (API)' produces from the UI file, restated from the node definitions."""
+    links = {link[0]: link for link in ui["links"]}
+    api = {}
+    for node in ui["nodes"]:
+        info = object_info[node["type"]]
+        linked = {i["name"]: links[i["link"]] for i in node["inputs"] if i.get("link") is not None}
+        inputs, values = {}, iter(node["widgets_values"])
+        for section in ("required", "optional"):
+            for name in info["input_order"].get(section, []):
+                spec = info["input"][section][name]
+                if is_widget(spec):
+                    value = next(values)
+                    options = spec[1] if len(spec) > 1 else {}
+                    for extra in ("control_after_generate", "image_upload"):
+                        if options.get(extra):
+                            next(values)
+                    if options.get("audio_upload"):
+                        next(values), next(values)
+                    if name not in linked:
+                        inputs[name] = value
+                if name in linked:
+                    inputs[name] = [str(linked[name][1]), linked[name][2]]
+        assert next(values, "end") == "end", f"{node['type']} has more widget values than widgets"
+        api[str(node["id"])] = {"class_type": node["type"], "inputs": inputs, "_meta": {"title": node["title"]}}
+    return api
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_api_file_matches_ui_file_and_object_info(name, object_info):
+    ui, api = load(name)
+    assert ui_to_api(ui, object_info) == api
+    for node_id, node in api.items():
+        info = object_info[node["class_type"]]
+        known = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+        assert set(node["inputs"]) <= set(known), (node_id, node["class_type"])
+        assert set(info["input"].get("required", {})) <= set(node["inputs"]), (node_id, node["class_type"])
+        for input_name, value in node["inputs"].items():
+            options = known[input_name][0]
+            names_a_file = node["class_type"] in LOADER_FOLDERS or node["class_type"] in ("LoadImage", "LoadAudio")
+            if isinstance(options, list) and not isinstance(value, list) and not names_a_file:
+                assert value in options, (node["class_type"], input_name, value)
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_every_model_loader_carries_its_download(name):
+    ui, _ = load(name)
+    loaders = [n for n in ui["nodes"] if n["type"] in LOADER_FOLDERS]
+    assert len(loaders) >= 6
+    for node in loaders:
+        widget, folder = LOADER_FOLDERS[node["type"]]
+        (model,) = node["properties"]["models"]
+        assert model["name"] == node["widgets_values"][0]
+        assert model["directory"] == folder
+        assert model["url"].startswith("https://huggingface.co/") and "/resolve/main/" in model["url"]
+
+
+def test_official_settings_in_the_standard_workflow():
+    _, api = load("fantasytalking_standard")
+    by_type = {node["class_type"]: node["inputs"] for node in api.values()}
+    sampler = by_type["FantasyTalkingSampler"]
+    assert (sampler["steps"], sampler["cfg"], sampler["audio_cfg"], sampler["shift"], sampler["scheduler"]) == (30, 5.0, 4.5, 5.0, "fantasytalking")
+    assert by_type["FantasyTalkingAudioEmbeds"]["fps"] == 23 and by_type["FantasyTalkingAudioEmbeds"]["max_frames"] == 81
+    assert by_type["ImageScaleToMaxDimension"]["largest_size"] == 512
+    assert by_type["CLIPVisionEncode"]["crop"] == "none"
+    negatives = [n["inputs"]["text"] for n in api.values() if n["class_type"] == "CLIPTextEncode" and "Negative" in n["_meta"]["title"]]
+    assert negatives and negatives[0].startswith("人物静止不动，静止，")
+
+
+def test_template_browser_lists_only_the_ui_workflows(server):
+    templates = http(server["port"], "/workflow_templates")
+    assert sorted(templates["fantasytalking-native"]) == WORKFLOWS
+    served = http(server["port"], "/api/workflow_templates/fantasytalking-native/fantasytalking_standard.json")
+    assert served == load("fantasytalking_standard")[0]
+
+
+def with_test_encoders(api):
+    """Swap the full-size text encoder and CLIP vision (which cannot be made tiny) for the test-only nodes."""
+    graph = json.loads(json.dumps(api))
+    for node_id, node in list(graph.items()):
+        if node["class_type"] in ("CLIPLoader", "CLIPVisionLoader"):
+            del graph[node_id]
+        elif node["class_type"] == "CLIPTextEncode":
+            graph[node_id] = {"class_type": "FantasyTalkingTestConditioning", "inputs": {"seed": int(node_id)}}
+        elif node["class_type"] == "CLIPVisionEncode":
+            graph[node_id] = {"class_type": "FantasyTalkingTestClipVisionOutput", "inputs": {"seed": 3}}
+    return graph
+
+
+@pytest.fixture(scope="module")
+def stand_ins(workspace, model_files):
+    """Tiny models under the file names the shipped workflows use, and the inputs they name."""
+    root = workspace["models"]
+    single_wav2vec = os.path.join(model_files["wav2vec"], "model.safetensors")  # Hugging Face naming, CTC head
+    sources = {"UNETLoader": model_files["wan"], "VAELoader": model_files["vae"], "FantasyTalkingModelLoader": model_files["adapter"],
+               "FantasyTalkingWav2VecLoader": single_wav2vec, "LoraLoaderModelOnly": save_tiny_wan_lora(str(root / "loras" / "tiny_distill.safetensors"))}
+    for name in WORKFLOWS:
+        for node in load(name)[1].values():
+            if node["class_type"] in sources:
+                widget, folder = LOADER_FOLDERS[node["class_type"]]
+                target = root / folder / node["inputs"][widget]
+                if not target.exists():
+                    os.symlink(sources[node["class_type"]], target)
+    image, audio = workspace["media"][0]
+    shutil.copy(workspace["inputs"] / image, workspace["inputs"] / "portrait.png")
+    shutil.copy(workspace["inputs"] / audio, workspace["inputs"] / "speech.wav")
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_shipped_api_workflow_runs_to_an_mp4_with_sound(name, server, stand_ins):
+    graph = with_test_encoders(load(name)[1])
+    for node in graph.values():  # CPU-sized: 9 frames of 64 px, 2 steps
+        inputs = node["inputs"]
+        if node["class_type"] == "FantasyTalkingAudioEmbeds":
+            inputs["max_frames"] = 9
+        elif node["class_type"] == "ImageScaleToMaxDimension":
+            inputs["largest_size"] = 64
+        elif node["class_type"] == "FantasyTalkingSampler":
+            inputs["steps"] = 2
+        elif node["class_type"] == "SaveVideo":
+            inputs["filename_prefix"] = f"shipped/{name}"
+    reply = http(server["port"], "/prompt", {"prompt": graph, "client_id": "test"})
+    assert not reply["node_errors"], reply
+    outputs = wait_for(server, reply["prompt_id"])
+    (entry,) = [e for node in outputs.values() for e in node.get("images", [])]
+    info = mp4_streams(os.path.join(server["output"], entry["subfolder"], entry["filename"]))
+    assert info["kinds"] == ["audio", "video"] and info["frames"] == 9
+    assert info["audio_duration"] == pytest.approx(9 / 23, abs=0.08)
