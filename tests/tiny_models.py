@@ -137,21 +137,30 @@ def save_ctc_wav2vec_folder(folder: str, num_layers: int = 1, seed: int = 0) -> 
 
 
 def save_tiny_wan_vae(comfy, path: str, seed: int = 0) -> str:
-    """A random-weight Wan 2.1 VAE in its real key layout; ComfyUI reads its width from decoder.head.0.gamma."""
+    """A random-weight Wan 2.1 VAE in its real key layout. Newer ComfyUI reads the width from decoder.head.0.gamma,
+    so 8 channels do; older versions (v0.3.64) fix it at 96, the real size (then stored in bf16 to halve the file)."""
+    import comfy.sd
     from comfy.ldm.wan.vae import WanVAE
 
-    torch.manual_seed(seed)
-    vae = WanVAE(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], temperal_downsample=[False, True, True], dropout=0.0)
-    state = {}
-    for key, tensor in vae.state_dict().items():  # ComfyUI builds it uninitialised: fill every tensor
-        if key.endswith("gamma"):
-            state[key] = 1 + 0.1 * torch.randn(tensor.shape)
-        elif key.endswith("bias") or tensor.dim() < 2:
-            state[key] = 0.01 * torch.randn(tensor.shape)
-        else:
-            state[key] = torch.randn(tensor.shape) / math.sqrt(tensor[0].numel())
-    save_file({k: v.contiguous() for k, v in state.items()}, path)
-    return path
+    for dim, dtype in ((8, torch.float32), (96, torch.bfloat16)):
+        torch.manual_seed(seed)
+        vae = WanVAE(dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], temperal_downsample=[False, True, True], dropout=0.0)
+        state = {}
+        for key, tensor in vae.state_dict().items():  # ComfyUI builds it uninitialised: fill every tensor
+            if key.endswith("gamma"):
+                value = 1 + 0.1 * torch.randn(tensor.shape)
+            elif key.endswith("bias") or tensor.dim() < 2:
+                value = 0.01 * torch.randn(tensor.shape)
+            else:
+                value = torch.randn(tensor.shape) / math.sqrt(tensor[0].numel())
+            state[key] = value.to(dtype).contiguous()
+        try:
+            comfy.sd.VAE(sd=dict(state))
+        except RuntimeError:
+            continue
+        save_file(state, path)
+        return path
+    raise RuntimeError("this ComfyUI loads neither an 8- nor a 96-channel Wan 2.1 VAE")
 
 
 def save_media(folder: str, seconds: float = 1.0, seed: int = 0) -> tuple[str, str]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import time
 
 import pytest
 from conftest_helpers import free_port, http
+from shipped import LOADER_FOLDERS, WORKFLOWS, load
 from tiers import PACK_DIR
 from tiny_models import (
     TINY_WAN,
@@ -18,6 +20,7 @@ from tiny_models import (
     random_adapter_state,
     save_ctc_wav2vec_folder,
     save_media,
+    save_tiny_wan_lora,
     save_tiny_wan_i2v,
     save_tiny_wan_vae,
     write_checkpoint,
@@ -119,3 +122,22 @@ def server(comfyui_path, workspace, tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def stand_ins(workspace, model_files):
+    """Tiny models under the file names the shipped workflows use, and the inputs they name."""
+    root = workspace["models"]
+    single_wav2vec = os.path.join(model_files["wav2vec"], "model.safetensors")  # Hugging Face naming, CTC head
+    sources = {"UNETLoader": model_files["wan"], "VAELoader": model_files["vae"], "FantasyTalkingModelLoader": model_files["adapter"],
+               "FantasyTalkingWav2VecLoader": single_wav2vec, "LoraLoaderModelOnly": save_tiny_wan_lora(str(root / "loras" / "tiny_distill.safetensors"))}
+    for name in WORKFLOWS:
+        for node in load(name)[1].values():
+            if node["class_type"] in sources:
+                widget, folder = LOADER_FOLDERS[node["class_type"]]
+                target = root / folder / node["inputs"][widget]
+                if not target.exists():
+                    os.symlink(sources[node["class_type"]], target)
+    image, audio = workspace["media"][0]
+    shutil.copy(workspace["inputs"] / image, workspace["inputs"] / "portrait.png")
+    shutil.copy(workspace["inputs"] / audio, workspace["inputs"] / "speech.wav")

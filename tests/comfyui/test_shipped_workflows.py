@@ -1,35 +1,12 @@
 """The workflows in workflows/ (UI) and workflows/api/ (API): consistent, loadable in a real ComfyUI with the pack,
 listed by the template browser, and runnable end to end (tiny stand-ins under the real model file names)."""
 
-import json
 import os
-import shutil
 
 import pytest
 from conftest_helpers import http, wait_for
 from graphs import mp4_streams
-from tiers import PACK_DIR
-from tiny_models import save_tiny_wan_lora
-
-WORKFLOWS = sorted(name[:-5] for name in os.listdir(PACK_DIR / "workflows") if name.endswith(".json"))
-LOADER_FOLDERS = {  # loader class -> (widget holding the file name, models folder)
-    "UNETLoader": ("unet_name", "diffusion_models"),
-    "CLIPLoader": ("clip_name", "text_encoders"),
-    "VAELoader": ("vae_name", "vae"),
-    "CLIPVisionLoader": ("clip_name", "clip_vision"),
-    "LoraLoaderModelOnly": ("lora_name", "loras"),
-    "FantasyTalkingModelLoader": ("model_name", "fantasytalking"),
-    "FantasyTalkingWav2VecLoader": ("model_name", "audio_encoders"),
-}
-
-
-def load(name):
-    with open(PACK_DIR / "workflows" / f"{name}.json", encoding="utf-8") as f:
-        ui = json.load(f)
-    with open(PACK_DIR / "workflows" / "api" / f"{name}.json", encoding="utf-8") as f:
-        api = json.load(f)
-    return ui, api
-
+from shipped import LOADER_FOLDERS, WORKFLOWS, cpu_sized_graph, load
 
 @pytest.fixture(scope="module")
 def object_info(server):
@@ -117,51 +94,9 @@ def test_template_browser_lists_only_the_ui_workflows(server):
     assert served == load("fantasytalking_standard")[0]
 
 
-def with_test_encoders(api):
-    """Swap the full-size text encoder and CLIP vision (which cannot be made tiny) for the test-only nodes."""
-    graph = json.loads(json.dumps(api))
-    for node_id, node in list(graph.items()):
-        if node["class_type"] in ("CLIPLoader", "CLIPVisionLoader"):
-            del graph[node_id]
-        elif node["class_type"] == "CLIPTextEncode":
-            graph[node_id] = {"class_type": "FantasyTalkingTestConditioning", "inputs": {"seed": int(node_id)}}
-        elif node["class_type"] == "CLIPVisionEncode":
-            graph[node_id] = {"class_type": "FantasyTalkingTestClipVisionOutput", "inputs": {"seed": 3}}
-    return graph
-
-
-@pytest.fixture(scope="module")
-def stand_ins(workspace, model_files):
-    """Tiny models under the file names the shipped workflows use, and the inputs they name."""
-    root = workspace["models"]
-    single_wav2vec = os.path.join(model_files["wav2vec"], "model.safetensors")  # Hugging Face naming, CTC head
-    sources = {"UNETLoader": model_files["wan"], "VAELoader": model_files["vae"], "FantasyTalkingModelLoader": model_files["adapter"],
-               "FantasyTalkingWav2VecLoader": single_wav2vec, "LoraLoaderModelOnly": save_tiny_wan_lora(str(root / "loras" / "tiny_distill.safetensors"))}
-    for name in WORKFLOWS:
-        for node in load(name)[1].values():
-            if node["class_type"] in sources:
-                widget, folder = LOADER_FOLDERS[node["class_type"]]
-                target = root / folder / node["inputs"][widget]
-                if not target.exists():
-                    os.symlink(sources[node["class_type"]], target)
-    image, audio = workspace["media"][0]
-    shutil.copy(workspace["inputs"] / image, workspace["inputs"] / "portrait.png")
-    shutil.copy(workspace["inputs"] / audio, workspace["inputs"] / "speech.wav")
-
-
 @pytest.mark.parametrize("name", WORKFLOWS)
 def test_shipped_api_workflow_runs_to_an_mp4_with_sound(name, server, stand_ins):
-    graph = with_test_encoders(load(name)[1])
-    for node in graph.values():  # CPU-sized: 9 frames of 64 px, 2 steps
-        inputs = node["inputs"]
-        if node["class_type"] == "FantasyTalkingAudioEmbeds":
-            inputs["max_frames"] = 9
-        elif node["class_type"] == "ImageScaleToMaxDimension":
-            inputs["largest_size"] = 64
-        elif node["class_type"] == "FantasyTalkingSampler":
-            inputs["steps"] = 2
-        elif node["class_type"] == "SaveVideo":
-            inputs["filename_prefix"] = f"shipped/{name}"
+    graph = cpu_sized_graph(name)
     reply = http(server["port"], "/prompt", {"prompt": graph, "client_id": "test"})
     assert not reply["node_errors"], reply
     outputs = wait_for(server, reply["prompt_id"])

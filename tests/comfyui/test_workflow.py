@@ -36,7 +36,10 @@ def execute_in_process(graph):
     import execution
 
     server = RecordingServer()
-    executor = execution.PromptExecutor(server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0})
+    try:
+        executor = execution.PromptExecutor(server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0})
+    except TypeError:  # ComfyUI before v0.4 took cache_size instead of cache_args
+        executor = execution.PromptExecutor(server, cache_type=execution.CacheType.CLASSIC)
     prompt_id = str(uuid.uuid4())
     valid = asyncio.run(execution.validate_prompt(prompt_id, graph, None))
     assert valid[0], valid

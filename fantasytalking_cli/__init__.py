@@ -1,0 +1,1 @@
+"""Headless generation through ComfyUI's HTTP API (no torch, no ComfyUI imports)."""

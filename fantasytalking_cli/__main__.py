@@ -1,0 +1,192 @@
+"""``fantasytalking generate`` and ``fantasytalking models``: headless talking-portrait videos through ComfyUI's HTTP
+API. Imports neither torch nor ComfyUI, so it runs from any Python with the pack's requirements."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from .comfy_client import EXIT_EXECUTION, EXIT_INTERRUPTED, EXIT_MISSING_MODELS, EXIT_UNREACHABLE, EXIT_USAGE, ComfyClient, CommandError, follow
+from .workflows import LOADER_WIDGETS, VARIANTS, api_workflow, fill, required_models
+
+DEFAULT_SERVER = "http://127.0.0.1:8188"
+
+
+def progress_printer(stream=sys.stderr):
+    def show(value: int, total: int, node: str) -> None:
+        width = 30
+        filled = int(width * value / max(total, 1))
+        stream.write(f"\r  node {node:>4} [{'#' * filled}{'.' * (width - filled)}] {value}/{total}")
+        stream.flush()
+        if value >= total:
+            stream.write("\n")
+
+    return show
+
+
+def start_local_comfyui(server: str, wait_seconds: float) -> subprocess.Popen:
+    """Start a headless ComfyUI from COMFYUI_PATH on the --server address, when it is local and not running."""
+    comfyui = os.environ.get("COMFYUI_PATH")
+    host_port = server.split("://", 1)[-1].rstrip("/")
+    host, _, port = host_port.partition(":")
+    if not comfyui or host not in ("127.0.0.1", "localhost"):
+        raise CommandError(f"ComfyUI server at {server} is not reachable. Start ComfyUI, pass --server, or set COMFYUI_PATH "
+                           "to a ComfyUI folder so this command can start one.", EXIT_UNREACHABLE)
+    if not os.path.isfile(os.path.join(comfyui, "main.py")):
+        raise CommandError(f"COMFYUI_PATH={comfyui} is not a ComfyUI folder (no main.py).", EXIT_UNREACHABLE)
+    print(f"Starting ComfyUI from {comfyui} on {host}:{port or 8188} ...", file=sys.stderr)
+    process = subprocess.Popen([sys.executable, "main.py", "--listen", host, "--port", port or "8188", "--disable-auto-launch"],
+                               cwd=comfyui, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = ComfyClient(server)
+    deadline = time.monotonic() + wait_seconds
+    while not client.is_up():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise CommandError(f"ComfyUI from {comfyui} did not start within {wait_seconds:.0f} s; run it by hand to see why.", EXIT_UNREACHABLE)
+        time.sleep(1)
+    return process
+
+
+def missing_models(client: ComfyClient, graph: dict, variant: str) -> list[str]:
+    """Model files the workflow names that the server does not list, each with its folder and download."""
+    info = client.get_json("/object_info")
+    downloads = {m["name"]: m for m in required_models(variant)}
+    missing = []
+    for node in graph.values():
+        widget = LOADER_WIDGETS.get(node["class_type"])
+        if widget is None or node["class_type"] not in info:
+            continue
+        spec = {**info[node["class_type"]]["input"].get("required", {}), **info[node["class_type"]]["input"].get("optional", {})}[widget]
+        options = spec[0] if isinstance(spec[0], list) else spec[1].get("options", [])
+        name = node["inputs"][widget]
+        if name not in options:
+            model = downloads.get(name, {})
+            missing.append(f"  {name} -> ComfyUI/models/{model.get('directory', '?')}/  (download: {model.get('url', 'see README')})")
+    return missing
+
+
+def generate(args) -> int:
+    for label, path in (("--image", args.image), ("--audio", args.audio)):
+        if not os.path.isfile(path):
+            raise CommandError(f"{label}: file not found: {path}", EXIT_USAGE)
+    client = ComfyClient(args.server)
+    server_process = None if client.is_up() else start_local_comfyui(args.server, args.start_timeout)
+    try:
+        graph = load_json(args.workflow_file) if args.workflow_file else api_workflow(args.workflow)
+        missing = missing_models(client, graph, args.workflow)
+        if missing:
+            raise CommandError("ComfyUI lacks model files this workflow needs:\n" + "\n".join(missing) +
+                               "\nDownload them (or run `fantasytalking models --download`) and retry.", EXIT_MISSING_MODELS)
+        stem = os.path.splitext(os.path.basename(args.out))[0]
+        graph = fill(graph, client.upload(args.image), client.upload(args.audio), args.prompt, args.seed, f"fantasytalking/{stem}")
+        events = client.events()
+        next_event = next(events)  # connect before queueing so no progress message is missed
+        prompt_id = client.queue(graph)
+        print(f"Queued {args.workflow} workflow as {prompt_id}", file=sys.stderr)
+        try:
+            follow(client, prompt_id, _chain(next_event, events), progress_printer())
+        except KeyboardInterrupt:
+            client.cancel(prompt_id)
+            raise CommandError("Cancelled: the job was removed from the ComfyUI queue and interrupted.", EXIT_INTERRUPTED) from None
+        outputs = client.get_json(f"/history/{prompt_id}")[prompt_id]["outputs"]
+        videos = [entry for node in outputs.values() for entry in node.get("images", []) if entry["filename"].endswith(".mp4")]
+        if not videos:
+            raise CommandError("The workflow finished without saving a video.", EXIT_EXECUTION)
+        client.download(videos[0], args.out)
+        print(args.out)
+        return 0
+    finally:
+        if server_process is not None:
+            server_process.terminate()
+
+
+def load_json(path: str) -> dict:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as error:
+        raise CommandError(f"--workflow-file: cannot read {path}: {error}", EXIT_USAGE) from error
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def models(args) -> int:
+    comfyui = args.comfyui or os.environ.get("COMFYUI_PATH")
+    variants = list(VARIANTS) if args.workflow == "all" else [args.workflow]
+    seen, missing = {}, 0
+    for variant in variants:
+        for model in required_models(variant):
+            seen.setdefault(model["name"], model)
+    print(f"{'file':58} {'folder':18} {'present':8} source")
+    for name, model in seen.items():
+        folder = os.path.join(comfyui, "models", model["directory"]) if comfyui else None
+        present = bool(folder) and os.path.exists(os.path.join(folder, name))
+        missing += not present
+        repo, _, path = model["url"].split("huggingface.co/", 1)[-1].partition("/resolve/main/")
+        print(f"{name:58} {model['directory']:18} {'yes' if present else 'no':8} {repo} : {path}")
+        if args.download and not present:
+            if not folder:
+                raise CommandError("--download needs --comfyui or COMFYUI_PATH to know where the models folder is.", EXIT_USAGE)
+            download(repo, path, os.path.join(folder, name))
+            missing -= 1
+    return 0 if missing == 0 else EXIT_MISSING_MODELS
+
+
+def download(repo: str, path: str, target: str) -> None:
+    """One file from a Hugging Face repository into ``target`` (no second copy left in a cache)."""
+    import shutil
+
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as error:
+        raise CommandError("--download needs huggingface_hub (pip install huggingface_hub).", EXIT_USAGE) from error
+    staging = os.path.join(os.path.dirname(target), ".fantasytalking-download")
+    print(f"  downloading {repo}/{path} -> {target}", file=sys.stderr)
+    try:
+        os.replace(hf_hub_download(repo_id=repo, filename=path, local_dir=staging), target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def parser() -> argparse.ArgumentParser:
+    main_parser = argparse.ArgumentParser(prog="fantasytalking", description=__doc__.splitlines()[0])
+    commands = main_parser.add_subparsers(dest="command", required=True)
+    gen = commands.add_parser("generate", help="portrait + voice -> MP4 with sound, through a ComfyUI server")
+    gen.add_argument("--image", required=True, help="portrait image")
+    gen.add_argument("--audio", required=True, help="voice track (wav, mp3, flac, ...)")
+    gen.add_argument("--prompt", help="what the video shows (default: the workflow's 'A woman is talking.')")
+    gen.add_argument("--out", default="talk.mp4", help="where to write the MP4 (default: talk.mp4)")
+    gen.add_argument("--workflow", choices=list(VARIANTS), default="standard",
+                     help="standard (bf16, official settings), lowvram (fp8 weights, 24 GB cards), fast (distilled LoRA, 4 steps)")
+    gen.add_argument("--workflow-file", help="your own API-format workflow instead of a shipped one (same node types)")
+    gen.add_argument("--seed", type=int, help="noise seed (default: the workflow's)")
+    gen.add_argument("--server", default=DEFAULT_SERVER, help=f"ComfyUI address (default {DEFAULT_SERVER}; started from COMFYUI_PATH if down)")
+    gen.add_argument("--start-timeout", type=float, default=180.0, help="seconds to wait for a ComfyUI this command starts")
+    gen.set_defaults(run=generate)
+    mod = commands.add_parser("models", help="list the model files the workflows need and whether ComfyUI has them")
+    mod.add_argument("--workflow", choices=[*VARIANTS, "all"], default="all")
+    mod.add_argument("--comfyui", help="ComfyUI folder (default: COMFYUI_PATH)")
+    mod.add_argument("--download", action="store_true", help="download missing files with huggingface_hub")
+    mod.set_defaults(run=models)
+    return main_parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except CommandError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

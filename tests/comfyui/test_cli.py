@@ -1,0 +1,137 @@
+"""`fantasytalking generate` / `models` against a real ComfyUI server on loopback, run as users run it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest_helpers import free_port, http
+from graphs import mp4_streams
+from shipped import WORKFLOWS, cpu_sized, load
+from tiers import PACK_DIR
+
+VARIANT_FILES = {"standard": "fantasytalking_standard", "lowvram": "fantasytalking_lowvram_fp8", "fast": "fantasytalking_fast_distilled_lora"}
+
+
+def cli(*args, env=None, timeout=600):
+    environment = {k: v for k, v in os.environ.items() if k != "COMFYUI_PATH"}
+    environment.update(env or {})
+    return subprocess.run([sys.executable, "-m", "fantasytalking_cli", *args], cwd=PACK_DIR, capture_output=True, text=True,
+                          timeout=timeout, env=environment)
+
+
+def test_the_command_imports_neither_torch_nor_comfyui():
+    code = ("import sys, fantasytalking_cli.__main__; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'comfy', 'comfy_api', 'nodes', 'fantasy_core')]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], cwd=PACK_DIR, check=True)
+
+
+@pytest.mark.parametrize("variant", list(VARIANT_FILES))
+def test_generate_writes_an_mp4_with_sound(variant, server, stand_ins, workspace, tmp_path):
+    image, audio = workspace["media"][0]
+    out = tmp_path / f"{variant}.mp4"
+    result = cli("generate", "--image", str(workspace["inputs"] / image), "--audio", str(workspace["inputs"] / audio),
+                 "--prompt", "A man is talking.", "--workflow", variant, "--workflow-file", cpu_sized(VARIANT_FILES[variant], tmp_path),
+                 "--server", f"http://127.0.0.1:{server['port']}", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "] 2/2" in result.stderr  # the sampler's progress bar, from the websocket
+    info = mp4_streams(str(out))
+    assert info["kinds"] == ["audio", "video"] and info["frames"] == 9
+    assert info["audio_duration"] == pytest.approx(9 / 23, abs=0.08)
+
+
+def test_missing_input_file(tmp_path):
+    result = cli("generate", "--image", str(tmp_path / "nope.png"), "--audio", str(tmp_path / "x.wav"))
+    assert result.returncode == 2 and "--image: file not found" in result.stderr
+
+
+def test_unreachable_server(workspace):
+    image, audio = workspace["media"][0]
+    result = cli("generate", "--image", str(workspace["inputs"] / image), "--audio", str(workspace["inputs"] / audio),
+                 "--server", f"http://127.0.0.1:{free_port()}")
+    assert result.returncode == 3
+    assert "is not reachable" in result.stderr and "COMFYUI_PATH" in result.stderr
+
+
+def test_validation_errors_are_printed_readably(server, stand_ins, workspace, tmp_path):
+    image, audio = workspace["media"][0]
+    path = cpu_sized("fantasytalking_standard", tmp_path)
+    graph = json.loads(open(path).read())
+    for node in graph.values():
+        if node["class_type"] == "FantasyTalkingSampler":
+            node["inputs"]["sampler_name"] = "no_such_sampler"
+    open(path, "w").write(json.dumps(graph))
+    result = cli("generate", "--image", str(workspace["inputs"] / image), "--audio", str(workspace["inputs"] / audio),
+                 "--workflow-file", path, "--server", f"http://127.0.0.1:{server['port']}")
+    assert result.returncode == 4, result.stderr
+    assert "ComfyUI rejected the workflow" in result.stderr
+    assert "(FantasyTalkingSampler)" in result.stderr and "no_such_sampler" in result.stderr
+
+
+def test_missing_models_are_named_with_folder_and_download(server, stand_ins, workspace, tmp_path):
+    image, audio = workspace["media"][0]
+    path = cpu_sized("fantasytalking_standard", tmp_path, adapter="fantasytalking_model_v2.ckpt")
+    result = cli("generate", "--image", str(workspace["inputs"] / image), "--audio", str(workspace["inputs"] / audio),
+                 "--workflow-file", path, "--server", f"http://127.0.0.1:{server['port']}")
+    assert result.returncode == 5, result.stderr
+    assert "fantasytalking_model_v2.ckpt -> ComfyUI/models/?" in result.stderr or "fantasytalking_model_v2.ckpt" in result.stderr
+    standard = cli("generate", "--image", str(workspace["inputs"] / image), "--audio", str(workspace["inputs"] / audio),
+                   "--workflow", "standard", "--server", f"http://127.0.0.1:{server['port']}")  # CLIP files are absent in the test
+    assert standard.returncode == 5
+    assert "umt5_xxl_fp8_e4m3fn_scaled.safetensors -> ComfyUI/models/text_encoders/" in standard.stderr
+    assert "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/text_encoders/" in standard.stderr
+
+
+def test_execution_errors_are_reported(server, stand_ins, workspace, tmp_path):
+    from safetensors.torch import save_file
+    import torch
+
+    save_file({"patch_embedding.weight": torch.zeros(2)}, str(workspace["models"] / "fantasytalking" / "broken_adapter.safetensors"))
+    image, audio = workspace["media"][0]
+    result = cli("generate", "--image", str(workspace["inputs"] / image), "--audio", str(workspace["inputs"] / audio),
+                 "--workflow-file", cpu_sized("fantasytalking_standard", tmp_path, adapter="broken_adapter.safetensors"),
+                 "--server", f"http://127.0.0.1:{server['port']}")
+    assert result.returncode == 6, result.stderr
+    assert "(FantasyTalkingModelLoader)" in result.stderr and "is not a FantasyTalking adapter" in result.stderr
+
+
+def test_ctrl_c_cancels_the_job_on_the_server(server, stand_ins, workspace, tmp_path):
+    image, audio = workspace["media"][0]
+    environment = {k: v for k, v in os.environ.items() if k != "COMFYUI_PATH"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fantasytalking_cli", "generate", "--image", str(workspace["inputs"] / image),
+         "--audio", str(workspace["inputs"] / audio), "--workflow-file", cpu_sized("fantasytalking_standard", tmp_path, steps=200),
+         "--server", f"http://127.0.0.1:{server['port']}", "--out", str(tmp_path / "never.mp4")],
+        cwd=PACK_DIR, stderr=subprocess.PIPE, text=True, env=environment)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not http(server["port"], "/queue")["queue_running"]:
+        time.sleep(0.2)
+    time.sleep(2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Cancelled" in stderr
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (http(server["port"], "/queue")["queue_running"] or http(server["port"], "/queue")["queue_pending"]):
+        time.sleep(0.5)
+    assert not http(server["port"], "/queue")["queue_running"]
+    assert not (tmp_path / "never.mp4").exists()
+
+
+def test_models_lists_every_file_with_its_source(tmp_path):
+    comfyui = tmp_path / "ComfyUI"
+    (comfyui / "models" / "vae").mkdir(parents=True)
+    (comfyui / "models" / "vae" / "wan_2.1_vae.safetensors").write_bytes(b"x")
+    result = cli("models", "--comfyui", str(comfyui))
+    assert result.returncode == 5  # files are missing
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("wan_2.1_vae.safetensors") and " yes " in line for line in lines)
+    assert any(line.startswith("fantasytalking_model.ckpt") and " no " in line and "acvlab/FantasyTalking : fantasytalking_model.ckpt" in line for line in lines)
+    names = {line.split()[0] for line in lines[1:]}
+    for name in WORKFLOWS:
+        for node in load(name)[0]["nodes"]:
+            for model in node["properties"].get("models", []):
+                assert model["name"] in names
