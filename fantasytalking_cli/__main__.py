@@ -152,6 +152,9 @@ def download(repo: str, path: str, target: str) -> None:
     print(f"  downloading {repo}/{path} -> {target}", file=sys.stderr)
     try:
         os.replace(hf_hub_download(repo_id=repo, filename=path, local_dir=staging), target)
+    except Exception as error:  # noqa: BLE001 - network, auth and missing-file errors all end the same way
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CommandError(f"could not download {repo}/{path}: {reason}", EXIT_MISSING_MODELS) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

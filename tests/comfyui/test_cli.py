@@ -135,3 +135,68 @@ def test_models_lists_every_file_with_its_source(tmp_path):
         for node in load(name)[0]["nodes"]:
             for model in node["properties"].get("models", []):
                 assert model["name"] in names
+
+
+class HubStandIn:
+    """A loopback stand-in for the Hugging Face file endpoint (HEAD + GET /<repo>/resolve/main/<path>)."""
+
+    def __init__(self, files: dict):
+        import hashlib
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _head(self):
+                body = files.get(self.path.split("?")[0])
+                if body is None:
+                    self.send_response(404)
+                    self.send_header("X-Error-Code", "EntryNotFound")
+                    self.end_headers()
+                    return None
+                self.send_response(200)
+                self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
+                self.send_header("X-Repo-Commit", "0" * 40)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                return body
+
+            def do_HEAD(self):
+                self._head()
+
+            def do_GET(self):
+                body = self._head()
+                if body is not None:
+                    self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.env = {"HF_ENDPOINT": f"http://127.0.0.1:{self.server.server_port}", "HF_HUB_OFFLINE": "0"}
+
+    def close(self):
+        self.server.shutdown()
+
+
+def test_models_download_fetches_each_missing_file(tmp_path):
+    needed = {m["name"]: m for name in WORKFLOWS for node in load(name)[0]["nodes"] for m in node["properties"].get("models", [])}
+    files = {m["url"].split("huggingface.co", 1)[1]: f"content of {name}".encode() for name, m in needed.items()}
+    hub = HubStandIn(files)
+    comfyui = tmp_path / "ComfyUI"
+    (comfyui / "models").mkdir(parents=True)
+    try:
+        env = {**hub.env, "HF_HOME": str(tmp_path / "hf-home")}
+        result = cli("models", "--comfyui", str(comfyui), "--download", env=env)
+        assert result.returncode == 0, result.stderr
+        for name, model in needed.items():
+            assert (comfyui / "models" / model["directory"] / name).read_bytes() == f"content of {name}".encode()
+        assert cli("models", "--comfyui", str(comfyui), env=env).returncode == 0
+        assert not any(p.name == ".fantasytalking-download" for p in (comfyui / "models").rglob("*"))
+        (comfyui / "models" / "vae" / "wan_2.1_vae.safetensors").unlink()
+        files.clear()
+        failed = cli("models", "--comfyui", str(comfyui), "--download", env=env)
+        assert failed.returncode == 5
+        assert "could not download Comfy-Org/Wan_2.1_ComfyUI_repackaged/split_files/vae/wan_2.1_vae.safetensors" in failed.stderr
+    finally:
+        hub.close()
