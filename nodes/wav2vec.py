@@ -33,7 +33,7 @@ _FIXED_ARCHITECTURE = {
 class Wav2VecAudioEncoder(comfy.audio_encoders.audio_encoders.AudioEncoderModel):
     """A core AUDIO_ENCODER that runs in fp32 (as officially) and normalises input as its folder says."""
 
-    def __init__(self, architecture: dict, normalize_input: bool):  # noqa: super().__init__ would pick fp16
+    def __init__(self, architecture: dict, normalize_input: bool):  # not super().__init__: it would pick fp16
         self.load_device = comfy.model_management.text_encoder_device()
         offload_device = comfy.model_management.text_encoder_offload_device()
         self.dtype = torch.float32

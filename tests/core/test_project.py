@@ -48,3 +48,20 @@ def test_ci_runs_the_readme_test_command():
     assert command == "bash scripts/test.sh"
     ci = [line.strip() for line in (PACK_DIR / ".ci" / "run").read_text().splitlines()]
     assert command in ci
+
+
+def test_passes_the_comfy_registry_code_checks():
+    """`comfy node validate` runs ruff with S102 (exec), S307 (eval) and E702 (statements on one line)."""
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--select", "S102,S307,E702", "--no-cache", "."],
+                            cwd=PACK_DIR, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_nothing_installs_packages_at_import_or_install_time():
+    assert not (PACK_DIR / "install.py").exists()
+    for path in PACK_DIR.rglob("*.py"):
+        if "tests" in path.parts:
+            continue
+        text = path.read_text()
+        assert not re.search(r"[\"']pip[\"']\s*,\s*[\"']install[\"']", text), path  # subprocess([... "pip", "install" ...])
+        assert "ensurepip" not in text and "pip.main" not in text and "pip._internal" not in text, path
