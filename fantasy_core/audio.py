@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import soxr
 import torch
 
 WAV2VEC_SAMPLE_RATE = 16000
@@ -42,6 +41,14 @@ def resample(mono: torch.Tensor, sample_rate: int, target_rate: int = WAV2VEC_SA
         raise AudioInputError(f"audio: sample rate must be positive, got {sample_rate}.")
     if sample_rate == target_rate:
         return mono.float()
+    try:
+        import soxr
+    except ImportError as error:
+        raise AudioInputError(
+            f"audio: resampling {sample_rate} Hz to {target_rate} Hz needs the 'soxr' package, which is not installed. "
+            "Run `pip install -r requirements.txt` in the FantasyTalking pack folder (with ComfyUI's Python), or "
+            "feed 16 kHz audio."
+        ) from error
     out = soxr.resample(mono.detach().cpu().numpy().astype(np.float32), sample_rate, target_rate, quality="HQ")
     return torch.from_numpy(np.ascontiguousarray(out))
 

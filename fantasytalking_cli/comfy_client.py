@@ -92,7 +92,11 @@ class ComfyClient:
 
     def events(self) -> Iterator[dict]:
         """The websocket's JSON messages (binary preview frames are skipped)."""
-        import websocket  # websocket-client
+        try:
+            import websocket  # websocket-client
+        except ImportError as error:
+            raise CommandError("Following the job needs the 'websocket-client' package: pip install -r requirements.txt "
+                               "in the pack folder.", EXIT_USAGE) from error
 
         url = self.base.replace("http://", "ws://").replace("https://", "wss://") + f"/ws?clientId={self.client_id}"
         connection = websocket.create_connection(url, timeout=None)

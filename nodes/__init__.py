@@ -1,6 +1,8 @@
 """The pack's ComfyUI nodes (V3 schema). The maths lives in ``fantasy_core``; every hook on the Wan model lives in
 ``patch.py``."""
 
+import logging
+
 from comfy_api.latest import ComfyExtension, io
 
 from .conditioning import FantasyTalkingApply, FantasyTalkingAudioEmbeds
@@ -23,6 +25,22 @@ class FantasyTalkingExtension(ComfyExtension):
         return NODES
 
 
+def report_missing_dependencies() -> list[str]:
+    """Optional packages whose absence disables a feature but not the nodes; each is logged with what to do."""
+    missing = []
+    try:
+        import soxr  # noqa: F401
+    except ImportError:
+        missing.append("soxr")
+        logging.warning(
+            "FantasyTalking: 'soxr' is not installed, so voice tracks that are not 16 kHz cannot be resampled "
+            "(the nodes are registered; they report this when such audio arrives). Fix: pip install -r "
+            "requirements.txt in the pack folder, with ComfyUI's Python."
+        )
+    return missing
+
+
 async def comfy_entrypoint() -> FantasyTalkingExtension:
     register_folders()
+    report_missing_dependencies()
     return FantasyTalkingExtension()

@@ -96,3 +96,12 @@ def test_resampling_is_band_limited_not_naive():
     expected = np.sin(2 * np.pi * 1000 * np.arange(16000) / 16000)
     got = prepared.waveform.numpy()[: len(expected)]
     assert np.abs(got - expected)[100:-100].max() < 1e-3
+
+
+def test_missing_resampler_is_a_clear_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "soxr", None)  # makes `import soxr` raise ImportError
+    with pytest.raises(AudioInputError, match="needs the 'soxr' package.*pip install -r requirements.txt"):
+        prepare_audio(voice_like(1.0, 44100)[None], 44100)
+    assert prepare_audio(voice_like(1.0, 16000)[None], 16000).num_frames == 25  # 16 kHz audio needs no resampler
