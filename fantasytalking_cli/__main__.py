@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ def progress_printer(stream=sys.stderr):
     return show
 
 
-def start_local_comfyui(server: str, wait_seconds: float) -> subprocess.Popen:
+def start_local_comfyui(server: str, wait_seconds: float, extra_args: str = "") -> subprocess.Popen:
     """Start a headless ComfyUI from COMFYUI_PATH on the --server address, when it is local and not running."""
     comfyui = os.environ.get("COMFYUI_PATH")
     host_port = server.split("://", 1)[-1].rstrip("/")
@@ -38,8 +39,8 @@ def start_local_comfyui(server: str, wait_seconds: float) -> subprocess.Popen:
     if not os.path.isfile(os.path.join(comfyui, "main.py")):
         raise CommandError(f"COMFYUI_PATH={comfyui} is not a ComfyUI folder (no main.py).", EXIT_UNREACHABLE)
     print(f"Starting ComfyUI from {comfyui} on {host}:{port or 8188} ...", file=sys.stderr)
-    process = subprocess.Popen([sys.executable, "main.py", "--listen", host, "--port", port or "8188", "--disable-auto-launch"],
-                               cwd=comfyui, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, "main.py", "--listen", host, "--port", port or "8188", "--disable-auto-launch", *shlex.split(extra_args)]
+    process = subprocess.Popen(command, cwd=comfyui, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = ComfyClient(server)
     deadline = time.monotonic() + wait_seconds
     while not client.is_up():
@@ -73,7 +74,7 @@ def generate(args) -> int:
         if not os.path.isfile(path):
             raise CommandError(f"{label}: file not found: {path}", EXIT_USAGE)
     client = ComfyClient(args.server)
-    server_process = None if client.is_up() else start_local_comfyui(args.server, args.start_timeout)
+    server_process = None if client.is_up() else start_local_comfyui(args.server, args.start_timeout, args.comfyui_args)
     try:
         graph = load_json(args.workflow_file) if args.workflow_file else api_workflow(args.workflow)
         missing = missing_models(client, graph, args.workflow)
@@ -173,6 +174,8 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, help="noise seed (default: the workflow's)")
     gen.add_argument("--server", default=DEFAULT_SERVER, help=f"ComfyUI address (default {DEFAULT_SERVER}; started from COMFYUI_PATH if down)")
     gen.add_argument("--start-timeout", type=float, default=180.0, help="seconds to wait for a ComfyUI this command starts")
+    gen.add_argument("--comfyui-args", default=os.environ.get("FANTASYTALKING_COMFYUI_ARGS", ""),
+                     help="extra arguments for a ComfyUI this command starts, e.g. '--lowvram' (default: $FANTASYTALKING_COMFYUI_ARGS)")
     gen.set_defaults(run=generate)
     mod = commands.add_parser("models", help="list the model files the workflows need and whether ComfyUI has them")
     mod.add_argument("--workflow", choices=[*VARIANTS, "all"], default="all")

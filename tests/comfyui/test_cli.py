@@ -200,3 +200,24 @@ def test_models_download_fetches_each_missing_file(tmp_path):
         assert "could not download Comfy-Org/Wan_2.1_ComfyUI_repackaged/split_files/vae/wan_2.1_vae.safetensors" in failed.stderr
     finally:
         hub.close()
+
+
+def test_generate_starts_a_local_comfyui_when_none_runs(comfyui_path, server, stand_ins, workspace, tmp_path):
+    """No server on the port: the command starts ComfyUI from COMFYUI_PATH (with --comfyui-args), uses it, stops it."""
+    port = free_port()
+    root = tmp_path / "started"
+    for folder in ("user", "input", "output"):
+        (root / folder).mkdir(parents=True)
+    config = server["log"].parent / "extra_model_paths.yaml"  # the test server's models and custom nodes
+    extra = (f"--cpu --disable-api-nodes --database-url sqlite:///:memory: --extra-model-paths-config {config} "
+             f"--input-directory {root / 'input'} --output-directory {root / 'output'} --user-directory {root / 'user'}")
+    image, audio = workspace["media"][0]
+    out = tmp_path / "started.mp4"
+    result = cli("generate", "--image", str(workspace["inputs"] / image), "--audio", str(workspace["inputs"] / audio),
+                 "--workflow-file", cpu_sized("fantasytalking_standard", tmp_path), "--server", f"http://127.0.0.1:{port}",
+                 "--comfyui-args", extra, "--out", str(out), env={"COMFYUI_PATH": str(comfyui_path)})
+    assert result.returncode == 0, result.stderr
+    assert "Starting ComfyUI from" in result.stderr
+    assert mp4_streams(str(out))["kinds"] == ["audio", "video"]
+    with pytest.raises(OSError):
+        http(port, "/system_stats", timeout=5)  # stopped again

@@ -1,12 +1,14 @@
 """The workflows in workflows/ (UI) and workflows/api/ (API): consistent, loadable in a real ComfyUI with the pack,
 listed by the template browser, and runnable end to end (tiny stand-ins under the real model file names)."""
 
+import json
 import os
 
 import pytest
 from conftest_helpers import http, wait_for
 from graphs import mp4_streams
 from shipped import LOADER_FOLDERS, WORKFLOWS, cpu_sized_graph, load
+from tiers import PACK_DIR
 
 @pytest.fixture(scope="module")
 def object_info(server):
@@ -104,3 +106,23 @@ def test_shipped_api_workflow_runs_to_an_mp4_with_sound(name, server, stand_ins)
     info = mp4_streams(os.path.join(server["output"], entry["subfolder"], entry["filename"]))
     assert info["kinds"] == ["audio", "video"] and info["frames"] == 9
     assert info["audio_duration"] == pytest.approx(9 / 23, abs=0.08)
+
+
+INTERFACE = PACK_DIR / "tests" / "comfyui" / "node_interface.json"
+
+
+def node_interface(object_info):
+    return {
+        node_id: {
+            "inputs": {section: names for section, names in object_info[node_id]["input_order"].items()},
+            "outputs": object_info[node_id]["output"],
+        }
+        for node_id in sorted(object_info)
+        if node_id.startswith("FantasyTalking") and object_info[node_id]["category"] == "FantasyTalking"
+    }
+
+
+def test_node_ids_and_input_names_are_stable(object_info):
+    """Saved workflows depend on these. Changing them is a breaking change: bump the major version, then update
+    node_interface.json deliberately."""
+    assert node_interface(object_info) == json.loads(INTERFACE.read_text())
