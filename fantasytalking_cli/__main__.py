@@ -161,7 +161,7 @@ def download(repo: str, path: str, target: str) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    main_parser = argparse.ArgumentParser(prog="fantasytalking", description=__doc__.splitlines()[0])
+    main_parser = argparse.ArgumentParser(prog="fantasytalking", description="Headless FantasyTalking videos through a ComfyUI server.")
     commands = main_parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="portrait + voice -> MP4 with sound, through a ComfyUI server")
     gen.add_argument("--image", required=True, help="portrait image")
