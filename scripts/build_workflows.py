@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,7 +28,8 @@ MODELS = {
     "umt5": ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", f"{REPACK}/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders"),
     "vae": ("wan_2.1_vae.safetensors", f"{REPACK}/vae/wan_2.1_vae.safetensors", "vae"),
     "clip_vision": ("clip_vision_h.safetensors", f"{REPACK}/clip_vision/clip_vision_h.safetensors", "clip_vision"),
-    "adapter": ("fantasytalking_model.ckpt", "https://huggingface.co/acvlab/FantasyTalking/resolve/main/fantasytalking_model.ckpt", "fantasytalking"),
+    # The fp16 repack of the official weights: ComfyUI's Missing Models dialog downloads only .safetensors files.
+    "adapter": ("fantasytalking_fp16.safetensors", "https://huggingface.co/Kijai/WanVideo_comfy/resolve/main/fantasytalking_fp16.safetensors", "fantasytalking"),
     "wav2vec": ("wav2vec2-base-960h.safetensors", "https://huggingface.co/facebook/wav2vec2-base-960h/resolve/main/model.safetensors", "audio_encoders"),
     "lightx2v": ("lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors",
                  "https://huggingface.co/Kijai/WanVideo_comfy/resolve/main/Lightx2v/lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors", "loras"),
@@ -141,7 +143,7 @@ def to_api(nodes: list[Node]) -> dict:
     }
 
 
-def to_ui(nodes: list[Node], object_info: dict) -> dict:
+def to_ui(name: str, nodes: list[Node], object_info: dict) -> dict:
     links, ui_nodes = [], []
     outgoing: dict[tuple[int, int], list[int]] = {}
     for target in nodes:
@@ -182,9 +184,9 @@ def to_ui(nodes: list[Node], object_info: dict) -> dict:
     groups = [{"id": i + 1, "title": title, "bounding": [x, y, 680, 600], "color": colour, "font_size": 24, "flags": {}}
               for i, (title, (x, y, colour)) in enumerate(GROUPS.items())]
     return {
-        "id": "fantasytalking", "revision": 0, "last_node_id": max(n.id for n in nodes), "last_link_id": len(links),
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"fantasytalking-native/{name}")), "revision": 0, "last_node_id": max(n.id for n in nodes), "last_link_id": len(links),
         "nodes": ui_nodes, "links": [l[:6] for l in links], "groups": groups, "config": {},
-        "extra": {"ds": {"scale": 0.7, "offset": [0, 0]}}, "version": 0.4,
+        "extra": {"ds": {"scale": 0.7, "offset": [60, 120]}}, "version": 0.4,
     }
 
 
@@ -219,7 +221,7 @@ def main() -> None:
     object_info = object_info_from_comfyui()
     os.makedirs(os.path.join(WORKFLOWS_DIR, "api"), exist_ok=True)
     for name, nodes in WORKFLOWS.items():
-        for path, content in ((os.path.join(WORKFLOWS_DIR, f"{name}.json"), to_ui(nodes, object_info)),
+        for path, content in ((os.path.join(WORKFLOWS_DIR, f"{name}.json"), to_ui(name, nodes, object_info)),
                               (os.path.join(WORKFLOWS_DIR, "api", f"{name}.json"), to_api(nodes))):
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(content, f, indent=1, ensure_ascii=False)

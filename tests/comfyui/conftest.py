@@ -129,7 +129,8 @@ def stand_ins(workspace, model_files):
     """Tiny models under the file names the shipped workflows use, and the inputs they name."""
     root = workspace["models"]
     single_wav2vec = os.path.join(model_files["wav2vec"], "model.safetensors")  # Hugging Face naming, CTC head
-    sources = {"UNETLoader": model_files["wan"], "VAELoader": model_files["vae"], "FantasyTalkingModelLoader": model_files["adapter"],
+    repack = write_checkpoint(str(root / "fantasytalking" / "tiny_repack.safetensors"), in_layout(model_files["adapter_state"], "repack"))
+    sources = {"UNETLoader": model_files["wan"], "VAELoader": model_files["vae"], "FantasyTalkingModelLoader": repack,
                "FantasyTalkingWav2VecLoader": single_wav2vec, "LoraLoaderModelOnly": save_tiny_wan_lora(str(root / "loras" / "tiny_distill.safetensors"))}
     for name in WORKFLOWS:
         for node in load(name)[1].values():

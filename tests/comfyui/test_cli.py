@@ -129,7 +129,7 @@ def test_models_lists_every_file_with_its_source(tmp_path):
     assert result.returncode == 5  # files are missing
     lines = result.stdout.splitlines()
     assert any(line.startswith("wan_2.1_vae.safetensors") and " yes " in line for line in lines)
-    assert any(line.startswith("fantasytalking_model.ckpt") and " no " in line and "acvlab/FantasyTalking : fantasytalking_model.ckpt" in line for line in lines)
+    assert any(line.startswith("fantasytalking_fp16.safetensors") and " no " in line and "Kijai/WanVideo_comfy : fantasytalking_fp16.safetensors" in line for line in lines)
     names = {line.split()[0] for line in lines[1:]}
     for name in WORKFLOWS:
         for node in load(name)[0]["nodes"]:

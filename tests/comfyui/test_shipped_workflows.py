@@ -3,6 +3,7 @@ listed by the template browser, and runnable end to end (tiny stand-ins under th
 
 import json
 import os
+import uuid
 
 import pytest
 from conftest_helpers import http, wait_for
@@ -67,6 +68,7 @@ def test_api_file_matches_ui_file_and_object_info(name, object_info):
 @pytest.mark.parametrize("name", WORKFLOWS)
 def test_every_model_loader_carries_its_download(name):
     ui, _ = load(name)
+    uuid.UUID(ui["id"])  # the frontend's schema rejects a workflow whose id is not a UUID
     loaders = [n for n in ui["nodes"] if n["type"] in LOADER_FOLDERS]
     assert len(loaders) >= 6
     for node in loaders:
@@ -75,6 +77,7 @@ def test_every_model_loader_carries_its_download(name):
         assert model["name"] == node["widgets_values"][0]
         assert model["directory"] == folder
         assert model["url"].startswith("https://huggingface.co/") and "/resolve/main/" in model["url"]
+        assert model["name"].endswith(".safetensors")  # the Missing Models dialog downloads nothing else
 
 
 def test_official_settings_in_the_standard_workflow():
