@@ -57,13 +57,14 @@ class AudioWindows:
             raise ValueError(
                 f"latent frame range [{first_latent}, {end_latent}) is outside 0..{self.latent_frames}."
             )
-        return AudioWindows(
-            self.starts[first_latent:end_latent],
-            self.k_lens[first_latent:end_latent],
-            self.window_length,
-            self.num_tokens,
-            self.num_frames,
-        )
+        return self.select(list(range(first_latent, end_latent)))
+
+    def select(self, latent_frames: list[int]) -> AudioWindows:
+        """The windows of the given latent frames (any order, as context-window schedules pick them)."""
+        if not latent_frames or min(latent_frames) < 0 or max(latent_frames) >= self.latent_frames:
+            raise ValueError(f"latent frames {latent_frames} are outside 0..{self.latent_frames - 1}.")
+        index = torch.tensor(latent_frames, dtype=torch.long)
+        return AudioWindows(self.starts[index], self.k_lens[index], self.window_length, self.num_tokens, self.num_frames)
 
     def token_index(self) -> tuple[torch.Tensor, torch.Tensor]:
         """[T_lat, W] token indices into the track and a [T_lat, W] mask of the real (non-padding) slots."""

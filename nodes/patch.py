@@ -6,6 +6,10 @@ ComfyUI loads, offloads and streams it with the diffusion model. The wrapper ins
 cross-attention hooks (``fantasy_core.AudioInjection``) for the duration of one model call and removes them in
 ``finally``. Nothing is stored in ``model_options``, so later ``clone()`` calls never copy the adapter.
 
+With core context windows (WanContextWindowsManual) each model call sees a subset of the latent frames, listed in
+``transformer_options["context_window"].index_list``; those frames get exactly their own audio windows, sliced from
+the whole track's windows (computed once), so window boundaries never shift the audio.
+
 Which batch entries hear the audio: ComfyUI batches conditionings and records each entry's index in
 ``transformer_options["cond_or_uncond"]``. Index 0 is the positive conditioning in KSampler, CFGGuider and
 FantasyTalkingCFGGuider (whose passes are [positive with audio, positive without, negative without]); every other
@@ -69,15 +73,24 @@ class FantasyTalkingPatch:
         patched.set_additional_models(WRAPPER_KEY, [self.adapter_patcher])
         return patched
 
-    def _check_frames(self, latent_frames: int) -> None:
+    def _windows_for(self, latent_frames: int, transformer_options: dict):
+        """The audio windows of the latent frames in this call: all of them, or a context window's own frames."""
         windows = self.audio.windows
-        if latent_frames != windows.latent_frames:
+        context_window = transformer_options.get("context_window")
+        if context_window is None:
+            frames, total = list(range(latent_frames)), latent_frames
+        else:  # ComfyUI before v0.4 does not record the full length; then the window must at least fit the audio
+            frames = list(context_window.index_list)
+            total = getattr(context_window, "total_frames", 0) or windows.latent_frames
+        if total != windows.latent_frames or max(frames) >= windows.latent_frames:
+            shown = max(total, max(frames) + 1)
             raise ValueError(
                 f"FantasyTalking: the audio embeds were made for {windows.num_frames} frames "
-                f"({windows.latent_frames} latent frames), but the latent being sampled has {latent_frames} latent "
-                f"frames ({4 * (latent_frames - 1) + 1} frames). Connect the audio embeds node's num_frames output "
+                f"({windows.latent_frames} latent frames), but the latent being sampled has {shown} latent "
+                f"frames ({4 * (shown - 1) + 1} frames). Connect the audio embeds node's num_frames output "
                 "to WanImageToVideo's length."
             )
+        return windows if context_window is None else windows.select(frames)
 
     def _scales(self, batch: int, transformer_options: dict, device) -> torch.Tensor:
         cond_or_uncond = transformer_options.get("cond_or_uncond") or [AUDIO_COND_INDEX]
@@ -86,10 +99,10 @@ class FantasyTalkingPatch:
         return torch.tensor(scales, device=device).repeat_interleave(per_cond)
 
     def __call__(self, executor, x, timestep, context, clip_fea=None, time_dim_concat=None, transformer_options={}, **kwargs):
-        self._check_frames(x.shape[2])
+        windows = self._windows_for(x.shape[2], transformer_options)
         wan = executor.class_obj
         features = self.audio.features[None].to(x.device, torch.float32)
-        audio = self.adapter.frame_context(features, self.audio.windows)  # fp32 projection, as officially
+        audio = self.adapter.frame_context(features, windows)  # fp32 projection, as officially
         scales = self._scales(x.shape[0], transformer_options, x.device)
         with AudioInjection(wan.blocks, self.adapter, audio, scales):
             return executor(x, timestep, context, clip_fea, time_dim_concat, transformer_options, **kwargs)

@@ -119,3 +119,39 @@ def test_torch_compile_model_matches_eager(comfy_nodes, setup):
     torch.testing.assert_close(result, eager, rtol=1e-4, atol=1e-4)
     for block in setup["wan"].model.diffusion_model.blocks:
         assert not block.cross_attn.norm_q._forward_hooks and not block.cross_attn.o._forward_pre_hooks
+
+
+def test_context_windows_get_their_own_slice_of_the_whole_track_windows(comfy_nodes, setup):
+    from tiny_models import voice_like
+
+    encoder = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")[0]
+    audio = {"waveform": voice_like(1.0, 16000, seed=7)[None, None], "sample_rate": 16000}
+    embeds = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=encoder, fps=23, max_frames=21)[0]
+    whole = embeds.windows
+    assert whole.latent_frames == 6
+    patched = run(comfy_nodes, "FantasyTalkingApply", model=setup["wan"], fantasytalking_model=setup["adapter"], audio_embeds=embeds, audio_scale=1.0)[0]
+    windowed = run(comfy_nodes, "WanContextWindowsManual", model=patched, context_length=9, context_overlap=4, context_schedule="standard_static",
+                   context_stride=1, closed_loop=False, fuse_method="pyramid", freenoise=False)[0]
+    adapter = setup["adapter"].model
+    seen = []
+    original = adapter.frame_context
+
+    def spy(features, windows):
+        seen.append(windows)
+        return original(features, windows)
+
+    adapter.frame_context = spy
+    try:
+        out = denoise_once(windowed, conditioning(21, frames=6), conditioning(22, frames=6), frames=6)
+    finally:
+        del adapter.frame_context
+    assert torch.isfinite(out).all()
+    covered = set()
+    starts = whole.starts.tolist()
+    for windows in seen:
+        frames = [starts.index(s) for s in windows.starts.tolist()]
+        assert len(frames) == 3 and frames == list(range(frames[0], frames[0] + 3))
+        assert torch.equal(windows.starts, whole.starts[frames[0] : frames[0] + 3])
+        assert torch.equal(windows.k_lens, whole.k_lens[frames[0] : frames[0] + 3])
+        covered.update(frames)
+    assert covered == set(range(6)) and len(seen) >= 2
