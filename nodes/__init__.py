@@ -8,6 +8,7 @@ from comfy_api.latest import ComfyExtension, io
 from .conditioning import FantasyTalkingApply, FantasyTalkingAudioEmbeds
 from .folders import register_folders
 from .loaders import FantasyTalkingModelLoader, FantasyTalkingWav2VecLoader
+from .long_video import FantasyTalkingLongVideo
 from .sampling import FantasyTalkingCFGGuider, FantasyTalkingSampler
 
 NODES = [
@@ -17,6 +18,7 @@ NODES = [
     FantasyTalkingApply,
     FantasyTalkingCFGGuider,
     FantasyTalkingSampler,
+    FantasyTalkingLongVideo,
 ]
 
 

@@ -13,6 +13,7 @@ NODE_IDS = [
     "FantasyTalkingApply",
     "FantasyTalkingCFGGuider",
     "FantasyTalkingSampler",
+    "FantasyTalkingLongVideo",
 ]
 LATENT_FRAMES, LATENT_HW = 3, 8  # 9 frames of 64x64
 

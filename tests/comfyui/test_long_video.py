@@ -1,0 +1,65 @@
+"""Long videos in a real ComfyUI: a 20-second voice track through overlapping segments to one MP4 with the voice."""
+
+import os
+
+import pytest
+import torch
+from graphs import mp4_streams
+from test_nodes import run
+from tiny_models import voice_like
+
+SECONDS, FPS = 20.0, 23
+
+
+@pytest.fixture(scope="module")
+def long_run(comfy_nodes, workspace, model_files, tmp_path_factory):
+    import comfy.sd
+    import comfy.utils
+
+    wan = comfy.sd.load_diffusion_model(model_files["wan"])
+    vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(model_files["vae"]))
+    adapter = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="fantasytalking_tiny.ckpt", weight_dtype="default")[0]
+    encoder = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")[0]
+    track = {"waveform": torch.stack([voice_like(SECONDS, 22050, 1), voice_like(SECONDS, 22050, 2)])[None], "sample_rate": 22050}
+    embeds, num_frames, fps, trimmed = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=track, audio_encoder=encoder, fps=FPS, max_frames=100001)
+    text = comfy_nodes["FantasyTalkingTestConditioning"]().make(seed=1)[0]
+    negative = comfy_nodes["FantasyTalkingTestConditioning"]().make(seed=2)[0]
+    clip = comfy_nodes["FantasyTalkingTestClipVisionOutput"]().make(seed=3)[0]
+    portrait = torch.rand(1, 80, 64, 3, generator=torch.Generator().manual_seed(0))
+    adapter_module = adapter.model
+    seen, original = [], adapter_module.frame_context
+    adapter_module.frame_context = lambda features, windows: (seen.append(windows), original(features, windows))[1]
+    try:
+        (video,) = run(comfy_nodes, "FantasyTalkingLongVideo", model=wan, fantasytalking_model=adapter, audio_embeds=embeds, audio_scale=1.0,
+                       positive=text, negative=negative, vae=vae, clip_vision_output=clip, start_image=portrait, width=64, height=64,
+                       segment_frames=81, overlap_frames=13, seed=0, steps=2, cfg=5.0, audio_cfg=4.5, sampler_name="euler",
+                       scheduler="fantasytalking", shift=5.0, color_match=1.0, audio=trimmed)
+    finally:
+        del adapter_module.frame_context
+    return {"video": video, "embeds": embeds, "num_frames": num_frames, "seen": seen}
+
+
+def test_twenty_seconds_become_one_mp4_of_the_right_length_with_the_voice(long_run):
+    assert long_run["num_frames"] == 465  # int(23 * 20 // 4) * 4 + 5
+    path = long_run["video"].get_stream_source()
+    info = mp4_streams(path)
+    assert info["kinds"] == ["audio", "video"]
+    assert info["frames"] == 465  # no frame repeated or dropped at the 6 segment joins
+    assert info["fps"] == pytest.approx(FPS)
+    assert info["audio_duration"] == pytest.approx(SECONDS, abs=0.1)  # the track is 20 s; the video 465 / 23 = 20.2 s
+
+
+def test_each_segment_hears_its_slice_of_the_whole_track_windows(long_run):
+    from fantasy_core.long_video import plan_segments
+
+    whole = long_run["embeds"].windows
+    segments = plan_segments(465, 81, 13)
+    per_segment = {}
+    for windows in long_run["seen"]:  # every model call of every segment
+        first = whole.starts.tolist().index(windows.starts[0].item())
+        per_segment.setdefault(first, windows)
+    assert sorted(per_segment) == [s.first_latent for s in segments]
+    for segment in segments:
+        windows = per_segment[segment.first_latent]
+        expected = whole.slice(segment.first_latent, segment.first_latent + segment.latent_frames)
+        assert torch.equal(windows.starts, expected.starts) and torch.equal(windows.k_lens, expected.k_lens)
