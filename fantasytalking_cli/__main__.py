@@ -11,7 +11,7 @@ import sys
 import time
 
 from .comfy_client import EXIT_EXECUTION, EXIT_INTERRUPTED, EXIT_MISSING_MODELS, EXIT_UNREACHABLE, EXIT_USAGE, ComfyClient, CommandError, follow
-from .workflows import LOADER_WIDGETS, VARIANTS, api_workflow, fill, required_models
+from .workflows import LOADER_WIDGETS, VARIANTS, api_workflow, choose_variant, fill, required_models
 
 DEFAULT_SERVER = "http://127.0.0.1:8188"
 
@@ -76,17 +76,18 @@ def generate(args) -> int:
     client = ComfyClient(args.server)
     server_process = None if client.is_up() else start_local_comfyui(args.server, args.start_timeout, args.comfyui_args)
     try:
-        graph = load_json(args.workflow_file) if args.workflow_file else api_workflow(args.workflow)
-        missing = missing_models(client, graph, args.workflow)
+        variant = choose_variant(args.workflow, args.audio, args.max_seconds)
+        graph = load_json(args.workflow_file) if args.workflow_file else api_workflow(variant)
+        missing = missing_models(client, graph, variant)
         if missing:
             raise CommandError("ComfyUI lacks model files this workflow needs:\n" + "\n".join(missing) +
                                "\nDownload them (or run `fantasytalking models --download`) and retry.", EXIT_MISSING_MODELS)
         stem = os.path.splitext(os.path.basename(args.out))[0]
-        graph = fill(graph, client.upload(args.image), client.upload(args.audio), args.prompt, args.seed, f"fantasytalking/{stem}")
+        graph = fill(graph, client.upload(args.image), client.upload(args.audio), args.prompt, args.seed, f"fantasytalking/{stem}", args.max_seconds)
         events = client.events()
         next_event = next(events)  # connect before queueing so no progress message is missed
         prompt_id = client.queue(graph)
-        print(f"Queued {args.workflow} workflow as {prompt_id}", file=sys.stderr)
+        print(f"Queued the {variant} workflow as {prompt_id}", file=sys.stderr)
         try:
             follow(client, prompt_id, _chain(next_event, events), progress_printer())
         except KeyboardInterrupt:
@@ -168,8 +169,10 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--audio", required=True, help="voice track (wav, mp3, flac, ...)")
     gen.add_argument("--prompt", help="what the video shows (default: the workflow's 'A woman is talking.')")
     gen.add_argument("--out", default="talk.mp4", help="where to write the MP4 (default: talk.mp4)")
-    gen.add_argument("--workflow", choices=list(VARIANTS), default="standard",
-                     help="standard (bf16, official settings), lowvram (fp8 weights, 24 GB cards), fast (distilled LoRA, 4 steps)")
+    gen.add_argument("--workflow", choices=list(VARIANTS),
+                     help="standard (bf16, official settings), lowvram (fp8 weights, 24 GB cards), fast (distilled LoRA, 4 steps), "
+                     "long (the whole track in overlapping segments). Default: standard for tracks up to 81 frames (3.5 s), else long")
+    gen.add_argument("--max-seconds", type=float, help="use only the first N seconds of the voice (default: the whole track)")
     gen.add_argument("--workflow-file", help="your own API-format workflow instead of a shipped one (same node types)")
     gen.add_argument("--seed", type=int, help="noise seed (default: the workflow's)")
     gen.add_argument("--server", default=DEFAULT_SERVER, help=f"ComfyUI address (default {DEFAULT_SERVER}; started from COMFYUI_PATH if down)")

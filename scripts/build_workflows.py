@@ -98,8 +98,26 @@ def talking_portrait(variant: str) -> list[Node]:
     return nodes
 
 
+def long_talking_portrait() -> list[Node]:
+    """The whole voice track as overlapping 81-frame segments, streamed to one MP4 (fp8 Wan weights)."""
+    short = {n.id: n for n in talking_portrait("lowvram")}
+    keep = [short[i] for i in (1, 2, 3, 4, 10, 11, 12, 13, 14, 15, 30, 31, 32)]
+    short[20].widgets["max_frames"] = 100001
+    short[20].title = "Audio embeds (23 fps, whole track)"
+    return keep + [
+        short[20],
+        Node(41, "FantasyTalkingLongVideo", "Long video (81-frame segments, 13 overlap)", SAMPLING,
+             {"audio_scale": 1.0, "width": 512, "height": 512, "segment_frames": 81, "overlap_frames": 13, "seed": 1111, "steps": 30,
+              "cfg": 5.0, "audio_cfg": 4.5, "sampler_name": "euler", "scheduler": "fantasytalking", "shift": 5.0, "color_match": 1.0},
+             {"model": (10, 0), "fantasytalking_model": (14, 0), "audio_embeds": (20, 0), "positive": (3, 0), "negative": (4, 0),
+              "vae": (12, 0), "clip_vision_output": (32, 0), "start_image": (30, 0), "width": (31, 0), "height": (31, 1), "audio": (20, 3)}),
+        Node(52, "SaveVideo", "Save MP4", OUTPUT, {"filename_prefix": "video/FantasyTalking_long", "format": "mp4", "codec": "h264"}, {"video": (41, 0)}),
+    ]
+
+
 WORKFLOWS = {
     "fantasytalking_standard": talking_portrait("standard"),
+    "fantasytalking_long_video": long_talking_portrait(),
     "fantasytalking_lowvram_fp8": talking_portrait("lowvram"),
     "fantasytalking_fast_distilled_lora": talking_portrait("fast"),
 }

@@ -44,10 +44,10 @@ def cpu_sized_graph(name, **changes):
     for node in graph.values():
         inputs = node["inputs"]
         if node["class_type"] == "FantasyTalkingAudioEmbeds":
-            inputs["max_frames"] = 9
+            inputs["max_frames"] = changes.get("max_frames", 9)
         elif node["class_type"] == "ImageScaleToMaxDimension":
             inputs["largest_size"] = 64
-        elif node["class_type"] == "FantasyTalkingSampler":
+        elif node["class_type"] in ("FantasyTalkingSampler", "FantasyTalkingLongVideo"):
             inputs["steps"] = changes.get("steps", 2)
         elif node["class_type"] == "FantasyTalkingModelLoader" and "adapter" in changes:
             inputs["model_name"] = changes["adapter"]

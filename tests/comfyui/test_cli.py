@@ -13,7 +13,8 @@ from graphs import mp4_streams
 from shipped import WORKFLOWS, cpu_sized, load
 from tiers import PACK_DIR
 
-VARIANT_FILES = {"standard": "fantasytalking_standard", "lowvram": "fantasytalking_lowvram_fp8", "fast": "fantasytalking_fast_distilled_lora"}
+VARIANT_FILES = {"standard": "fantasytalking_standard", "lowvram": "fantasytalking_lowvram_fp8", "fast": "fantasytalking_fast_distilled_lora",
+                 "long": "fantasytalking_long_video"}
 
 
 def cli(*args, env=None, timeout=600):
@@ -221,3 +222,18 @@ def test_generate_starts_a_local_comfyui_when_none_runs(comfyui_path, server, st
     assert mp4_streams(str(out))["kinds"] == ["audio", "video"]
     with pytest.raises(OSError):
         http(port, "/system_stats", timeout=5)  # stopped again
+
+
+def test_long_track_is_cut_by_max_seconds(server, stand_ins, workspace, tmp_path):
+    from tiny_models import save_media
+
+    image, audio = save_media(str(tmp_path), seconds=20.0, seed=5)
+    out = tmp_path / "cut.mp4"
+    result = cli("generate", "--image", str(tmp_path / image), "--audio", str(tmp_path / audio), "--max-seconds", "6",
+                 "--workflow-file", cpu_sized("fantasytalking_long_video", tmp_path, max_frames=100001),
+                 "--server", f"http://127.0.0.1:{server['port']}", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Queued the long workflow" in result.stderr  # 6 s is more than one 81-frame window
+    info = mp4_streams(str(out))
+    assert info["frames"] == int(23 * 6 // 4) * 4 + 5 == 141  # two segments: frames 0-80 and 68-140
+    assert info["audio_duration"] == pytest.approx(141 / 23, abs=0.08)  # the voice cut to the video, as officially
