@@ -7,6 +7,7 @@ export PYTHONPATH="$pack_dir"
 "$venv/bin/python" benchmarks/bench_core.py
 if [ -n "$comfy" ]; then
   "$venv/bin/python" benchmarks/bench_comfyui.py
+  "$venv/bin/python" benchmarks/bench_long_video.py
 else
   echo "ComfyUI benchmark skipped: no ComfyUI checkout found (set COMFYUI_PATH)"
 fi
