@@ -12,7 +12,6 @@ model's ratio for the same shapes.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
 import sys
@@ -22,26 +21,10 @@ import time
 import torch
 
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.append(PACK_DIR)  # for fantasy_core; appended so ComfyUI's own `nodes` module keeps priority
+sys.path.append(os.path.join(PACK_DIR, "scripts"))
 DIM, HEADS, FFN, BLOCKS = 512, 4, 2048, 4
 LATENT_FRAMES, LATENT_HW = 4, 32  # (32 / 2)^2 * 4 = 1024 video tokens
-
-
-def start_comfyui(comfyui_path: str):
-    sys.path.insert(0, comfyui_path)
-    import comfy.options
-
-    comfy.options.enable_args_parsing()
-    sys.argv = ["main.py", "--cpu"]
-    import comfy.cli_args  # noqa: F401
-    import utils.extra_config  # noqa: F401  (before `nodes`)
-    import nodes
-
-    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
-    links = tempfile.mkdtemp()
-    os.symlink(PACK_DIR, os.path.join(links, "fantasytalking-native"))
-    if not asyncio.run(nodes.load_custom_node(os.path.join(links, "fantasytalking-native"))):
-        raise RuntimeError("ComfyUI could not load the pack")
-    return nodes.NODE_CLASS_MAPPINGS
 
 
 def random_files(folder: str) -> tuple[str, str]:
@@ -101,8 +84,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     comfyui_path = os.environ.get("COMFYUI_PATH") or os.path.expanduser("~/comfy/ComfyUI")
-    node_classes = start_comfyui(comfyui_path)
-    sys.path.insert(0, PACK_DIR)
+    from comfyui_host import load_comfyui_with_pack
+
+    node_classes = load_comfyui_with_pack(comfyui_path)
     import comfy.sd
 
     from bench_core import BlockShape, block_flops

@@ -40,9 +40,10 @@ def random_vae(path: str) -> None:
 def one_run(segments: int) -> dict:
     """In this process: generate `segments` segments and report the peak RSS."""
     sys.path.insert(0, HERE)
-    from bench_comfyui import audio_embeds, start_comfyui
+    from bench_comfyui import audio_embeds
+    from comfyui_host import load_comfyui_with_pack
 
-    node_classes = start_comfyui(os.environ.get("COMFYUI_PATH") or os.path.expanduser("~/comfy/ComfyUI"))
+    node_classes = load_comfyui_with_pack()
     import comfy.clip_vision
     import comfy.ops
     import comfy.sd

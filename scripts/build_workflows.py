@@ -9,11 +9,8 @@ Widget order comes from the node definitions of a real ComfyUI with the pack loa
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import sys
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 
@@ -209,23 +206,13 @@ def to_ui(name: str, nodes: list[Node], object_info: dict) -> dict:
 
 
 def object_info_from_comfyui() -> dict:
-    comfyui = os.environ.get("COMFYUI_PATH") or os.path.expanduser("~/comfy/ComfyUI")
-    sys.path.insert(0, comfyui)
-    import comfy.options
+    from comfyui_host import load_comfyui_with_pack
 
-    comfy.options.enable_args_parsing()
-    sys.argv = ["main.py", "--cpu"]
-    import comfy.cli_args  # noqa: F401
-    import utils.extra_config  # noqa: F401  (before `nodes`)
-    import nodes
+    node_classes = load_comfyui_with_pack()
     from comfy_api.internal import _ComfyNodeInternal
 
-    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
-    links = tempfile.mkdtemp()
-    os.symlink(PACK_DIR, os.path.join(links, "fantasytalking-native"))
-    assert asyncio.run(nodes.load_custom_node(os.path.join(links, "fantasytalking-native")))
     info = {}
-    for name, cls in nodes.NODE_CLASS_MAPPINGS.items():
+    for name, cls in node_classes.items():
         if issubclass(cls, _ComfyNodeInternal):
             info[name] = cls.GET_NODE_INFO_V1()
         else:

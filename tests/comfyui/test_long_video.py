@@ -1,6 +1,5 @@
 """Long videos in a real ComfyUI: a 20-second voice track through overlapping segments to one MP4 with the voice."""
 
-import os
 
 import pytest
 import torch

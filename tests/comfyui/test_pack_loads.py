@@ -7,13 +7,19 @@ import sys
 from tiers import PACK_DIR
 
 
-def test_comfyui_imports_the_pack(comfyui_path, tmp_path):
+def custom_nodes_config(tmp_path):
+    """A custom_nodes folder holding only this pack, and an extra_model_paths.yaml pointing ComfyUI at it."""
     custom_nodes = tmp_path / "custom_nodes"
     custom_nodes.mkdir()
     os.symlink(PACK_DIR, custom_nodes / "fantasytalking-native")
     (tmp_path / "user").mkdir()
     config = tmp_path / "extra_model_paths.yaml"
     config.write_text(f"test:\n  custom_nodes: {custom_nodes}\n")
+    return custom_nodes, config
+
+
+def test_comfyui_imports_the_pack(comfyui_path, tmp_path):
+    _, config = custom_nodes_config(tmp_path)
     result = subprocess.run(
         [sys.executable, "main.py", "--cpu", "--quick-test-for-ci", "--disable-api-nodes",
          "--database-url", "sqlite:///:memory:", "--extra-model-paths-config", str(config),
@@ -32,12 +38,7 @@ def test_nodes_register_without_optional_packages(comfyui_path, tmp_path):
     blocker = tmp_path / "block"
     blocker.mkdir()
     (blocker / "soxr.py").write_text("raise ImportError('soxr blocked for this test')\n")
-    custom_nodes = tmp_path / "custom_nodes"
-    custom_nodes.mkdir()
-    os.symlink(PACK_DIR, custom_nodes / "fantasytalking-native")
-    (tmp_path / "user").mkdir()
-    config = tmp_path / "extra_model_paths.yaml"
-    config.write_text(f"test:\n  custom_nodes: {custom_nodes}\n")
+    custom_nodes, _ = custom_nodes_config(tmp_path)
     script = (
         "import sys, asyncio; sys.argv = ['main.py', '--cpu']; import comfy.options; comfy.options.enable_args_parsing(); "
         "import comfy.cli_args, utils.extra_config, nodes; "
