@@ -11,6 +11,7 @@ import comfy.sample
 import comfy.samplers
 import comfy.utils
 import folder_paths
+import torch
 from comfy_api.latest import io
 from comfy_api.latest._input_impl import VideoFromFile
 
@@ -29,6 +30,7 @@ def segment_conditioning(positive, negative, vae, width, height, length, start_f
     return WanImageToVideo.execute(positive, negative, vae, width, height, length, 1, start_frames, clip_vision_output).result
 
 
+@torch.inference_mode()  # ComfyUI's executor does this too; a direct call must not build an autograd graph
 def generate_long_video(model, adapter, audio_embeds: AudioConditioning, audio_scale, positive, negative, vae, clip_vision_output,
                         reference, width, height, segment_frames, overlap_frames, seed, steps, cfg, audio_cfg, sampler_name,
                         scheduler, shift, color_match, audio, path) -> int:
