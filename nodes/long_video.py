@@ -59,7 +59,7 @@ def generate_long_video(model, adapter, audio_embeds: AudioConditioning, audio_s
             frames = match_color(frames.reshape(-1, *frames.shape[-3:])[: segment.num_frames].float().cpu(), reference[0], color_match)
             hold = overlap_frames if segment.index + 1 < len(segments) else 0
             blender.add(frames, segment.overlap, hold)
-            start = frames[frames.shape[0] - hold :] if hold else None
+            start = frames[frames.shape[0] - hold :].clone() if hold else None  # not a view: frees the segment
             del samples, frames, patched, guider
         return blender.finish()
     finally:
