@@ -101,8 +101,12 @@ def generate(args) -> int:
         print(args.out)
         return 0
     finally:
-        if server_process is not None:
+        if server_process is not None:  # the ComfyUI this command started goes away with it
             server_process.terminate()
+            try:
+                server_process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server_process.kill()
 
 
 def load_json(path: str) -> dict:
