@@ -93,7 +93,7 @@ def generate(args) -> int:
         except KeyboardInterrupt:
             client.cancel(prompt_id)
             raise CommandError("Cancelled: the job was removed from the ComfyUI queue and interrupted.", EXIT_INTERRUPTED) from None
-        outputs = client.get_json(f"/history/{prompt_id}")[prompt_id]["outputs"]
+        outputs = finished_outputs(client, prompt_id)
         videos = [entry for node in outputs.values() for entry in node.get("images", []) if entry["filename"].endswith(".mp4")]
         if not videos:
             raise CommandError("The workflow finished without saving a video.", EXIT_EXECUTION)
@@ -107,6 +107,18 @@ def generate(args) -> int:
                 server_process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 server_process.kill()
+
+
+def finished_outputs(client: ComfyClient, prompt_id: str, wait_seconds: float = 60.0) -> dict:
+    """The job's outputs; ComfyUI writes the history entry just after its websocket reports the end."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        history = client.get_json(f"/history/{prompt_id}")
+        if prompt_id in history:
+            return history[prompt_id]["outputs"]
+        if time.monotonic() > deadline:
+            raise CommandError(f"The job {prompt_id} finished but ComfyUI has no history for it.", EXIT_EXECUTION)
+        time.sleep(0.2)
 
 
 def load_json(path: str) -> dict:
