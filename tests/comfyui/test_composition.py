@@ -130,8 +130,10 @@ def test_context_windows_get_their_own_slice_of_the_whole_track_windows(comfy_no
     whole = embeds.windows
     assert whole.latent_frames == 6
     patched = run(comfy_nodes, "FantasyTalkingApply", model=setup["wan"], fantasytalking_model=setup["adapter"], audio_embeds=embeds, audio_scale=1.0)[0]
-    windowed = run(comfy_nodes, "WanContextWindowsManual", model=patched, context_length=9, context_overlap=4, context_schedule="standard_static",
-                   context_stride=1, closed_loop=False, fuse_method="pyramid", freenoise=False)[0]
+    settings = dict(context_length=9, context_overlap=4, context_schedule="standard_static", context_stride=1, closed_loop=False,
+                    fuse_method="pyramid", freenoise=False)
+    accepted = {item.id for item in comfy_nodes["WanContextWindowsManual"].GET_SCHEMA().inputs}  # v0.3.64 has no freenoise
+    windowed = run(comfy_nodes, "WanContextWindowsManual", model=patched, **{k: v for k, v in settings.items() if k in accepted})[0]
     adapter = setup["adapter"].model
     seen = []
     original = adapter.frame_context
