@@ -134,6 +134,11 @@ def test_context_windows_get_their_own_slice_of_the_whole_track_windows(comfy_no
                     fuse_method="pyramid", freenoise=False)
     accepted = {item.id for item in comfy_nodes["WanContextWindowsManual"].GET_SCHEMA().inputs}  # v0.3.64 has no freenoise
     windowed = run(comfy_nodes, "WanContextWindowsManual", model=patched, **{k: v for k, v in settings.items() if k in accepted})[0]
+    unpatched = run(comfy_nodes, "WanContextWindowsManual", model=setup["wan"], **{k: v for k, v in settings.items() if k in accepted})[0]
+    try:
+        denoise_once(unpatched, conditioning(21, frames=6), conditioning(22, frames=6), frames=6)
+    except RuntimeError as error:  # ComfyUI v0.3.64 does not cut Wan I2V's concat image per window
+        pytest.skip(f"this ComfyUI's context windows cannot run Wan2.1 I2V even without FantasyTalking: {error}")
     adapter = setup["adapter"].model
     seen = []
     original = adapter.frame_context
