@@ -18,7 +18,7 @@ from comfy_api.latest._input_impl import VideoFromFile
 from ..fantasy_core import AudioConditioning
 from ..fantasy_core.long_video import OverlapBlender, match_color, plan_segments
 from .patch import FantasyTalkingPatch
-from .sampling import OFFICIAL_SCHEDULER, FantasyTalkingGuider, sampling_sigmas, with_flow_shift
+from .sampling import FantasyTalkingGuider, guidance_inputs, sampling_sigmas, scheduler_inputs, with_flow_shift
 from .types import CATEGORY, FantasyTalkingAudio, FantasyTalkingModel
 from .video_writer import StreamingMp4
 
@@ -91,11 +91,8 @@ class FantasyTalkingLongVideo(io.ComfyNode):
                              tooltip="Frames each segment continues from the previous one (4k+1). More overlap: smoother joins, more compute."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Noise seed (segment k uses seed + k)."),
                 io.Int.Input("steps", default=30, min=1, max=200, tooltip="Sampling steps per segment."),
-                io.Float.Input("cfg", default=5.0, min=0.0, max=30.0, step=0.1, round=0.01, tooltip="Prompt guidance (1 = skip the negative pass)."),
-                io.Float.Input("audio_cfg", default=4.5, min=0.0, max=30.0, step=0.1, round=0.01, tooltip="Audio guidance."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler", tooltip="Sampler."),
-                io.Combo.Input("scheduler", options=[OFFICIAL_SCHEDULER, *comfy.samplers.SCHEDULER_NAMES], default=OFFICIAL_SCHEDULER,
-                               tooltip="'fantasytalking' is the official flow-matching schedule."),
+                *guidance_inputs(),
+                *scheduler_inputs(),
                 io.Float.Input("shift", default=5.0, min=0.0, max=100.0, step=0.01, tooltip="Flow-matching shift (official: 5)."),
                 io.Float.Input("color_match", default=1.0, min=0.0, max=1.0, step=0.05,
                                tooltip="How strongly each segment's colours are matched to the portrait (0 = off); stops colour drift over minutes."),

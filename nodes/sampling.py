@@ -45,7 +45,7 @@ class FantasyTalkingGuider(comfy.samplers.CFGGuider):
         return combine_guidance(out[0], out[1], out[2] if with_uncond else None, self.cfg, self.audio_cfg_at(timestep, model_options))
 
 
-def _guidance_inputs() -> list:
+def guidance_inputs() -> list:
     return [
         io.Float.Input("cfg", default=5.0, min=0.0, max=30.0, step=0.1, round=0.01,
                        tooltip="Prompt guidance (official 5). At 1 the negative pass is skipped and audio guidance still applies."),
@@ -66,7 +66,7 @@ class FantasyTalkingCFGGuider(io.ComfyNode):
                 io.Model.Input("model", tooltip="The model from 'FantasyTalking Apply'."),
                 io.Conditioning.Input("positive", tooltip="Positive prompt (with the image conditioning from WanImageToVideo)."),
                 io.Conditioning.Input("negative", tooltip="Negative prompt; its pass runs without audio, as officially."),
-                *_guidance_inputs(),
+                *guidance_inputs(),
                 io.Float.Input("audio_cfg_start", default=0.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Fraction of the steps where audio guidance starts. Outside the range audio stays on with audio_cfg = 1."),
                 io.Float.Input("audio_cfg_end", default=1.0, min=0.0, max=1.0, step=0.01,
@@ -80,6 +80,15 @@ class FantasyTalkingCFGGuider(io.ComfyNode):
         guider = FantasyTalkingGuider(model, cfg, audio_cfg, audio_cfg_start, audio_cfg_end)
         guider.set_conds(positive, negative)
         return io.NodeOutput(guider)
+
+
+def scheduler_inputs() -> list:
+    return [
+        io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler", tooltip="Sampler (official: Euler)."),
+        io.Combo.Input("scheduler", options=[OFFICIAL_SCHEDULER, *comfy.samplers.SCHEDULER_NAMES], default=OFFICIAL_SCHEDULER,
+                       tooltip="'fantasytalking' is the official schedule sigma = shift*s/(1+(shift-1)*s), s = 1-k/steps; "
+                       "the others are ComfyUI's schedulers on the shifted model."),
+    ]
 
 
 def with_flow_shift(model, shift: float):
@@ -118,12 +127,8 @@ class FantasyTalkingSampler(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Noise seed."),
                 io.Int.Input("steps", default=30, min=1, max=200, tooltip="Sampling steps (official: 30)."),
-                *_guidance_inputs(),
-                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler",
-                               tooltip="Sampler (official: Euler)."),
-                io.Combo.Input("scheduler", options=[OFFICIAL_SCHEDULER, *comfy.samplers.SCHEDULER_NAMES], default=OFFICIAL_SCHEDULER,
-                               tooltip="'fantasytalking' is the official schedule sigma = shift*s/(1+(shift-1)*s), s = 1-k/steps; "
-                               "the others are ComfyUI's schedulers on the shifted model."),
+                *guidance_inputs(),
+                *scheduler_inputs(),
                 io.Float.Input("denoise", default=1.0, min=0.01, max=1.0, step=0.01, tooltip="1 for image-to-video from noise."),
                 io.Float.Input("shift", default=5.0, min=0.0, max=100.0, step=0.01,
                                tooltip="Flow-matching shift (official: 5; native Wan workflows use 8)."),
