@@ -50,11 +50,11 @@ def random_files(folder: str) -> tuple[str, str]:
 
 
 def audio_embeds(frames: int):
-    from fantasy_core import AudioConditioning, PreparedAudio, compute_audio_windows
+    from fantasy_core import AudioEmbeds, PreparedAudio
 
     tokens = (int(frames / 23 * 16000) - 400) // 320 + 1
     prepared = PreparedAudio(torch.zeros(int(frames / 23 * 16000)), frames, 23, frames / 23)
-    return AudioConditioning(torch.randn(tokens, 768), compute_audio_windows(tokens, frames), prepared)
+    return AudioEmbeds.from_features(torch.randn(tokens, 768), prepared)
 
 
 def conditioning():
@@ -99,16 +99,17 @@ def main() -> None:
         folder_paths.add_model_folder_path("fantasytalking", folder)
         (adapter,) = node_classes["FantasyTalkingModelLoader"].execute(model_name=os.path.basename(adapter_path), weight_dtype="default").result
     frames = 4 * (LATENT_FRAMES - 1) + 1
-    (patched,) = node_classes["FantasyTalkingApply"].execute(model=wan, fantasytalking_model=adapter, audio_embeds=audio_embeds(frames), audio_scale=1.0).result
     positive = conditioning()
+    patched, heard, _ = node_classes["FantasyTalkingApply"].execute(model=wan, fantasytalking_model=adapter, audio_embeds=audio_embeds(frames),
+                                                                    audio_scale=1.0, positive=positive, negative=positive).result
     runs = {"unpatched": [], "patched": []}
     with torch.inference_mode():
-        for model in (wan, patched):  # warm-up
-            seconds_per_step(model, positive, 1)
+        for model, cond in ((wan, positive), (patched, heard)):  # warm-up
+            seconds_per_step(model, cond, 1)
         for repeat in range(args.repeats):
             print(f"\rrun {repeat + 1}/{args.repeats}", end="", flush=True)
             runs["unpatched"].append(seconds_per_step(wan, positive, args.steps))
-            runs["patched"].append(seconds_per_step(patched, positive, args.steps))
+            runs["patched"].append(seconds_per_step(patched, heard, args.steps))
     print()
     unpatched, with_audio = statistics.median(runs["unpatched"]), statistics.median(runs["patched"])
     shape = BlockShape(dim=DIM, ffn_dim=FFN, heads=HEADS, latent_frames=LATENT_FRAMES, tokens_per_frame=(LATENT_HW // 2) ** 2)

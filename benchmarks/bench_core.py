@@ -19,12 +19,18 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+import os
+import sys
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fantasy_core import AdapterConfig, FantasyTalkingAdapter, Wav2VecEncoder, prepare_audio
-from fantasy_core.windows import compute_audio_windows
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+from hf_wav2vec import Wav2VecEncoder  # noqa: E402  (the transformers wav2vec2 the tests use as a reference)
+
+from fantasy_core import AudioAdapter, AudioAdapterConfig, prepare_audio  # noqa: E402
+from fantasy_core.audio.windows import compute_audio_windows  # noqa: E402
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -65,13 +71,13 @@ def bench_audio_path(seconds: float, repeats: int) -> None:
     for name, base_sized in (("tiny", False), ("base-sized", True)):
         with tempfile.TemporaryDirectory() as folder:
             encoder = Wav2VecEncoder.from_folder(wav2vec_folder(folder, base_sized))
-        adapter = FantasyTalkingAdapter(AdapterConfig(encoder.hidden_size, 2048, 64, 1))
+        adapter = AudioAdapter(AudioAdapterConfig(encoder.hidden_size, 2048, 64, 1))
         prepared = prepare_audio(stereo, rate, fps=23, max_frames=None)
         features = encoder.encode(prepared.waveform)
         windows = compute_audio_windows(features.shape[0], prepared.num_frames)
 
         def make_windows():
-            adapter.frame_context(features[None], compute_audio_windows(features.shape[0], prepared.num_frames))
+            adapter.frame_context(features, compute_audio_windows(features.shape[0], prepared.num_frames))
 
         with torch.inference_mode():
             prepare_s = median_seconds(lambda: prepare_audio(stereo, rate, fps=23, max_frames=None), repeats)
@@ -142,10 +148,10 @@ def bench_adapter(repeats: int) -> None:
     s = BlockShape(dim=1024, ffn_dim=4096, heads=8, latent_frames=21, tokens_per_frame=64)
     torch.manual_seed(0)
     block = WanBlockShaped(s).eval()
-    adapter = FantasyTalkingAdapter(AdapterConfig(768, s.audio_context, s.dim, 1)).eval()
+    adapter = AudioAdapter(AudioAdapterConfig(768, s.audio_context, s.dim, 1)).eval()
     x = torch.randn(1, s.video_tokens, s.dim)
     text, image = torch.randn(1, s.text_tokens, s.dim), torch.randn(1, s.image_tokens, s.dim)
-    features = torch.randn(1, 175, 768)
+    features = torch.randn(175, 768)
     audio = adapter.frame_context(features, compute_audio_windows(175, 4 * (s.latent_frames - 1) + 1))
     q = torch.randn(1, s.video_tokens, s.dim)
     with torch.inference_mode():

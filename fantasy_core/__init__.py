@@ -1,37 +1,41 @@
-"""FantasyTalking audio conditioning in pure PyTorch (no ComfyUI imports)."""
+"""FantasyTalking in pure PyTorch (no ComfyUI imports), one package per modality:
 
-from .adapter import AdapterConfig, AudioContext, CastingOps, FantasyTalkingAdapter
-from .audio import AudioInputError, PreparedAudio, official_num_frames, prepare_audio
-from .checkpoint import AdapterCheckpointError, AdapterWeights, build_adapter, load_adapter_weights
-from .conditioning import AudioConditioning, encode_voice_track
-from .guidance import combine_guidance, needs_uncond_pass, scheduled_audio_cfg
-from .injection import AdapterMismatchError, AudioInjection
-from .wav2vec import AudioEncoderError, Wav2VecEncoder
-from .windows import AudioWindows, compute_audio_windows, gather_windows
+- ``audio/``: voice track preparation, wav2vec2 chunking, official windows, the audio adapter and its files;
+- ``dit/``: what every modality shares inside Wan's DiT: the injection layer (cross-attention branches, time-embedding
+  taps), its attention and casting layers;
+- ``frames``: frame arithmetic (4k+1 videos, latent <-> video frames); ``passes``: what each sampling pass hears;
+  ``guidance``: guidance schedule and sigmas; ``long_video``: segment planning and blending.
+"""
+
+from .audio.adapter import AudioAdapter, AudioAdapterConfig, AudioBranch, AudioContext
+from .audio.checkpoint import AdapterCheckpointError, AdapterWeights, build_adapter, load_adapter_weights
+from .audio.embeds import AudioEmbeds
+from .audio.track import AudioInputError, PreparedAudio, prepare_audio
+from .audio.wav2vec import AudioEncoderError
+from .audio.windows import AudioWindows, compute_audio_windows, gather_windows
+from .dit.injection import DiTInjection, ModelMismatchError
+from .frames import official_num_frames
+from .passes import PassSettings
 
 __all__ = [
     "AdapterCheckpointError",
-    "AdapterConfig",
-    "AdapterMismatchError",
     "AdapterWeights",
-    "AudioConditioning",
+    "AudioAdapter",
+    "AudioAdapterConfig",
+    "AudioBranch",
     "AudioContext",
+    "AudioEmbeds",
     "AudioEncoderError",
-    "AudioInjection",
     "AudioInputError",
     "AudioWindows",
-    "CastingOps",
-    "FantasyTalkingAdapter",
+    "DiTInjection",
+    "ModelMismatchError",
+    "PassSettings",
     "PreparedAudio",
-    "Wav2VecEncoder",
     "build_adapter",
-    "combine_guidance",
     "compute_audio_windows",
-    "encode_voice_track",
     "gather_windows",
     "load_adapter_weights",
-    "needs_uncond_pass",
     "official_num_frames",
     "prepare_audio",
-    "scheduled_audio_cfg",
 ]

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .windows import AudioWindows
+from .audio.windows import AudioWindows
+from .frames import TEMPORAL_STRIDE, check_video_length, latent_frames
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,11 @@ class Segment:
 
     @property
     def first_latent(self) -> int:
-        return self.first_frame // 4
+        return self.first_frame // TEMPORAL_STRIDE
 
     @property
     def latent_frames(self) -> int:
-        return (self.num_frames - 1) // 4 + 1
+        return latent_frames(self.num_frames)
 
     def audio_windows(self, whole: AudioWindows) -> AudioWindows:
         return whole.slice(self.first_latent, self.first_latent + self.latent_frames)
@@ -39,8 +40,7 @@ class Segment:
 
 def plan_segments(total_frames: int, segment_frames: int = 81, overlap_frames: int = 13) -> list[Segment]:
     for name, value, minimum in (("total_frames", total_frames, 5), ("segment_frames", segment_frames, 5), ("overlap_frames", overlap_frames, 1)):
-        if value < minimum or (value - 1) % 4:
-            raise ValueError(f"{name} must be of the form 4k+1 and at least {minimum}, got {value}.")
+        check_video_length(name, value, minimum)
     if overlap_frames >= segment_frames:
         raise ValueError(f"overlap_frames ({overlap_frames}) must be smaller than segment_frames ({segment_frames}).")
     step = segment_frames - overlap_frames

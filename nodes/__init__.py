@@ -1,11 +1,14 @@
-"""The pack's ComfyUI nodes (V3 schema). The maths lives in ``fantasy_core``; every hook on the Wan model lives in
-``patch.py``."""
+"""The pack's ComfyUI nodes (V3 schema), one file per family: ``loaders``, ``audio``, ``apply``, ``sampling``,
+``long_video``. The maths lives in ``fantasy_core``; the ComfyUI-side machinery beside the node files: ``patch`` (every
+hook on the Wan model), ``passes`` (what each conditioning's passes hear), ``guider``, ``segments``, ``wav2vec``,
+``video_writer``, ``folders``, ``types``."""
 
 import logging
 
 from comfy_api.latest import ComfyExtension, io
 
-from .conditioning import FantasyTalkingApply, FantasyTalkingAudioEmbeds
+from .apply import FantasyTalkingApply, FantasyTalkingConditioningSettings
+from .audio import FantasyTalkingAudioEmbeds
 from .folders import register_folders
 from .loaders import FantasyTalkingModelLoader, FantasyTalkingWav2VecLoader
 from .long_video import FantasyTalkingLongVideo
@@ -16,6 +19,7 @@ NODES = [
     FantasyTalkingWav2VecLoader,
     FantasyTalkingAudioEmbeds,
     FantasyTalkingApply,
+    FantasyTalkingConditioningSettings,
     FantasyTalkingCFGGuider,
     FantasyTalkingSampler,
     FantasyTalkingLongVideo,

@@ -8,7 +8,7 @@ import comfy.ops
 import torch
 from comfy_api.latest import io
 
-from ..fantasy_core import build_adapter, load_adapter_weights
+from ..fantasy_core.audio.checkpoint import build_adapter, load_adapter_weights
 from .folders import adapter_files, adapter_path, wav2vec_choices, wav2vec_path
 from .types import CATEGORY, FantasyTalkingModel
 from .wav2vec import load_wav2vec

@@ -1,69 +1,16 @@
-"""Minutes of speech in one run: overlapping segments, each continuing from the previous one's last frames, streamed
-to an MP4 with the voice (see fantasy_core.long_video for the plan, the audio slicing and the blend)."""
+"""Long-video node: the whole voice track as overlapping segments, streamed to an MP4 with the voice (``segments.py``)."""
 
 from __future__ import annotations
 
 import os
 import uuid
 
-import comfy.model_management
-import comfy.sample
-import comfy.samplers
-import comfy.utils
 import folder_paths
-import torch
-from comfy_api.latest import io
-from comfy_api.latest._input_impl import VideoFromFile
+from comfy_api.latest import InputImpl, io
 
-from ..fantasy_core import AudioConditioning
-from ..fantasy_core.long_video import OverlapBlender, match_color, plan_segments
-from .patch import FantasyTalkingPatch
-from .sampling import FantasyTalkingGuider, guidance_inputs, sampling_sigmas, scheduler_inputs, with_flow_shift
+from .sampling import guidance_inputs, scheduler_inputs
+from .segments import generate_long_video
 from .types import CATEGORY, FantasyTalkingAudio, FantasyTalkingModel
-from .video_writer import StreamingMp4
-
-
-def segment_conditioning(positive, negative, vae, width, height, length, start_frames, clip_vision_output):
-    """Core WanImageToVideo: start frames known, the rest generated; the reference's CLIP features every time."""
-    from comfy_extras.nodes_wan import WanImageToVideo
-
-    return WanImageToVideo.execute(positive, negative, vae, width, height, length, 1, start_frames, clip_vision_output).result
-
-
-@torch.inference_mode()  # ComfyUI's executor does this too; a direct call must not build an autograd graph
-def generate_long_video(model, adapter, audio_embeds: AudioConditioning, audio_scale, positive, negative, vae, clip_vision_output,
-                        reference, width, height, segment_frames, overlap_frames, seed, steps, cfg, audio_cfg, sampler_name,
-                        scheduler, shift, color_match, audio, path) -> int:
-    segments = plan_segments(audio_embeds.num_frames, segment_frames, overlap_frames)
-    writer = StreamingMp4(path, audio_embeds.audio.fps, audio)
-    blender = OverlapBlender(writer.write)
-    reference = comfy.utils.common_upscale(reference[:1].movedim(-1, 1), width, height, "bilinear", "center").movedim(1, -1)
-    progress = comfy.utils.ProgressBar(len(segments) * steps)
-    start = reference
-    try:
-        for segment in segments:
-            audio_k = AudioConditioning(audio_embeds.features, segment.audio_windows(audio_embeds.windows), audio_embeds.audio)
-            patched = with_flow_shift(FantasyTalkingPatch(adapter, audio_k, audio_scale).apply(model), shift)
-            pos, neg, latent = segment_conditioning(positive, negative, vae, width, height, segment.num_frames, start, clip_vision_output)
-            guider = FantasyTalkingGuider(patched, cfg, audio_cfg)
-            guider.set_conds(pos, neg)
-            sigmas = sampling_sigmas(patched, scheduler, steps, 1.0, shift)
-            noise = comfy.sample.prepare_noise(latent["samples"], seed + segment.index)
-
-            def on_step(step, x0, x, total_steps, done=segment.index * steps):
-                progress.update_absolute(done + step + 1, len(segments) * steps)
-
-            samples = guider.sample(noise, latent["samples"], comfy.samplers.sampler_object(sampler_name), sigmas,
-                                    callback=on_step, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed + segment.index)
-            frames = vae.decode(samples.to(comfy.model_management.intermediate_device()))
-            frames = match_color(frames.reshape(-1, *frames.shape[-3:])[: segment.num_frames].float().cpu(), reference[0], color_match)
-            hold = overlap_frames if segment.index + 1 < len(segments) else 0
-            blender.add(frames, segment.overlap, hold)
-            start = frames[frames.shape[0] - hold :].clone() if hold else None  # not a view: frees the segment
-            del samples, frames, patched, guider
-        return blender.finish()
-    finally:
-        writer.close()
 
 
 class FantasyTalkingLongVideo(io.ComfyNode):
@@ -110,4 +57,4 @@ class FantasyTalkingLongVideo(io.ComfyNode):
         generate_long_video(model, fantasytalking_model, audio_embeds, audio_scale, positive, negative, vae, clip_vision_output,
                             start_image, width, height, segment_frames, overlap_frames, seed, steps, cfg, audio_cfg, sampler_name,
                             scheduler, shift, color_match, audio, path)
-        return io.NodeOutput(VideoFromFile(path))
+        return io.NodeOutput(InputImpl.VideoFromFile(path))

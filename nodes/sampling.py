@@ -1,48 +1,16 @@
-"""FantasyTalking's three-pass guidance as a core GUIDER, and a one-node sampler with the official schedule."""
+"""Sampling nodes: FantasyTalking's guidance as a core GUIDER, and a one-node sampler with the official schedule."""
 
 from __future__ import annotations
 
 import comfy.model_management
-import comfy.model_sampling
 import comfy.sample
 import comfy.samplers
 import comfy.utils
 import latent_preview
-import torch
 from comfy_api.latest import io
 
-from ..fantasy_core import combine_guidance, needs_uncond_pass, scheduled_audio_cfg
-from ..fantasy_core.guidance import official_sigmas
+from .guider import OFFICIAL_SCHEDULER, FantasyTalkingGuider, sampling_sigmas, with_flow_shift
 from .types import CATEGORY
-
-OFFICIAL_SCHEDULER = "fantasytalking"
-
-
-class FantasyTalkingGuider(comfy.samplers.CFGGuider):
-    """Passes per step, batched by ComfyUI where memory allows: [positive with audio, positive without audio,
-    negative without audio] (the last dropped at cfg == 1). The audio switch follows the pass index (see patch.py)."""
-
-    def __init__(self, model_patcher, cfg: float, audio_cfg: float, audio_cfg_start: float = 0.0, audio_cfg_end: float = 1.0):
-        super().__init__(model_patcher)
-        self.set_cfg(cfg)
-        scheduled_audio_cfg(0, 1, audio_cfg, audio_cfg_start, audio_cfg_end)  # validates the range up front
-        self.audio_cfg, self.audio_cfg_start, self.audio_cfg_end = audio_cfg, audio_cfg_start, audio_cfg_end
-
-    def audio_cfg_at(self, timestep: torch.Tensor, model_options: dict) -> float:
-        sigmas = model_options.get("transformer_options", {}).get("sample_sigmas")
-        if sigmas is None or (self.audio_cfg_start == 0.0 and self.audio_cfg_end == 1.0):
-            return self.audio_cfg
-        # The step whose sigma interval holds this evaluation (multi-stage samplers evaluate between sigmas).
-        step = int((sigmas[:-1] >= float(timestep.flatten()[0]) - 1e-6).sum()) - 1
-        total = len(sigmas) - 1
-        return scheduled_audio_cfg(min(max(step, 0), total - 1), total, self.audio_cfg, self.audio_cfg_start, self.audio_cfg_end)
-
-    def predict_noise(self, x, timestep, model_options={}, seed=None):
-        positive, negative = self.conds.get("positive"), self.conds.get("negative")
-        with_uncond = needs_uncond_pass(self.cfg)
-        conds = [positive, positive, negative] if with_uncond else [positive, positive]
-        out = comfy.samplers.calc_cond_batch(self.inner_model, conds, x, timestep, model_options)
-        return combine_guidance(out[0], out[1], out[2] if with_uncond else None, self.cfg, self.audio_cfg_at(timestep, model_options))
 
 
 def guidance_inputs() -> list:
@@ -64,11 +32,12 @@ class FantasyTalkingCFGGuider(io.ComfyNode):
             description="uncond + cfg*(noaudio - uncond) + audio_cfg*(cond - noaudio), the official three-pass guidance.",
             inputs=[
                 io.Model.Input("model", tooltip="The model from 'FantasyTalking Apply'."),
-                io.Conditioning.Input("positive", tooltip="Positive prompt (with the image conditioning from WanImageToVideo)."),
-                io.Conditioning.Input("negative", tooltip="Negative prompt; its pass runs without audio, as officially."),
+                io.Conditioning.Input("positive", tooltip="Positive from 'FantasyTalking Apply' (hears the audio)."),
+                io.Conditioning.Input("negative", tooltip="Negative from 'FantasyTalking Apply' (silent, as officially)."),
                 *guidance_inputs(),
                 io.Float.Input("audio_cfg_start", default=0.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="Fraction of the steps where audio guidance starts. Outside the range audio stays on with audio_cfg = 1."),
+                               tooltip="Fraction of the steps where audio guidance starts. Outside the range two passes run, both hearing the "
+                               "audio: negative + cfg*(positive - negative), as the official pipeline without audio guidance."),
                 io.Float.Input("audio_cfg_end", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Fraction of the steps where audio guidance ends (1 = all steps, as officially)."),
             ],
@@ -91,26 +60,6 @@ def scheduler_inputs() -> list:
     ]
 
 
-def with_flow_shift(model, shift: float):
-    """The model with a flow-matching sigma shift (what core ModelSamplingSD3 does)."""
-
-    class ModelSamplingShifted(comfy.model_sampling.ModelSamplingDiscreteFlow, comfy.model_sampling.CONST):
-        pass
-
-    sampling = ModelSamplingShifted(model.model.model_config)
-    sampling.set_parameters(shift=shift, multiplier=1000)
-    patched = model.clone()
-    patched.add_object_patch("model_sampling", sampling)
-    return patched
-
-
-def sampling_sigmas(model, scheduler: str, steps: int, denoise: float, shift: float) -> torch.Tensor:
-    if scheduler == OFFICIAL_SCHEDULER:
-        return official_sigmas(steps, shift, denoise)
-    total = int(steps / denoise)
-    return comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, total)[-(steps + 1) :].cpu()
-
-
 class FantasyTalkingSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -121,8 +70,8 @@ class FantasyTalkingSampler(io.ComfyNode):
             description="Samples with the official three-pass guidance and flow-matching schedule (shift 5, 30 steps).",
             inputs=[
                 io.Model.Input("model", tooltip="The model from 'FantasyTalking Apply'."),
-                io.Conditioning.Input("positive", tooltip="Positive conditioning from WanImageToVideo."),
-                io.Conditioning.Input("negative", tooltip="Negative conditioning from WanImageToVideo; sampled without audio."),
+                io.Conditioning.Input("positive", tooltip="Positive from 'FantasyTalking Apply' (hears the audio)."),
+                io.Conditioning.Input("negative", tooltip="Negative from 'FantasyTalking Apply' (silent, as officially)."),
                 io.Latent.Input("latent_image", tooltip="The latent from WanImageToVideo."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Noise seed."),

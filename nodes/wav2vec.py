@@ -15,8 +15,8 @@ import comfy.ops
 import comfy.utils
 import torch
 
-from ..fantasy_core.audio import WAV2VEC_SAMPLE_RATE, normalize, resample, to_mono
-from ..fantasy_core.wav2vec import WAV2VEC2_GEOMETRY, AudioEncoderError, encode_in_chunks, wav2vec2_encoder_state
+from ..fantasy_core.audio.track import WAV2VEC_SAMPLE_RATE, check_finite, normalize, resample, to_mono
+from ..fantasy_core.audio.wav2vec import WAV2VEC2_GEOMETRY, AudioEncoderError, encode_in_chunks, wav2vec2_encoder_state
 
 FANTASYTALKING_AUDIO_WIDTH = 768  # wav2vec2-base
 
@@ -48,7 +48,7 @@ class Wav2VecAudioEncoder(comfy.audio_encoders.audio_encoders.AudioEncoderModel)
         """Core AudioEncoderEncode entry point: soxr resampling, downmix and the folder's normalisation first."""
         prepared = []
         for track in audio:
-            mono = resample(to_mono(track), sample_rate)
+            mono = resample(check_finite(to_mono(track)), sample_rate)
             prepared.append(normalize(mono) if self.normalize_input else mono)
         return super().encode_audio(torch.stack(prepared)[:, None], WAV2VEC_SAMPLE_RATE)
 

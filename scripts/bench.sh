@@ -5,6 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 cd "$pack_dir"
 export PYTHONPATH="$pack_dir"
 "$venv/bin/python" benchmarks/bench_core.py
+"$venv/bin/python" benchmarks/bench_audio_path.py
 if [ -n "$comfy" ]; then
   "$venv/bin/python" benchmarks/bench_comfyui.py
   "$venv/bin/python" benchmarks/bench_long_video.py

@@ -8,9 +8,9 @@ import os
 import torch
 from safetensors.torch import save_file
 
-from fantasy_core import AdapterConfig
+from fantasy_core import AudioAdapterConfig
 
-TINY_ADAPTER = AdapterConfig(audio_dim=32, context_dim=24, model_dim=256, num_blocks=2)
+TINY_ADAPTER = AudioAdapterConfig(audio_dim=32, context_dim=24, model_dim=256, num_blocks=2)
 
 
 def tiny_wav2vec_config(num_layers: int = 2, hidden: int = 32, pos_kernel: int = 16):
@@ -43,7 +43,7 @@ def save_wav2vec_folder(folder: str, config=None, do_normalize: bool = True, see
     return folder
 
 
-def random_adapter_state(config: AdapterConfig = TINY_ADAPTER, seed: int = 0, dtype=torch.float32) -> dict:
+def random_adapter_state(config: AudioAdapterConfig = TINY_ADAPTER, seed: int = 0, dtype=torch.float32) -> dict:
     """Canonical keys; LayerNorm affine terms random too, so a wrong key mapping shows."""
     gen = torch.Generator().manual_seed(seed)
 

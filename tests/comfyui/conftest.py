@@ -26,11 +26,11 @@ from tiny_models import (
     write_checkpoint,
 )
 
-from fantasy_core import AdapterConfig
+from fantasy_core import AudioAdapterConfig
 
 PACK_NAME = "fantasytalking-native"
 TESTING_PACK = os.path.join(os.path.dirname(__file__), "testing_pack")
-ADAPTER_768 = AdapterConfig(audio_dim=768, context_dim=24, model_dim=TINY_WAN["dim"], num_blocks=TINY_WAN["num_layers"])
+ADAPTER_768 = AudioAdapterConfig(audio_dim=768, context_dim=24, model_dim=TINY_WAN["dim"], num_blocks=TINY_WAN["num_layers"])
 
 
 @pytest.fixture(scope="session")

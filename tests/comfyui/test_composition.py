@@ -5,7 +5,7 @@ import contextlib
 
 import pytest
 import torch
-from test_nodes import conditioning, denoise_once, run
+from test_nodes import conditioning, denoise_once, hear, run
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +19,15 @@ def setup(comfy_nodes, model_files):
     audio = {"waveform": voice_like(1.0, 16000)[None, None], "sample_rate": 16000}
     embeds = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=encoder, fps=23, max_frames=9)[0]
     wan = comfy.sd.load_diffusion_model(model_files["wan"])
-    return {"adapter": adapter, "embeds": embeds, "wan": wan, "positive": conditioning(11), "negative": conditioning(12)}
+    positive, negative = conditioning(11), conditioning(12)
+    return {"adapter": adapter, "embeds": embeds, "wan": wan, "positive": hear(comfy_nodes, positive, 1.0), "negative": hear(comfy_nodes, negative, 0.0),
+            "silent_positive": hear(comfy_nodes, positive, 0.0)}
 
 
-def apply(comfy_nodes, setup, model, scale=1.0):
-    return run(comfy_nodes, "FantasyTalkingApply", model=model, fantasytalking_model=setup["adapter"], audio_embeds=setup["embeds"], audio_scale=scale)[0]
+def apply(comfy_nodes, setup, model):
+    """The patched model; the setup's positive hears the audio, its negative (and silent_positive) do not."""
+    return run(comfy_nodes, "FantasyTalkingApply", model=model, fantasytalking_model=setup["adapter"], audio_embeds=setup["embeds"],
+               audio_scale=1.0, positive=setup["positive"], negative=setup["negative"])[0]
 
 
 @contextlib.contextmanager
@@ -78,7 +82,7 @@ def test_lora_before_or_after_apply_gives_the_same_result(comfy_nodes, setup, lo
     lora_only = denoise_once(with_lora, positive, negative)
     audio_only = denoise_once(apply(comfy_nodes, setup, setup["wan"]), positive, negative)
     assert (a - lora_only).abs().max() > 1e-3 and (a - audio_only).abs().max() > 1e-3
-    assert torch.equal(denoise_once(apply(comfy_nodes, setup, with_lora, scale=0.0), positive, negative), lora_only)
+    assert torch.equal(denoise_once(apply(comfy_nodes, setup, with_lora), setup["silent_positive"], negative), lora_only)
 
 
 def test_model_sampling_shift_before_or_after_apply(comfy_nodes, setup):
@@ -129,7 +133,8 @@ def test_context_windows_get_their_own_slice_of_the_whole_track_windows(comfy_no
     embeds = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=encoder, fps=23, max_frames=21)[0]
     whole = embeds.windows
     assert whole.latent_frames == 6
-    patched = run(comfy_nodes, "FantasyTalkingApply", model=setup["wan"], fantasytalking_model=setup["adapter"], audio_embeds=embeds, audio_scale=1.0)[0]
+    patched, positive, negative = run(comfy_nodes, "FantasyTalkingApply", model=setup["wan"], fantasytalking_model=setup["adapter"], audio_embeds=embeds,
+                                      audio_scale=1.0, positive=conditioning(21, frames=6), negative=conditioning(22, frames=6))
     settings = dict(context_length=9, context_overlap=4, context_schedule="standard_static", context_stride=1, closed_loop=False,
                     fuse_method="pyramid", freenoise=False)
     accepted = {item.id for item in comfy_nodes["WanContextWindowsManual"].GET_SCHEMA().inputs}  # v0.3.64 has no freenoise
@@ -143,13 +148,13 @@ def test_context_windows_get_their_own_slice_of_the_whole_track_windows(comfy_no
     seen = []
     original = adapter.frame_context
 
-    def spy(features, windows):
+    def spy(features, windows, device=None):
         seen.append(windows)
-        return original(features, windows)
+        return original(features, windows, device)
 
     adapter.frame_context = spy
     try:
-        out = denoise_once(windowed, conditioning(21, frames=6), conditioning(22, frames=6), frames=6)
+        out = denoise_once(windowed, positive, negative, frames=6)
     finally:
         del adapter.frame_context
     assert torch.isfinite(out).all()

@@ -5,8 +5,8 @@ import torch
 from naive_reference import naive_attention, naive_frame_attention
 from tiny_models import TINY_WAN, random_adapter_state, in_layout, save_tiny_wan_i2v, write_checkpoint
 
-from fantasy_core import AdapterConfig, AudioInjection, build_adapter, load_adapter_weights
-from fantasy_core.windows import compute_audio_windows
+from fantasy_core import AudioAdapterConfig, AudioBranch, DiTInjection, build_adapter, load_adapter_weights
+from fantasy_core.audio.windows import compute_audio_windows
 
 LATENT_FRAMES, LATENT_HW = 3, 8  # 9 video frames of 64x64 -> 3 * 4 * 4 = 48 video tokens
 
@@ -20,7 +20,7 @@ def wan(comfy, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory):
-    config = AdapterConfig(audio_dim=32, context_dim=24, model_dim=TINY_WAN["dim"], num_blocks=TINY_WAN["num_layers"])
+    config = AudioAdapterConfig(audio_dim=32, context_dim=24, model_dim=TINY_WAN["dim"], num_blocks=TINY_WAN["num_layers"])
     path = write_checkpoint(str(tmp_path_factory.mktemp("ft") / "fantasytalking_model.ckpt"), in_layout(random_adapter_state(config), "nested"))
     return build_adapter(load_adapter_weights(path))
 
@@ -30,7 +30,7 @@ def inputs(seed=0):
     x = torch.randn(1, 36, LATENT_FRAMES, LATENT_HW, LATENT_HW, generator=gen)
     context = torch.randn(1, 512, 4096, generator=gen) * 0.5
     clip_fea = torch.randn(1, 257, 1280, generator=gen) * 0.5
-    features = torch.randn(1, 40, 32, generator=gen)
+    features = torch.randn(40, 32, generator=gen)
     return x, torch.tensor([700.0]), context, clip_fea, features
 
 
@@ -55,7 +55,7 @@ def naive_cross_attention(attn, kv, audio, scale):
 def test_one_model_evaluation_equals_the_naive_official_formula(wan, adapter):
     x, t, context, clip_fea, features = inputs()
     audio = adapter.frame_context(features, compute_audio_windows(40, 4 * (LATENT_FRAMES - 1) + 1))
-    with AudioInjection(wan.blocks, adapter, audio, audio_scale=1.0):
+    with DiTInjection(wan, [AudioBranch(adapter, audio, torch.tensor([1.0]))]):
         patched = wan(x, t, context, clip_fea=clip_fea)
     for block, kv in zip(wan.blocks, adapter.blocks):
         block.cross_attn.forward = naive_cross_attention(block.cross_attn, kv, audio, 1.0)
@@ -73,12 +73,28 @@ def test_scale_zero_equals_unpatched_and_audio_changes_the_output(wan, adapter):
     x, t, context, clip_fea, features = inputs(1)
     audio = adapter.frame_context(features, compute_audio_windows(40, 4 * (LATENT_FRAMES - 1) + 1))
     plain = wan(x, t, context, clip_fea=clip_fea)
-    with AudioInjection(wan.blocks, adapter, audio, audio_scale=0.0):
+    with DiTInjection(wan, [AudioBranch(adapter, audio, torch.tensor([0.0]))]):
         silent = wan(x, t, context, clip_fea=clip_fea)
-    with AudioInjection(wan.blocks, adapter, audio, audio_scale=1.0):
+    with DiTInjection(wan, [AudioBranch(adapter, audio, torch.tensor([1.0]))]):
         voiced = wan(x, t, context, clip_fea=clip_fea)
     assert torch.equal(silent, plain)
     assert (voiced - plain).abs().max() > 1e-4
     for block in wan.blocks:
         assert not block.cross_attn.norm_q._forward_hooks and not block.cross_attn.o._forward_pre_hooks
     assert torch.equal(wan(x, t, context, clip_fea=clip_fea), plain)
+
+
+@torch.no_grad()
+def test_time_embedding_tap_reaches_the_real_wan(wan):
+    """The motion tap's mechanism on ComfyUI's own WanModel: a zero addition is bit-identical; any other changes the
+    output through the blocks' modulation and the head."""
+    x, t, context, clip_fea, _ = inputs(2)
+    plain = wan(x, t, context, clip_fea=clip_fea)
+    with DiTInjection(wan, time_taps=[torch.zeros_like]):
+        assert torch.equal(wan(x, t, context, clip_fea=clip_fea), plain)
+    seen = []
+    with DiTInjection(wan, time_taps=[lambda e: (seen.append(e.shape), 0.5 * torch.ones_like(e))[1]]):
+        shifted = wan(x, t, context, clip_fea=clip_fea)
+    assert seen and seen[0][-1] == TINY_WAN["dim"]
+    assert (shifted - plain).abs().max() > 1e-4
+    assert not wan.time_embedding._forward_hooks

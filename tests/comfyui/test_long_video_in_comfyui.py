@@ -1,5 +1,6 @@
 """Long videos in a real ComfyUI: a 20-second voice track through overlapping segments to one MP4 with the voice."""
 
+import os
 
 import pytest
 import torch
@@ -27,7 +28,7 @@ def long_run(comfy_nodes, workspace, model_files, tmp_path_factory):
     portrait = torch.rand(1, 80, 64, 3, generator=torch.Generator().manual_seed(0))
     adapter_module = adapter.model
     seen, original = [], adapter_module.frame_context
-    adapter_module.frame_context = lambda features, windows: (seen.append(windows), original(features, windows))[1]
+    adapter_module.frame_context = lambda features, windows, device=None: (seen.append(windows), original(features, windows, device))[1]
     try:
         (video,) = run(comfy_nodes, "FantasyTalkingLongVideo", model=wan, fantasytalking_model=adapter, audio_embeds=embeds, audio_scale=1.0,
                        positive=text, negative=negative, vae=vae, clip_vision_output=clip, start_image=portrait, width=64, height=64,
@@ -62,3 +63,68 @@ def test_each_segment_hears_its_slice_of_the_whole_track_windows(long_run):
         windows = per_segment[segment.first_latent]
         expected = whole.slice(segment.first_latent, segment.first_latent + segment.latent_frames)
         assert torch.equal(windows.starts, expected.starts) and torch.equal(windows.k_lens, expected.k_lens)
+
+
+class FailingModel:
+    """A DIFFUSION_MODEL wrapper that fails on model call ``fail_at`` (counting from 1)."""
+
+    def __init__(self, fail_at):
+        self.fail_at, self.calls = fail_at, 0
+
+    def __call__(self, executor, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("forced failure inside the model (out of memory, say)")
+        return executor(*args, **kwargs)
+
+
+@pytest.mark.parametrize("fail_at", [1, 5])  # before the first frame; in the second segment, after frames were written
+def test_an_error_inside_reaches_the_user_and_leaves_no_file(comfy_nodes, workspace, model_files, fail_at):
+    import comfy.patcher_extension
+    import comfy.sd
+    import comfy.utils
+    import folder_paths
+
+    wan = comfy.sd.load_diffusion_model(model_files["wan"]).clone()
+    failing = FailingModel(fail_at)
+    wan.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test_failure", failing)
+    vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(model_files["vae"]))
+    adapter = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="fantasytalking_tiny.ckpt", weight_dtype="default")[0]
+    encoder = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")[0]
+    track = {"waveform": voice_like(2.0, 16000, 3)[None, None], "sample_rate": 16000}
+    embeds, _, _, trimmed = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=track, audio_encoder=encoder, fps=FPS, max_frames=100001)
+    before = set(os.listdir(folder_paths.get_temp_directory())) if os.path.isdir(folder_paths.get_temp_directory()) else set()
+    with pytest.raises(RuntimeError, match="forced failure inside the model"):
+        run(comfy_nodes, "FantasyTalkingLongVideo", model=wan, fantasytalking_model=adapter, audio_embeds=embeds, audio_scale=1.0,
+            positive=comfy_nodes["FantasyTalkingTestConditioning"]().make(seed=1)[0],
+            negative=comfy_nodes["FantasyTalkingTestConditioning"]().make(seed=2)[0], vae=vae,
+            clip_vision_output=comfy_nodes["FantasyTalkingTestClipVisionOutput"]().make(seed=3)[0],
+            start_image=torch.rand(1, 64, 64, 3), width=64, height=64, segment_frames=17, overlap_frames=5, seed=0, steps=2,
+            cfg=5.0, audio_cfg=4.5, sampler_name="euler", scheduler="fantasytalking", shift=5.0, color_match=1.0, audio=trimmed)
+    assert failing.calls == fail_at
+    assert set(os.listdir(folder_paths.get_temp_directory())) - before == set()
+
+
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_any_channel_count_is_muxed_to_the_right_duration(tmp_path, comfy_nodes, channels):
+    import sys
+
+    writer_module = next(module for name, module in sys.modules.items() if name.endswith("native.nodes.video_writer"))
+    waveform = torch.stack([voice_like(1.0, 22050, seed) for seed in range(channels)])[None]
+    writer = writer_module.StreamingMp4(str(tmp_path / "six.mp4"), 23, {"waveform": waveform, "sample_rate": 22050})
+    writer.write(torch.rand(23, 64, 64, 3))
+    writer.close()
+    info = mp4_streams(str(tmp_path / "six.mp4"))
+    assert info["frames"] == 23 and info["audio_duration"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_audio_embeds_mix_more_than_two_channels_down_for_core_create_video(comfy_nodes, workspace, model_files, tmp_path):
+    encoder = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")[0]
+    six = torch.stack([voice_like(1.0, 22050, seed) for seed in range(6)])[None]
+    _, num_frames, fps, trimmed = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio={"waveform": six, "sample_rate": 22050},
+                                      audio_encoder=encoder, fps=FPS, max_frames=81)
+    torch.testing.assert_close(trimmed["waveform"][0, 0], six[0, :, : trimmed["waveform"].shape[-1]].mean(dim=0))
+    (video,) = run(comfy_nodes, "CreateVideo", images=torch.rand(num_frames, 64, 64, 3), fps=fps, audio=trimmed)
+    path = str(tmp_path / "core.mp4")
+    video.save_to(path)
+    assert mp4_streams(path)["audio_duration"] == pytest.approx(1.0, abs=0.05)  # the 1 s track, not 3 s

@@ -11,6 +11,7 @@ NODE_IDS = [
     "FantasyTalkingWav2VecLoader",
     "FantasyTalkingAudioEmbeds",
     "FantasyTalkingApply",
+    "FantasyTalkingConditioningSettings",
     "FantasyTalkingCFGGuider",
     "FantasyTalkingSampler",
     "FantasyTalkingLongVideo",
@@ -20,6 +21,17 @@ LATENT_FRAMES, LATENT_HW = 3, 8  # 9 frames of 64x64
 
 def run(comfy_nodes, node_id, **inputs):
     return comfy_nodes[node_id].execute(**inputs).result
+
+
+def apply(comfy_nodes, loaded, positive, negative, scale=1.0, model=None, embeds=None):
+    """FantasyTalking Apply: (model, positive hearing the audio at ``scale``, negative silent)."""
+    return run(comfy_nodes, "FantasyTalkingApply", model=loaded["wan"] if model is None else model,
+               fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"] if embeds is None else embeds, audio_scale=scale, positive=positive, negative=negative)
+
+
+def hear(comfy_nodes, conditioning, scale):
+    """The conditioning, its passes hearing the audio at ``scale`` (0: silent)."""
+    return run(comfy_nodes, "FantasyTalkingConditioningSettings", conditioning=conditioning, audio_scale=scale)[0]
 
 
 @pytest.fixture(scope="module")
@@ -184,9 +196,9 @@ def restore(wan):
 
 
 def test_one_evaluation_through_comfyui_equals_the_naive_official_formula(comfy_nodes, loaded, model_files):
-    (patched,) = run(comfy_nodes, "FantasyTalkingApply", model=loaded["wan"], fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=1.5)
     positive, negative = conditioning(1), conditioning(2)
-    through_comfy = denoise_once(patched, positive, negative)
+    patched, heard, silent = apply(comfy_nodes, loaded, positive, negative, scale=1.5)
+    through_comfy = denoise_once(patched, heard, silent)
     wan = loaded["wan"].model.diffusion_model
     naive_reference_model(wan, model_files["adapter_state"], loaded["embeds"], 1.5)
     try:
@@ -201,10 +213,11 @@ def test_one_evaluation_through_comfyui_equals_the_naive_official_formula(comfy_
 def test_scale_zero_is_the_unpatched_model_and_nothing_is_left_behind(comfy_nodes, loaded):
     wan = loaded["wan"]
     before = (dict(wan.wrappers), dict(wan.additional_models))
-    (silent,) = run(comfy_nodes, "FantasyTalkingApply", model=wan, fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=0.0)
     positive, negative = conditioning(3), conditioning(4)
+    silent, quiet_positive, quiet_negative = apply(comfy_nodes, loaded, positive, negative, scale=0.0)
     plain = denoise_once(wan, positive, negative)
-    assert torch.equal(denoise_once(silent, positive, negative), plain)
+    assert torch.equal(denoise_once(silent, quiet_positive, quiet_negative, cfg=3.0), denoise_once(wan, positive, negative, cfg=3.0))
+    assert torch.equal(denoise_once(silent, quiet_positive, quiet_negative), plain)
     assert (dict(wan.wrappers), dict(wan.additional_models)) == before  # the input model is untouched
     for block in wan.model.diffusion_model.blocks:
         assert not block.cross_attn.norm_q._forward_hooks and not block.cross_attn.o._forward_pre_hooks
@@ -212,7 +225,7 @@ def test_scale_zero_is_the_unpatched_model_and_nothing_is_left_behind(comfy_node
 
 
 def test_downstream_clones_share_the_adapter_weights(comfy_nodes, loaded):
-    (patched,) = run(comfy_nodes, "FantasyTalkingApply", model=loaded["wan"], fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=1.0)
+    patched = apply(comfy_nodes, loaded, conditioning(1), conditioning(2))[0]
     downstream = patched.clone().clone()
     (adapter_clone,) = downstream.get_additional_models_with_key("fantasytalking")
     original = loaded["adapter"].model.blocks[0].k_proj.weight
@@ -221,37 +234,37 @@ def test_downstream_clones_share_the_adapter_weights(comfy_nodes, loaded):
 
 def test_guider_equals_the_official_formula_on_three_separate_passes(comfy_nodes, loaded):
     cfg, audio_cfg = 5.0, 4.5
-    (with_audio,) = run(comfy_nodes, "FantasyTalkingApply", model=loaded["wan"], fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=1.0)
     positive, negative = conditioning(5), conditioning(6)
-    cond = denoise_once(with_audio, positive, negative)
+    with_audio, heard, silent = apply(comfy_nodes, loaded, positive, negative)
+    cond = denoise_once(with_audio, heard, silent)
     noaudio = denoise_once(loaded["wan"], positive, negative)
     uncond = denoise_once(loaded["wan"], negative, positive)
-    (guider,) = run(comfy_nodes, "FantasyTalkingCFGGuider", model=with_audio, positive=positive, negative=negative,
+    (guider,) = run(comfy_nodes, "FantasyTalkingCFGGuider", model=with_audio, positive=heard, negative=silent,
                     cfg=cfg, audio_cfg=audio_cfg, audio_cfg_start=0.0, audio_cfg_end=1.0)
-    guided = denoise_once(with_audio, positive, negative, guider=guider)
+    guided = denoise_once(with_audio, heard, silent, guider=guider)
     torch.testing.assert_close(guided, uncond + cfg * (noaudio - uncond) + audio_cfg * (cond - noaudio), rtol=1e-4, atol=1e-4)
-    (two_pass,) = run(comfy_nodes, "FantasyTalkingCFGGuider", model=with_audio, positive=positive, negative=negative,
+    (two_pass,) = run(comfy_nodes, "FantasyTalkingCFGGuider", model=with_audio, positive=heard, negative=silent,
                       cfg=1.0, audio_cfg=audio_cfg, audio_cfg_start=0.0, audio_cfg_end=1.0)
-    torch.testing.assert_close(denoise_once(with_audio, positive, negative, guider=two_pass), noaudio + audio_cfg * (cond - noaudio), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(denoise_once(with_audio, heard, silent, guider=two_pass), noaudio + audio_cfg * (cond - noaudio), rtol=1e-4, atol=1e-4)
 
 
 def test_frame_count_mismatch_is_reported(comfy_nodes, loaded):
-    (patched,) = run(comfy_nodes, "FantasyTalkingApply", model=loaded["wan"], fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=1.0)
+    patched, heard, silent = apply(comfy_nodes, loaded, conditioning(7, frames=5), conditioning(8, frames=5))
     with pytest.raises(ValueError, match="made for 9 frames \\(3 latent frames\\).*has 5 latent frames.*WanImageToVideo's length"):
-        denoise_once(patched, conditioning(7, frames=5), conditioning(8, frames=5), frames=5)
+        denoise_once(patched, heard, silent, frames=5)
 
 
 def test_adapter_for_another_model_size_is_rejected(comfy_nodes, loaded, model_files, tmp_path):
     from tiny_models import in_layout, random_adapter_state, write_checkpoint
 
-    from fantasy_core import AdapterConfig
+    from fantasy_core import AudioAdapterConfig
 
     big = write_checkpoint(str(model_files["root"] / "fantasytalking" / "wide.safetensors"),
-                           in_layout(random_adapter_state(AdapterConfig(768, 24, 384, 3)), "repack"))
+                           in_layout(random_adapter_state(AudioAdapterConfig(768, 24, 384, 3)), "repack"))
     assert big
     (wide,) = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="wide.safetensors", weight_dtype="default")
     with pytest.raises(ValueError, match="adapter has 3 blocks of width 384, but the model has 2 blocks of width 256"):
-        run(comfy_nodes, "FantasyTalkingApply", model=loaded["wan"], fantasytalking_model=wide, audio_embeds=loaded["embeds"], audio_scale=1.0)
+        apply(comfy_nodes, {**loaded, "adapter": wide}, conditioning(1), conditioning(2))
 
 
 def test_non_wan_model_is_rejected(comfy_nodes, loaded, comfy):
@@ -259,7 +272,7 @@ def test_non_wan_model_is_rejected(comfy_nodes, loaded, comfy):
 
     other = comfy.model_patcher.ModelPatcher(torch.nn.Linear(2, 2), torch.device("cpu"), torch.device("cpu"))
     with pytest.raises(ValueError, match="needs a Wan2.1 image-to-video model"):
-        run(comfy_nodes, "FantasyTalkingApply", model=other, fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=1.0)
+        apply(comfy_nodes, loaded, conditioning(1), conditioning(2), model=other)
 
 
 def test_long_audio_is_encoded_in_chunks_with_progress(comfy_nodes, loaded):
@@ -315,29 +328,15 @@ def test_non_wav2vec_encoder_is_rejected(comfy_nodes, loaded):
 
 def test_ksampler_negative_pass_runs_without_audio(comfy_nodes, loaded):
     """Core CFG on the patched model: uncond (no audio) + cfg * (cond with audio - uncond)."""
-    (patched,) = run(comfy_nodes, "FantasyTalkingApply", model=loaded["wan"], fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=1.0)
     positive, negative = conditioning(13), conditioning(14)
-    cond = denoise_once(patched, positive, negative)
+    patched, heard, silent = apply(comfy_nodes, loaded, positive, negative)
+    cond = denoise_once(patched, heard, silent)
     uncond = denoise_once(loaded["wan"], negative, positive)
-    torch.testing.assert_close(denoise_once(patched, positive, negative, cfg=3.0), uncond + 3.0 * (cond - uncond), rtol=1e-4, atol=1e-4)
-
-
-def test_audio_cfg_outside_its_step_range_is_one(comfy_nodes, loaded):
-    (patched,) = run(comfy_nodes, "FantasyTalkingApply", model=loaded["wan"], fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=1.0)
-    positive, negative = conditioning(15), conditioning(16)
-
-    def guided(audio_cfg, start, end):
-        (guider,) = run(comfy_nodes, "FantasyTalkingCFGGuider", model=patched, positive=positive, negative=negative,
-                        cfg=4.0, audio_cfg=audio_cfg, audio_cfg_start=start, audio_cfg_end=end)
-        return denoise_once(patched, positive, negative, guider=guider)
-
-    late = guided(4.5, 0.5, 1.0)  # the single step (progress 0) lies outside [0.5, 1)
-    torch.testing.assert_close(late, guided(1.0, 0.0, 1.0))
-    assert (late - guided(4.5, 0.0, 1.0)).abs().max() > 1e-3
+    torch.testing.assert_close(denoise_once(patched, heard, silent, cfg=3.0), uncond + 3.0 * (cond - uncond), rtol=1e-4, atol=1e-4)
 
 
 def test_hooks_are_removed_when_sampling_fails_inside_the_model(comfy_nodes, loaded):
-    (patched,) = run(comfy_nodes, "FantasyTalkingApply", model=loaded["wan"], fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"], audio_scale=1.0)
+    patched, heard, silent = apply(comfy_nodes, loaded, conditioning(17), conditioning(18))
     failing = patched.clone()
 
     def interrupt(args, extra):
@@ -349,7 +348,7 @@ def test_hooks_are_removed_when_sampling_fails_inside_the_model(comfy_nodes, loa
     import comfy.model_management
 
     with pytest.raises(comfy.model_management.InterruptProcessingException):
-        denoise_once(failing, conditioning(17), conditioning(18))
+        denoise_once(failing, heard, silent)
     for block in loaded["wan"].model.diffusion_model.blocks:
         assert not block.cross_attn.norm_q._forward_hooks and not block.cross_attn.o._forward_pre_hooks
 
@@ -365,8 +364,25 @@ def test_text_to_video_wan_is_rejected(comfy, comfy_nodes, loaded, model_files):
     path = str(model_files["root"] / "diffusion_models" / "wan2.1_t2v_tiny.safetensors")
     save_file({k: torch.randn(v.shape) * 0.05 for k, v in t2v.state_dict().items()}, path)
     with pytest.raises(ValueError, match="this Wan model is text-to-video"):
-        run(comfy_nodes, "FantasyTalkingApply", model=comfy.sd.load_diffusion_model(path), fantasytalking_model=loaded["adapter"],
-            audio_embeds=loaded["embeds"], audio_scale=1.0)
+        apply(comfy_nodes, loaded, conditioning(1), conditioning(2), model=comfy.sd.load_diffusion_model(path))
+
+
+@pytest.mark.parametrize("in_dim, out_dim, message", [
+    (36, 16, "this is a Wan2.2 image-to-video model .*no CLIP image cross-attention"),
+    (48, 48, "this is a Wan2.2 TI2V model"),
+])
+def test_wan22_models_get_their_own_message(comfy, comfy_nodes, loaded, model_files, in_dim, out_dim, message):
+    import comfy.ops
+    import comfy.sd
+    from comfy.ldm.wan.model import WanModel
+    from safetensors.torch import save_file
+    from tiny_models import TINY_WAN
+
+    wan22 = WanModel(model_type="t2v", in_dim=in_dim, out_dim=out_dim, text_dim=4096, operations=comfy.ops.disable_weight_init, **TINY_WAN)
+    path = str(model_files["root"] / "diffusion_models" / f"wan2.2_{in_dim}_tiny.safetensors")
+    save_file({k: torch.randn(v.shape) * 0.05 for k, v in wan22.state_dict().items()}, path)
+    with pytest.raises(ValueError, match=f"trained on Wan2.1-I2V-14B, but {message}.*Load wan2.1_i2v_720p_14B"):
+        apply(comfy_nodes, loaded, conditioning(1), conditioning(2), model=comfy.sd.load_diffusion_model(path))
 
 
 def test_wav2vec_folder_settings_and_locations(comfy_nodes, model_files):

@@ -2,7 +2,7 @@ import pytest
 import torch
 from naive_reference import naive_attention, naive_frame_attention
 
-from fantasy_core.attention import clip_audio_attention, frame_audio_attention
+from fantasy_core.dit.attention import frame_attention, masked_attention
 
 
 def random_case(batch=2, frames=3, per_frame=5, window=7, heads=2, head_dim=4, seed=0):
@@ -18,7 +18,7 @@ def random_case(batch=2, frames=3, per_frame=5, window=7, heads=2, head_dim=4, s
 def test_frame_attention_equals_per_frame_attention_on_valid_tokens():
     q, keys, values, k_lens, heads = random_case()
     k_lens[0, 0], k_lens[1, 2] = 1, 7
-    out = frame_audio_attention(q, keys, values, k_lens, heads)
+    out = frame_attention(q, keys, values, k_lens, heads)
     torch.testing.assert_close(out, naive_frame_attention(q, keys, values, k_lens, heads), rtol=1e-5, atol=1e-5)
 
 
@@ -28,8 +28,8 @@ def test_padding_tokens_do_not_change_output():
     garbage_k, garbage_v = keys.clone(), values.clone()
     garbage_k[:, :, 4:] = 1e3 * torch.randn_like(garbage_k[:, :, 4:])
     garbage_v[:, :, 4:] = -1e3
-    reference = frame_audio_attention(q, keys, values, k_lens, heads)
-    torch.testing.assert_close(frame_audio_attention(q, garbage_k, garbage_v, k_lens, heads), reference, rtol=0, atol=1e-6)
+    reference = frame_attention(q, keys, values, k_lens, heads)
+    torch.testing.assert_close(frame_attention(q, garbage_k, garbage_v, k_lens, heads), reference, rtol=0, atol=1e-6)
 
 
 def test_unmasked_zero_padding_would_dilute_attention():
@@ -38,8 +38,8 @@ def test_unmasked_zero_padding_would_dilute_attention():
     keys[:, :, 4:] = 0
     values[:, :, 4:] = 0
     k_lens[:] = 4
-    masked = frame_audio_attention(q, keys, values, k_lens, heads)
-    unmasked = frame_audio_attention(q, keys, values, torch.full_like(k_lens, keys.shape[2]), heads)
+    masked = frame_attention(q, keys, values, k_lens, heads)
+    unmasked = frame_attention(q, keys, values, torch.full_like(k_lens, keys.shape[2]), heads)
     assert (masked - unmasked).abs().max() > 1e-2
 
 
@@ -47,8 +47,8 @@ def test_frames_see_only_their_own_window():
     q, keys, values, k_lens, heads = random_case(seed=3)
     changed = values.clone()
     changed[:, 1] += 5.0
-    a = frame_audio_attention(q, keys, values, k_lens, heads)
-    b = frame_audio_attention(q, keys, changed, k_lens, heads)
+    a = frame_attention(q, keys, values, k_lens, heads)
+    b = frame_attention(q, keys, changed, k_lens, heads)
     per_frame = q.shape[1] // keys.shape[1]
     frame_rows = slice(per_frame, 2 * per_frame)
     assert torch.equal(a[:, :per_frame], b[:, :per_frame]) and torch.equal(a[:, 2 * per_frame :], b[:, 2 * per_frame :])
@@ -58,7 +58,7 @@ def test_frames_see_only_their_own_window():
 def test_window_without_real_tokens_gives_zeros_not_nan():
     q, keys, values, k_lens, heads = random_case(seed=4)
     k_lens[1] = 0  # second batch entry carries no audio
-    out = frame_audio_attention(q, keys, values, k_lens, heads)
+    out = frame_attention(q, keys, values, k_lens, heads)
     assert torch.isfinite(out).all()
     assert torch.equal(out[1], torch.zeros_like(out[1]))
     torch.testing.assert_close(out, naive_frame_attention(q, keys, values, k_lens, heads), rtol=1e-5, atol=1e-5)
@@ -66,24 +66,24 @@ def test_window_without_real_tokens_gives_zeros_not_nan():
 
 def test_batch_entries_use_their_own_audio():
     q, keys, values, k_lens, heads = random_case(seed=5)
-    together = frame_audio_attention(q, keys, values, k_lens, heads)
+    together = frame_attention(q, keys, values, k_lens, heads)
     for b in range(2):
-        alone = frame_audio_attention(q[b : b + 1], keys[b : b + 1], values[b : b + 1], k_lens[b : b + 1], heads)
+        alone = frame_attention(q[b : b + 1], keys[b : b + 1], values[b : b + 1], k_lens[b : b + 1], heads)
         torch.testing.assert_close(together[b : b + 1], alone)
 
 
 def test_single_audio_broadcasts_over_batch():
     q, keys, values, k_lens, heads = random_case(seed=6)
-    out = frame_audio_attention(q, keys[:1], values[:1], k_lens[:1], heads)
+    out = frame_attention(q, keys[:1], values[:1], k_lens[:1], heads)
     expected = naive_frame_attention(q, keys[:1].expand_as(keys), values[:1].expand_as(values), k_lens[:1].expand_as(k_lens), heads)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_clip_level_attends_to_all_valid_tokens_of_the_clip():
+def test_masked_attention_attends_to_the_valid_keys_of_each_group():
     gen = torch.Generator().manual_seed(7)
     q, k, v = torch.randn(2, 6, 8, generator=gen), torch.randn(2, 9, 8, generator=gen), torch.randn(2, 9, 8, generator=gen)
     k_lens = torch.tensor([9, 5])
-    out = clip_audio_attention(q, k, v, k_lens, 2)
+    out = masked_attention(q, k, v, k_lens, 2)
     for b in range(2):
         n = int(k_lens[b])
         torch.testing.assert_close(out[b], naive_attention(q[b], k[b, :n], v[b, :n], 2), rtol=1e-5, atol=1e-5)
@@ -92,4 +92,4 @@ def test_clip_level_attends_to_all_valid_tokens_of_the_clip():
 def test_frame_count_mismatch_is_reported():
     q, keys, values, k_lens, heads = random_case(frames=3, per_frame=5)
     with pytest.raises(ValueError, match="different frame count"):
-        frame_audio_attention(q[:, :14], keys, values, k_lens, heads)
+        frame_attention(q[:, :14], keys, values, k_lens, heads)

@@ -3,8 +3,10 @@ import pytest
 import torch
 from tiny_models import voice_like
 
-from fantasy_core import AudioInputError, Wav2VecEncoder, official_num_frames, prepare_audio
-from fantasy_core.audio import normalize, to_mono
+from hf_wav2vec import Wav2VecEncoder
+
+from fantasy_core import AudioInputError, official_num_frames, prepare_audio
+from fantasy_core.audio.track import normalize, to_mono
 
 
 @pytest.mark.parametrize(
@@ -26,7 +28,7 @@ def test_official_frame_count_rule(duration, fps, max_frames, expected):
 
 @pytest.mark.parametrize("max_frames", [80, 3, 0])
 def test_max_frames_must_be_4k_plus_1(max_frames):
-    with pytest.raises(AudioInputError, match="max_frames must be of the form 4k\\+1"):
+    with pytest.raises(ValueError, match="max_frames must be of the form 4k\\+1"):
         official_num_frames(2.0, 23, max_frames)
 
 
@@ -105,3 +107,12 @@ def test_missing_resampler_is_a_clear_error(monkeypatch):
     with pytest.raises(AudioInputError, match="needs the 'soxr' package.*pip install -r requirements.txt"):
         prepare_audio(voice_like(1.0, 44100)[None], 44100)
     assert prepare_audio(voice_like(1.0, 16000)[None], 16000).num_frames == 25  # 16 kHz audio needs no resampler
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_samples_are_reported_not_turned_into_a_nan_video(bad):
+    track = voice_like(2.0, 22050).repeat(2, 1)
+    track[1, 1000] = bad
+    track[0, 5000] = bad
+    with pytest.raises(AudioInputError, match="2 non-finite samples.*first at sample 1000.*Re-export the track"):
+        prepare_audio(track, 22050, fps=23)

@@ -49,9 +49,9 @@ def test_built_adapter_holds_the_file_weights_and_projects(tmp_path):
 
 
 def test_sizes_come_from_the_checkpoint(tmp_path):
-    from fantasy_core import AdapterConfig
+    from fantasy_core import AudioAdapterConfig
 
-    config = AdapterConfig(audio_dim=16, context_dim=8, model_dim=128, num_blocks=5)
+    config = AudioAdapterConfig(audio_dim=16, context_dim=8, model_dim=128, num_blocks=5)
     weights = load_adapter_weights(write_checkpoint(str(tmp_path / "b.safetensors"), in_layout(random_adapter_state(config), "repack")))
     assert weights.config == config
     assert build_adapter(weights).blocks[4].k_proj.weight.shape == (128, 8)
@@ -119,9 +119,9 @@ def test_projection_width_mismatch_is_named(tmp_path):
 
 
 def test_non_contiguous_blocks_are_named(tmp_path):
-    from fantasy_core import AdapterConfig
+    from fantasy_core import AudioAdapterConfig
 
-    state = random_adapter_state(AdapterConfig(32, 24, 256, 4))
+    state = random_adapter_state(AudioAdapterConfig(32, 24, 256, 4))
     for name in ("k_proj", "v_proj"):
         del state[f"blocks.2.{name}.weight"]
     _expect_error(tmp_path, in_layout(state, "official_flat"), "x.safetensors", "not contiguous", "block 2 is missing",
@@ -171,3 +171,16 @@ def test_corrupt_and_truncated_files_are_reported(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(AdapterCheckpointError, match="not found: .*nothing.ckpt"):
         load_adapter_weights(str(tmp_path / "nothing.ckpt"))
+
+
+@pytest.mark.parametrize("layout, name, first_bad_key", [
+    ("nested", "nan.ckpt", "audio_processor.blocks.1.cross_attn.processor.k_proj.weight"),
+    ("repack", "nan.safetensors", "blocks.1.cross_attn.k_proj.weight"),
+])
+def test_non_finite_weights_are_rejected_at_load_naming_the_file_and_first_bad_key(tmp_path, layout, name, first_bad_key):
+    state = random_adapter_state(dtype=torch.float16)
+    state["blocks.1.k_proj.weight"][3, 2] = float("nan")
+    state["blocks.1.v_proj.weight"][0, 0] = float("inf")
+    path = write_checkpoint(str(tmp_path / name), in_layout(state, layout))
+    with pytest.raises(AdapterCheckpointError, match=f"'{name}'.*NaN or infinite.*first offending key: '{first_bad_key}'.*export it again"):
+        load_adapter_weights(path)

@@ -1,53 +1,31 @@
 import pytest
 import torch
 
-from fantasy_core import combine_guidance, needs_uncond_pass, scheduled_audio_cfg
+from fantasy_core.guidance import audio_guidance_active, official_sigmas, step_of_sigma
 
 
-def test_three_pass_formula_by_hand():
-    cond, noaudio, uncond = torch.tensor([3.0]), torch.tensor([2.0]), torch.tensor([0.5])
-    # 0.5 + 5 * (2 - 0.5) + 4.5 * (3 - 2) = 12.5
-    assert combine_guidance(cond, noaudio, uncond, cfg=5.0, audio_cfg=4.5).item() == 12.5
-
-
-def test_differs_from_the_multiplicative_wrapper_formula():
-    cond, noaudio, uncond = torch.tensor([3.0]), torch.tensor([2.0]), torch.tensor([0.5])
-    official = combine_guidance(cond, noaudio, uncond, cfg=5.0, audio_cfg=4.5)
-    # Wrapper: e(0,0) + cfg * [(e(t,a) - e(0,a)) + acfg * (e(0,a) - e(0,0))], audio ON in its uncond.
-    assert official.item() != 0.5 + 5.0 * ((3.0 - 2.0) + 4.5 * (2.0 - 0.5))
-
-
-def test_two_pass_form_at_cfg_one_equals_three_pass_formula():
-    gen = torch.Generator().manual_seed(0)
-    cond, noaudio, uncond = (torch.randn(2, 4, 3, generator=gen) for _ in range(3))
-    assert not needs_uncond_pass(1.0) and needs_uncond_pass(5.0)
-    two = combine_guidance(cond, noaudio, None, cfg=1.0, audio_cfg=2.0)
-    torch.testing.assert_close(two, combine_guidance(cond, noaudio, uncond, cfg=1.0, audio_cfg=2.0))
-    torch.testing.assert_close(two, noaudio + 2.0 * (cond - noaudio))
-
-
-def test_missing_uncond_pass_with_cfg_above_one_is_an_error():
-    with pytest.raises(ValueError, match="needs the negative"):
-        combine_guidance(torch.zeros(1), torch.zeros(1), None, cfg=5.0, audio_cfg=4.5)
-
-
-def test_schedule_applies_audio_cfg_inside_the_range_only():
-    values = [scheduled_audio_cfg(step, 30, 4.5, start=0.0, end=0.1) for step in range(30)]
-    assert values[:3] == [4.5] * 3 and values[3:] == [1.0] * 27
-    assert [scheduled_audio_cfg(s, 30, 4.5) for s in range(30)] == [4.5] * 30
-    middle = [scheduled_audio_cfg(s, 10, 3.0, start=0.2, end=0.5) for s in range(10)]
-    assert middle == [1.0, 1.0, 3.0, 3.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+def test_audio_guidance_is_active_inside_the_range_only():
+    assert [audio_guidance_active(step, 30, 0.0, 0.1) for step in range(30)] == [True] * 3 + [False] * 27
+    assert all(audio_guidance_active(s, 30) for s in range(30))  # default: every step, as officially
+    middle = [audio_guidance_active(s, 10, 0.2, 0.5) for s in range(10)]
+    assert middle == [False, False, True, True, True, False, False, False, False, False]
 
 
 @pytest.mark.parametrize("start, end", [(0.5, 0.2), (-0.1, 0.5), (0.0, 1.5)])
-def test_schedule_range_is_validated(start, end):
+def test_range_is_validated(start, end):
     with pytest.raises(ValueError, match="audio_cfg_start/end"):
-        scheduled_audio_cfg(0, 30, 4.5, start, end)
+        audio_guidance_active(0, 30, start, end)
+
+
+def test_step_of_sigma_finds_the_interval_of_intermediate_evaluations():
+    sigmas = official_sigmas(4)
+    assert [step_of_sigma(sigmas, float(s)) for s in sigmas[:-1]] == [0, 1, 2, 3]
+    midway = float((sigmas[1] + sigmas[2]) / 2)  # a second-order sampler's evaluation inside step 1
+    assert step_of_sigma(sigmas, midway) == 1
+    assert step_of_sigma(sigmas, 0.0) == 3
 
 
 def test_official_sigmas_follow_the_flow_matching_formula():
-    from fantasy_core.guidance import official_sigmas
-
     sigmas = official_sigmas(30, shift=5.0)
     assert sigmas.shape == (31,) and sigmas[0] == 1.0 and sigmas[-1] == 0.0
     s = 1 - 7 / 30

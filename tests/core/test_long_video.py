@@ -4,7 +4,7 @@ from naive_reference import naive_official_windows
 
 from fantasy_core import official_num_frames
 from fantasy_core.long_video import OverlapBlender, match_color, plan_segments
-from fantasy_core.windows import compute_audio_windows, gather_windows
+from fantasy_core.audio.windows import compute_audio_windows, gather_windows
 
 
 def test_twenty_seconds_plan_covers_every_frame_once_with_aligned_overlaps():

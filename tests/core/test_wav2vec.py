@@ -4,8 +4,10 @@ import pytest
 import torch
 from tiny_models import save_wav2vec_folder, tiny_wav2vec_config, voice_like
 
-from fantasy_core import AudioEncoderError, Wav2VecEncoder, encode_voice_track
-from fantasy_core.wav2vec import FeatureGeometry, plan_chunks
+from hf_wav2vec import Wav2VecEncoder, encode_voice_track
+
+from fantasy_core import AudioEncoderError
+from fantasy_core.audio.wav2vec import FeatureGeometry, plan_chunks
 
 BASE_GEOMETRY = FeatureGeometry((10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2))
 

@@ -3,7 +3,7 @@ import torch
 
 from naive_reference import naive_official_windows
 
-from fantasy_core.windows import compute_audio_windows, gather_windows, official_window_ranges
+from fantasy_core.audio.windows import compute_audio_windows, gather_windows, official_window_ranges
 
 
 def wav2vec_tokens(num_frames: int, fps: float) -> int:
@@ -77,3 +77,28 @@ def test_gather_rejects_tokens_of_another_track():
 def test_frame_count_must_be_4k_plus_1(frames):
     with pytest.raises(ValueError, match="4k\\+1"):
         compute_audio_windows(175, frames)
+
+
+def test_frame_context_projects_only_the_call_windows_and_equals_the_official_order():
+    """Official order: project the whole track, then cut windows. The LayerNorm is per token, so projecting only the
+    windows' tokens gives the same context, at a cost that does not grow with the track."""
+    from fantasy_core import AudioAdapter, AudioAdapterConfig
+
+    torch.manual_seed(0)
+    adapter = AudioAdapter(AudioAdapterConfig(audio_dim=8, context_dim=12, model_dim=16, num_blocks=1))
+    for p in adapter.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    features = torch.randn(2000, 8)
+    windows = compute_audio_windows(2000, 4 * 230 + 1).select([0, 1, 100, 101, 230])
+    projected_rows = []
+    hook = adapter.proj_model.proj.register_forward_hook(lambda _m, args, _out: projected_rows.append(args[0].shape[:-1].numel()))
+    try:
+        context = adapter.frame_context(features, windows)
+    finally:
+        hook.remove()
+    official = gather_windows(adapter.proj_model(features), windows)
+    torch.testing.assert_close(context.tokens[0], official, rtol=1e-6, atol=1e-6)
+    assert projected_rows == [5 * windows.window_length]  # not 2000
+    assert torch.equal(context.k_lens[0], windows.k_lens)
+    padding = ~windows.token_index()[1]
+    assert padding.any() and torch.equal(context.tokens[0][padding], torch.zeros_like(context.tokens[0][padding]))

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..frames import TEMPORAL_STRIDE, latent_frames, official_num_frames, samples_for_frames
+
 WAV2VEC_SAMPLE_RATE = 16000
 NORMALIZE_EPS = 1e-7  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm
 
@@ -33,6 +35,18 @@ def to_mono(waveform: torch.Tensor) -> torch.Tensor:
     if waveform.dim() != 2:
         raise AudioInputError(f"audio: expected a waveform [channels, samples], got shape {tuple(waveform.shape)}.")
     return waveform.float().mean(dim=0)
+
+
+def check_finite(samples: torch.Tensor) -> torch.Tensor:
+    """NaN or infinite samples (a damaged float WAV) would silently turn the whole video into NaN."""
+    bad = ~torch.isfinite(samples)
+    if bad.any():
+        first = int(bad.flatten().nonzero()[0])
+        raise AudioInputError(
+            f"audio: the voice track has {int(bad.sum())} non-finite samples (NaN or infinity; the first at sample "
+            f"{first}), which would make the whole video NaN. Re-export the track (e.g. as 16-bit PCM WAV) or repair it."
+        )
+    return samples
 
 
 def resample(mono: torch.Tensor, sample_rate: int, target_rate: int = WAV2VEC_SAMPLE_RATE) -> torch.Tensor:
@@ -59,24 +73,6 @@ def normalize(waveform: torch.Tensor) -> torch.Tensor:
     return ((x - x.mean()) / torch.sqrt(x.var(unbiased=False) + NORMALIZE_EPS)).float()
 
 
-def official_num_frames(duration_seconds: float, fps: float, max_frames: int | None = 81) -> int:
-    """``min(int(fps * duration // 4) * 4 + 5, max_frames)``: always 4k+1, slightly past the audio's end."""
-    if fps <= 0:
-        raise AudioInputError(f"fps must be positive, got {fps}.")
-    if max_frames is not None and (max_frames < 5 or (max_frames - 1) % 4):
-        raise AudioInputError(
-            f"max_frames must be of the form 4k+1 and at least 5 (Wan's temporal compression), got {max_frames}. "
-            "Use 81 (the official length) or e.g. 77, 85."
-        )
-    frames = int(fps * duration_seconds // 4) * 4 + 5
-    return frames if max_frames is None else min(frames, max_frames)
-
-
-def trim_samples(num_frames: int, fps: float, sample_rate: int = WAV2VEC_SAMPLE_RATE) -> int:
-    """Samples kept for ``num_frames`` video frames; the official code never pads a shorter track."""
-    return int(num_frames / fps * sample_rate)
-
-
 @dataclass(frozen=True)
 class PreparedAudio:
     waveform: torch.Tensor  # [T] mono float32 at 16 kHz, trimmed, not normalised
@@ -90,21 +86,24 @@ class PreparedAudio:
 
     @property
     def latent_frames(self) -> int:
-        return (self.num_frames - 1) // 4 + 1
+        return latent_frames(self.num_frames)
 
 
 def prepare_audio(
     waveform: torch.Tensor, sample_rate: int, fps: float = 23, max_frames: int | None = 81
 ) -> PreparedAudio:
     """Mono 16 kHz segment and frame count for a voice track of any channel count and sample rate."""
-    mono = to_mono(waveform)
+    mono = check_finite(to_mono(waveform))
     duration = mono.shape[-1] / sample_rate if sample_rate > 0 else 0.0
-    min_duration = 4 / fps if fps > 0 else 0.0
+    min_duration = TEMPORAL_STRIDE / fps if fps > 0 else 0.0
     if duration < min_duration:
         raise AudioInputError(
             f"audio: the track lasts {duration:.3f} s, shorter than one latent frame (4 video frames = "
             f"{min_duration:.3f} s at {fps} fps). Use a longer voice track."
         )
-    num_frames = official_num_frames(duration, fps, max_frames)
+    try:
+        num_frames = official_num_frames(duration, fps, max_frames)
+    except ValueError as error:
+        raise AudioInputError(str(error)) from error
     mono16k = resample(mono, sample_rate)
-    return PreparedAudio(mono16k[: trim_samples(num_frames, fps)], num_frames, fps, duration)
+    return PreparedAudio(mono16k[: samples_for_frames(num_frames, fps, WAV2VEC_SAMPLE_RATE)], num_frames, fps, duration)

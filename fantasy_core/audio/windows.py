@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..frames import check_video_length, latent_frames
+
 OFFICIAL_EXPAND_LENGTH = 4
 
 
@@ -20,14 +22,13 @@ def official_window_ranges(num_tokens: int, num_frames: int) -> list[tuple[int, 
     """Inclusive [start, end] token ranges before widening, one per latent frame."""
     if num_tokens < 1:
         raise ValueError(f"the audio has no wav2vec tokens (num_tokens={num_tokens}); the track is too short.")
-    if num_frames < 5 or (num_frames - 1) % 4:
-        raise ValueError(f"num_frames must be 4k+1 and at least 5, got {num_frames}.")
+    check_video_length("num_frames", num_frames)
     # Same float operations in the same order as the official code: int() of a float sits on integer
     # boundaries for common fps values, so reordering could move a window by one token.
     tokens_per_frame = num_tokens / num_frames
     half = int(tokens_per_frame * 4 / 2)
     centres = [0]
-    for i in range(1, (num_frames - 1) // 4 + 1):
+    for i in range(1, latent_frames(num_frames)):
         first_video_frame = tokens_per_frame * ((i - 1) * 4 + 1)
         last_video_frame = tokens_per_frame * (i * 4 + 1)
         centres.append(int((first_video_frame + last_video_frame) / 2) - 1)
@@ -94,15 +95,12 @@ def compute_audio_windows(
 
 
 def gather_windows(tokens: torch.Tensor, windows: AudioWindows) -> torch.Tensor:
-    """[B, L, C] projected tokens -> [B, T_lat, W, C]: each window's real tokens, then zeros.
-
-    Gather *projected* tokens: the padding must be exact zeros after the LayerNorm, as officially.
-    """
-    if tokens.shape[1] != windows.num_tokens:
+    """Per-token tensor [..., L, C] of the whole track -> [..., T_lat, W, C]: each window's real tokens, then zeros."""
+    if tokens.shape[-2] != windows.num_tokens:
         raise ValueError(
-            f"audio tokens: the windows were made for {windows.num_tokens} tokens, got {tokens.shape[1]}."
+            f"audio tokens: the windows were made for {windows.num_tokens} tokens, got {tokens.shape[-2]}."
         )
     index, valid = windows.token_index()
     index, valid = index.to(tokens.device), valid.to(tokens.device)
-    gathered = tokens[:, index.flatten()].unflatten(1, index.shape)
-    return torch.where(valid[None, :, :, None], gathered, torch.zeros((), dtype=tokens.dtype, device=tokens.device))
+    gathered = tokens[..., index.flatten(), :].unflatten(-2, index.shape)
+    return torch.where(valid[..., None], gathered, torch.zeros((), dtype=tokens.dtype, device=tokens.device))

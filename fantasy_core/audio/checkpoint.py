@@ -25,7 +25,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .adapter import AdapterConfig, CastingOps, FantasyTalkingAdapter
+from ..dit.layers import CastingOps
+from .adapter import AudioAdapter, AudioAdapterConfig
 
 PROJECTION_KEYS = ("proj.weight", "norm.weight", "norm.bias")
 NESTED_TOP_LEVEL = ("proj_model", "audio_processor")
@@ -62,10 +63,10 @@ _REPACK = _Layout(
 
 @dataclass(frozen=True)
 class AdapterWeights:
-    """A validated adapter checkpoint in the canonical key layout of ``FantasyTalkingAdapter``."""
+    """A validated adapter checkpoint in the canonical key layout of ``AudioAdapter``."""
 
     state_dict: dict[str, torch.Tensor]
-    config: AdapterConfig
+    config: AudioAdapterConfig
     layout: str
     path: str
 
@@ -128,6 +129,12 @@ def _flatten_nested(raw: dict, path: str) -> dict:
     return flat
 
 
+def _all_finite(tensor: torch.Tensor) -> bool:
+    if tensor.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        tensor = tensor.float()  # fp8 has no isfinite kernel
+    return bool(torch.isfinite(tensor).all())
+
+
 def _canonical(flat: dict, path: str, layout: _Layout) -> dict[str, torch.Tensor]:
     canonical = {}
     for key in sorted(flat, key=str):
@@ -141,11 +148,14 @@ def _canonical(flat: dict, path: str, layout: _Layout) -> dict[str, torch.Tensor
             _fail(path, layout.name, "it holds a key this layout does not have", key)
         if not isinstance(value, torch.Tensor) or not value.is_floating_point():
             _fail(path, layout.name, f"the value is {getattr(value, 'dtype', type(value).__name__)}, not a float tensor", key)
+        if not _all_finite(value):
+            _fail(path, layout.name, "a weight holds NaN or infinite values, which would make every video NaN", key,
+                  "The file is damaged (or was saved after a diverged training run): download or export it again.")
         canonical[new_key] = value
     return canonical
 
 
-def _validate(sd: dict[str, torch.Tensor], path: str, layout: _Layout) -> AdapterConfig:
+def _validate(sd: dict[str, torch.Tensor], path: str, layout: _Layout) -> AudioAdapterConfig:
     for key in PROJECTION_KEYS:
         if f"proj_model.{key}" not in sd:
             _fail(path, layout.name, "a projection weight is missing", f"proj_model.{key}")
@@ -179,7 +189,7 @@ def _validate(sd: dict[str, torch.Tensor], path: str, layout: _Layout) -> Adapte
             if sd[key].shape != first.shape:
                 _fail(path, layout.name, f"'{key}' has shape {list(sd[key].shape)} while block 0 has {list(first.shape)}",
                       layout.source_key(key))
-    return AdapterConfig(audio_dim=audio_dim, context_dim=context_dim, model_dim=first.shape[0], num_blocks=len(indices))
+    return AudioAdapterConfig(audio_dim=audio_dim, context_dim=context_dim, model_dim=first.shape[0], num_blocks=len(indices))
 
 
 def parse_adapter_state(raw: dict, path: str = "<state dict>") -> AdapterWeights:
@@ -215,10 +225,10 @@ def load_adapter_weights(path: str) -> AdapterWeights:
 
 def build_adapter(
     weights: AdapterWeights, dtype: torch.dtype | None = None, operations=CastingOps, device=None
-) -> FantasyTalkingAdapter:
+) -> AudioAdapter:
     """An adapter module holding the checkpoint's tensors (no random initialisation, strict key match)."""
     with torch.device("meta"):
-        adapter = FantasyTalkingAdapter(weights.config, operations)
+        adapter = AudioAdapter(weights.config, operations)
     adapter.load_state_dict(weights.state_dict, strict=True, assign=True)
     if dtype is not None or device is not None:
         adapter.to(device=device, dtype=dtype)

@@ -1,7 +1,8 @@
-"""Audio attention with a real key-padding mask (the official flash-attn path masks with ``k_lens``).
+"""Attention for the extra cross-attention branches, with a real key-padding mask (the official flash-attn path
+masks the audio windows with ``k_lens``).
 
 All tensors are flat over heads, as inside Wan's cross-attention: q [B, N, H*D], keys/values [..., H*D].
-A query row whose window holds no real token gets zeros (flash-attn's varlen result), never NaN.
+A query row whose keys are all padding gets zeros (flash-attn's varlen result), never NaN.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 
-def _masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_lens: torch.Tensor, num_heads: int):
+def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_lens: torch.Tensor, num_heads: int) -> torch.Tensor:
     """q [G, S, H*D], k/v [G, W, H*D], k_lens [G] -> [G, S, H*D]; keys at positions >= k_lens are ignored."""
     groups, _, width = q.shape
     if width % num_heads:
@@ -38,12 +39,10 @@ def _broadcast_batch(t: torch.Tensor, batch: int, name: str) -> torch.Tensor:
     raise ValueError(f"{name} has batch {t.shape[0]} but the video latent has batch {batch}.")
 
 
-def frame_audio_attention(
-    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, k_lens: torch.Tensor, num_heads: int
-) -> torch.Tensor:
-    """Each latent frame's video tokens attend only to that frame's audio window.
+def frame_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, k_lens: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Each latent frame's video tokens attend only to that frame's keys.
 
-    q [B, T*S, H*D] (frame-major, as Wan flattens [T, h, w]); keys/values [B, T, W, H*D]; k_lens [B, T].
+    q [B, T*S, H*D] (frame-major, as Wan flattens [T, h, w]); keys/values [B or 1, T, W, H*D]; k_lens [B or 1, T].
     """
     batch, num_tokens, width = q.shape
     frames = keys.shape[1]
@@ -55,7 +54,7 @@ def frame_audio_attention(
     keys = _broadcast_batch(keys, batch, "audio")
     values = _broadcast_batch(values, batch, "audio")
     k_lens = _broadcast_batch(k_lens, batch, "audio k_lens")
-    out = _masked_attention(
+    out = masked_attention(
         q.reshape(batch * frames, num_tokens // frames, width),
         keys.flatten(0, 1),
         values.flatten(0, 1),
@@ -63,17 +62,3 @@ def frame_audio_attention(
         num_heads,
     )
     return out.reshape(batch, num_tokens, width)
-
-
-def clip_audio_attention(
-    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, k_lens: torch.Tensor, num_heads: int
-) -> torch.Tensor:
-    """Every video token attends to all real audio tokens of its clip: keys/values [B, L, H*D], k_lens [B]."""
-    batch = q.shape[0]
-    return _masked_attention(
-        q,
-        _broadcast_batch(keys, batch, "audio"),
-        _broadcast_batch(values, batch, "audio"),
-        _broadcast_batch(k_lens, batch, "audio k_lens"),
-        num_heads,
-    )

@@ -1,19 +1,23 @@
-"""Audio nodes: voice track -> audio embeds, and the patch that makes a Wan2.1 MODEL listen to them."""
+"""Audio node: voice track -> audio embeds (wav2vec2 features and the official windows)."""
 
 from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..fantasy_core import AudioConditioning, compute_audio_windows, prepare_audio
-from .patch import FantasyTalkingPatch
-from .types import CATEGORY, FantasyTalkingAudio, FantasyTalkingModel
+from ..fantasy_core.audio.embeds import AudioEmbeds
+from ..fantasy_core.audio.track import prepare_audio
+from ..fantasy_core.frames import samples_for_frames
+from .types import CATEGORY, FantasyTalkingAudio
 from .wav2vec import encode_voice
 
 
 def trimmed_audio(audio: dict, num_frames: int, fps: float) -> dict:
-    """The input track (original rate and channels) cut to the video's length, for muxing."""
-    keep = int(num_frames / fps * audio["sample_rate"])
-    return {"waveform": audio["waveform"][..., :keep], "sample_rate": audio["sample_rate"]}
+    """The input track (original rate; mono or stereo) cut to the video's length, for muxing."""
+    keep = samples_for_frames(num_frames, fps, audio["sample_rate"])
+    waveform = audio["waveform"][..., :keep]
+    if waveform.shape[-2] > 2:  # core CreateVideo muxes every track as mono or stereo; mix down as the model hears it
+        waveform = waveform.mean(dim=-2, keepdim=True)
+    return {"waveform": waveform, "sample_rate": audio["sample_rate"]}
 
 
 class FantasyTalkingAudioEmbeds(io.ComfyNode):
@@ -51,32 +55,5 @@ class FantasyTalkingAudioEmbeds(io.ComfyNode):
     @classmethod
     def execute(cls, audio: dict, audio_encoder, fps: int, max_frames: int) -> io.NodeOutput:
         prepared = prepare_audio(audio["waveform"], audio["sample_rate"], fps, max_frames)
-        features = encode_voice(audio_encoder, prepared.waveform)
-        embeds = AudioConditioning(features, compute_audio_windows(features.shape[0], prepared.num_frames), prepared)
+        embeds = AudioEmbeds.from_features(encode_voice(audio_encoder, prepared.waveform), prepared)
         return io.NodeOutput(embeds, prepared.num_frames, float(fps), trimmed_audio(audio, prepared.num_frames, fps))
-
-
-class FantasyTalkingApply(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="FantasyTalkingApply",
-            display_name="FantasyTalking Apply",
-            category=CATEGORY,
-            description="Adds FantasyTalking's audio cross-attention to every block of a native Wan2.1 I2V model.",
-            inputs=[
-                io.Model.Input("model", tooltip="Wan2.1-I2V-14B from the core 'Load Diffusion Model' node (LoRAs and other patches may come before)."),
-                FantasyTalkingModel.Input("fantasytalking_model", tooltip="From 'FantasyTalking Model Loader'."),
-                FantasyTalkingAudio.Input("audio_embeds", tooltip="From 'FantasyTalking Audio Embeds'."),
-                io.Float.Input(
-                    "audio_scale", default=1.0, min=0.0, max=10.0, step=0.01,
-                    tooltip="Strength of the audio attention (official default 1.0). 0 turns the audio off. "
-                    "With KSampler/CFGGuider the positive pass hears the audio and the negative pass does not.",
-                ),
-            ],
-            outputs=[io.Model.Output(display_name="model")],
-        )
-
-    @classmethod
-    def execute(cls, model, fantasytalking_model, audio_embeds: AudioConditioning, audio_scale: float) -> io.NodeOutput:
-        return io.NodeOutput(FantasyTalkingPatch(fantasytalking_model, audio_embeds, audio_scale).apply(model))

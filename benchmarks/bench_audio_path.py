@@ -1,0 +1,122 @@
+"""Per-call cost of the audio path under context windows, for a short and a long track.
+
+Each model call under core context windows builds the audio context of its own 21 latent frames (gather the window
+tokens, project them, zero the padding) and runs the audio attention of every block. The cost must not grow with the
+track: this measures, in a fresh process per track length, the median time of one call and the memory one call
+allocates (every new tensor storage its operations create, counted exactly through a dispatch mode), and prints the
+long/short ratios. ``--whole-track``
+measures the earlier way (project the whole track on every call, then gather) for comparison.
+
+    python benchmarks/bench_audio_path.py              # 10 s and 10 min, real adapter widths, 4 blocks
+    python benchmarks/bench_audio_path.py --one 600    # one configuration (what the driver runs per process)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from fantasy_core import AudioAdapter, AudioAdapterConfig, AudioBranch, AudioContext, compute_audio_windows  # noqa: E402
+from fantasy_core.audio.windows import gather_windows  # noqa: E402
+from fantasy_core.frames import official_num_frames  # noqa: E402
+
+TOKENS_PER_SECOND = 50  # wav2vec2: 16 kHz / hop 320
+WINDOW_LATENT_FRAMES = 21  # one 81-frame context window
+# Real adapter widths (wav2vec2-base 768 -> 2048); a Wan-like block width and token count kept small enough for a CPU.
+CONFIG = AudioAdapterConfig(audio_dim=768, context_dim=2048, model_dim=1024, num_blocks=4)
+HEADS, TOKENS_PER_FRAME = 8, 64
+
+
+class AllocationCounter(TorchDispatchMode):
+    """Bytes of every tensor storage the operations create (views of their inputs are not new memory)."""
+
+    def __init__(self):
+        super().__init__()
+        self.bytes = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+        created = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tree_leaves(out) if isinstance(t, torch.Tensor)}
+        self.bytes += sum(size for pointer, size in created.items() if pointer not in inputs)
+        return out
+
+
+def whole_track_context(adapter: AudioAdapter, features: torch.Tensor, windows) -> AudioContext:
+    """The earlier per-call path: the whole track projected, then the windows cut out."""
+    tokens = gather_windows(adapter.proj_model(features.float()), windows)
+    return AudioContext(tokens[None], windows.k_lens[None])
+
+
+@torch.inference_mode()
+def measure(seconds: float, calls: int, whole_track: bool) -> dict:
+    torch.manual_seed(0)
+    adapter = AudioAdapter(CONFIG).eval()
+    features = torch.randn(int(seconds * TOKENS_PER_SECOND), CONFIG.audio_dim)
+    windows = compute_audio_windows(features.shape[0], official_num_frames(seconds, 23, None))
+    middle = windows.latent_frames // 2 - WINDOW_LATENT_FRAMES // 2
+    window = windows.select(list(range(middle, middle + WINDOW_LATENT_FRAMES)))
+    q = torch.randn(2, WINDOW_LATENT_FRAMES * TOKENS_PER_FRAME, CONFIG.model_dim)
+    scales = torch.tensor([1.0, 0.0])  # positive hears the audio, negative does not
+
+    def one_call():
+        context = whole_track_context(adapter, features, window) if whole_track else adapter.frame_context(features, window)
+        branch = AudioBranch(adapter, context, scales)
+        active = scales.nonzero().flatten()
+        for index in range(CONFIG.num_blocks):
+            branch.attend(index, q[active], HEADS)
+
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        one_call()
+        times.append(time.perf_counter() - start)
+    with AllocationCounter() as counter:
+        one_call()
+    return {"seconds": seconds, "tokens": features.shape[0], "call_ms": 1000 * statistics.median(times),
+            "allocated_mb": counter.bytes / 2**20}
+
+
+def run_one(seconds: float, calls: int, whole_track: bool) -> dict:
+    command = [sys.executable, os.path.abspath(__file__), "--one", str(seconds), "--calls", str(calls)]
+    if whole_track:
+        command.append("--whole-track")
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--one", type=float, help="measure one track length (seconds) in this process and print JSON")
+    parser.add_argument("--calls", type=int, default=30)
+    parser.add_argument("--whole-track", action="store_true", help="measure the earlier whole-track projection")
+    parser.add_argument("--short", type=float, default=10.0)
+    parser.add_argument("--long", type=float, default=600.0)
+    args = parser.parse_args()
+    if args.one is not None:
+        print(json.dumps(measure(args.one, args.calls, args.whole_track)))
+        return
+    print(f"audio path per model call, {WINDOW_LATENT_FRAMES}-latent-frame context window, {CONFIG.num_blocks} blocks, "
+          f"adapter {CONFIG.audio_dim}->{CONFIG.context_dim}->{CONFIG.model_dim}, median of {args.calls} calls, CPU "
+          f"({torch.get_num_threads()} threads)")
+    for label, whole in (("windows only (now)", False), ("whole track (before)", True)):
+        short, long = run_one(args.short, args.calls, whole), run_one(args.long, args.calls, whole)
+        for result in (short, long):
+            print(f"  {label:22s} {result['seconds']:6.0f} s track ({result['tokens']:6d} tokens): "
+                  f"{result['call_ms']:8.2f} ms/call, {result['allocated_mb']:7.1f} MB allocated/call")
+        print(f"  {label:22s} ratio {args.long:.0f} s / {args.short:.0f} s: time {long['call_ms'] / short['call_ms']:.3f}, "
+              f"memory {long['allocated_mb'] / short['allocated_mb']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The FantasyTalking audio adapter: audio projection plus one audio key/value pair per DiT block, and the audio
+branch it contributes to the shared cross-attention injection (``fantasy_core.dit.injection``).
+
+Shapes come from the checkpoint (``AudioAdapterConfig``), never from constants. Layers are built from an
+``operations`` namespace so ComfyUI can pass its cast-on-demand layers (``comfy.ops.manual_cast``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..dit.attention import frame_attention
+from ..dit.layers import CastingOps
+from .windows import AudioWindows, gather_windows
+
+
+@dataclass(frozen=True)
+class AudioAdapterConfig:
+    audio_dim: int  # wav2vec feature width (768 for wav2vec2-base)
+    context_dim: int  # projected audio width (2048 in the release)
+    model_dim: int  # DiT width the k/v project to (5120 for Wan2.1-14B)
+    num_blocks: int  # DiT blocks (40 for Wan2.1-14B)
+
+    @property
+    def num_parameters(self) -> int:
+        return self.context_dim * self.audio_dim + 2 * self.context_dim + self.num_blocks * 2 * self.model_dim * self.context_dim
+
+
+class AudioProjection(nn.Module):
+    """Linear (no bias) then LayerNorm (eps 1e-5), per token."""
+
+    def __init__(self, audio_dim: int, context_dim: int, operations=CastingOps, device=None, dtype=None):
+        super().__init__()
+        self.proj = operations.Linear(audio_dim, context_dim, bias=False, device=device, dtype=dtype)
+        self.norm = operations.LayerNorm(context_dim, device=device, dtype=dtype)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj(features))
+
+
+@dataclass(frozen=True)
+class AudioContext:
+    """Projected audio of one model call: tokens [1, T_lat, W, C] (padding slots exactly zero), k_lens [1, T_lat]."""
+
+    tokens: torch.Tensor
+    k_lens: torch.Tensor
+
+
+class AudioKeyValue(nn.Module):
+    """One DiT block's audio keys and values: Linear context_dim -> model_dim, no bias, no norm."""
+
+    def __init__(self, context_dim: int, model_dim: int, operations=CastingOps, device=None, dtype=None):
+        super().__init__()
+        self.k_proj = operations.Linear(context_dim, model_dim, bias=False, device=device, dtype=dtype)
+        self.v_proj = operations.Linear(context_dim, model_dim, bias=False, device=device, dtype=dtype)
+
+    def forward(self, q: torch.Tensor, audio: AudioContext, num_heads: int) -> torch.Tensor:
+        """Frame-level audio attention output [B, N, model_dim] for the shared cross-attention query q [B, N, model_dim]."""
+        tokens = audio.tokens.to(q)
+        return frame_attention(q, self.k_proj(tokens), self.v_proj(tokens), audio.k_lens, num_heads)
+
+
+class AudioAdapter(nn.Module):
+    """State-dict keys: ``proj_model.{proj.weight, norm.weight, norm.bias}``, ``blocks.{i}.{k_proj,v_proj}.weight``."""
+
+    def __init__(self, config: AudioAdapterConfig, operations=CastingOps, device=None, dtype=None):
+        super().__init__()
+        self.config = config
+        self.proj_model = AudioProjection(config.audio_dim, config.context_dim, operations, device, dtype)
+        self.blocks = nn.ModuleList(
+            AudioKeyValue(config.context_dim, config.model_dim, operations, device, dtype)
+            for _ in range(config.num_blocks)
+        )
+
+    def frame_context(self, features: torch.Tensor, windows: AudioWindows, device=None) -> AudioContext:
+        """Raw wav2vec features [L, audio_dim] of the whole track -> the audio context of the given latent frames.
+
+        Only the windows' tokens are gathered and projected (on ``device``, in fp32 as officially), so the cost does not
+        grow with the track. The official code projects the whole track first; the LayerNorm is per token, so the
+        result is the same, and padding slots are zeroed after the projection as the official zero padding is.
+        """
+        if features.shape[-1] != self.config.audio_dim:
+            raise ValueError(
+                f"audio features are {features.shape[-1]} wide but the FantasyTalking adapter expects "
+                f"{self.config.audio_dim} (wav2vec2-base). Encode the audio with wav2vec2-base-960h."
+            )
+        raw = gather_windows(features, windows).to(device or features.device, torch.float32)
+        _, valid = windows.token_index()
+        tokens = self.proj_model(raw)
+        tokens = torch.where(valid.to(raw.device)[..., None], tokens, torch.zeros((), dtype=tokens.dtype, device=tokens.device))
+        return AudioContext(tokens[None], windows.k_lens[None].to(raw.device))
+
+
+class AudioBranch:
+    """The audio term of every block's cross-attention for one model call (a ``CrossAttentionBranch``)."""
+
+    def __init__(self, adapter: AudioAdapter, context: AudioContext, scales: torch.Tensor):
+        self.adapter = adapter
+        self.context = context
+        self.scales = scales
+
+    def attend(self, block_index: int, q: torch.Tensor, num_heads: int) -> torch.Tensor:
+        return self.adapter.blocks[block_index](q, self.context, num_heads)

@@ -1,0 +1,1 @@
+"""What every modality shares inside Wan's DiT: the injection layer, its attention and its casting layers."""

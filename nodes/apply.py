@@ -1,0 +1,63 @@
+"""Apply nodes: the patch that makes a Wan2.1 MODEL listen, and what each conditioning's passes hear."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from .patch import apply_fantasytalking
+from .passes import set_audio
+from .types import CATEGORY, FantasyTalkingAudio, FantasyTalkingModel
+
+AUDIO_SCALE_TOOLTIP = "Strength of the audio attention (official default 1.0); 0 = silent."
+
+
+class FantasyTalkingApply(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FantasyTalkingApply",
+            display_name="FantasyTalking Apply",
+            category=CATEGORY,
+            description="Adds FantasyTalking's audio cross-attention to every block of a native Wan2.1 I2V model. The "
+            "positive conditioning passes through hearing the audio, the negative one silent (as officially), so every "
+            "sampler and guider gets each pass right.",
+            inputs=[
+                io.Model.Input("model", tooltip="Wan2.1-I2V-14B from the core 'Load Diffusion Model' node (LoRAs and other patches may come before)."),
+                FantasyTalkingModel.Input("fantasytalking_model", tooltip="From 'FantasyTalking Model Loader'."),
+                FantasyTalkingAudio.Input("audio_embeds", tooltip="From 'FantasyTalking Audio Embeds'."),
+                io.Float.Input("audio_scale", default=1.0, min=0.0, max=10.0, step=0.01,
+                               tooltip=f"{AUDIO_SCALE_TOOLTIP} Applies to the positive conditioning."),
+                io.Conditioning.Input("positive", tooltip="Positive conditioning (from WanImageToVideo); its passes hear the audio."),
+                io.Conditioning.Input("negative", tooltip="Negative conditioning (from WanImageToVideo); its passes are silent, as officially."),
+            ],
+            outputs=[
+                io.Model.Output(display_name="model"),
+                io.Conditioning.Output(display_name="positive", tooltip="Hears the audio at audio_scale."),
+                io.Conditioning.Output(display_name="negative", tooltip="Silent."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, fantasytalking_model, audio_embeds, audio_scale: float, positive, negative) -> io.NodeOutput:
+        return io.NodeOutput(*apply_fantasytalking(model, fantasytalking_model, audio_embeds, audio_scale, positive, negative))
+
+
+class FantasyTalkingConditioningSettings(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FantasyTalkingConditioningSettings",
+            display_name="FantasyTalking Conditioning Settings",
+            category=CATEGORY,
+            description="Decides what the passes that use this conditioning hear: for a guider's extra conditioning "
+            "(DualCFGGuider's cond2, PerpNegGuider's empty prompt) or to override what FantasyTalking Apply chose.",
+            inputs=[
+                io.Conditioning.Input("conditioning", tooltip="Any conditioning sampled with a FantasyTalking model."),
+                io.Float.Input("audio_scale", default=0.0, min=0.0, max=10.0, step=0.01, tooltip=AUDIO_SCALE_TOOLTIP),
+            ],
+            outputs=[io.Conditioning.Output(display_name="conditioning")],
+        )
+
+    @classmethod
+    def execute(cls, conditioning, audio_scale: float) -> io.NodeOutput:
+        return io.NodeOutput(set_audio(conditioning, audio_scale))

@@ -1,0 +1,77 @@
+"""Which pass hears what, carried by each CONDITIONING entry (``fantasy_core.passes.PassSettings``).
+
+The settings sit in the entry's ``model_conds`` under ``PASS_KEY``, as core's own per-entry model inputs do. ComfyUI
+then batches them with the rest of the entry: whichever guider runs, and in whatever order it batches its passes,
+the patched model receives one ``PassSettings`` per batch row, in batch order. ``PassCond`` carries them through that
+machinery: it concatenates with any other entry's (so positive and negative still run in one forward), it is never a
+tensor (so no dtype cast touches it and core context windows leave it alone), and it arrives as a tuple.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import comfy.conds
+
+from ..fantasy_core.passes import PassSettings
+
+PASS_KEY = "fantasytalking_pass"
+
+
+class PassCond(comfy.conds.CONDRegular):
+    def __init__(self, cond: tuple[PassSettings, ...]):
+        self.cond = tuple(cond)
+
+    def process_cond(self, batch_size, **kwargs):
+        if len(self.cond) == batch_size:
+            return self._copy_with(self.cond)
+        if len(self.cond) != 1:
+            raise ValueError(f"FantasyTalking: pass settings for {len(self.cond)} rows cannot fill a batch of {batch_size}.")
+        return self._copy_with(self.cond * batch_size)
+
+    def can_concat(self, other):
+        return isinstance(other, PassCond)
+
+    def concat(self, others):
+        rows = list(self.cond)
+        for other in others:
+            rows.extend(other.cond)
+        return tuple(rows)
+
+    def size(self):
+        return [len(self.cond)]
+
+
+def settings_of(entry: list) -> PassSettings | None:
+    """The settings of one CONDITIONING entry [tensor, options], or None when it has none."""
+    cond = entry[1].get("model_conds", {}).get(PASS_KEY)
+    return cond.cond[0] if isinstance(cond, PassCond) else None
+
+
+def update_settings(conditioning: list, update: Callable[[PassSettings | None], PassSettings]) -> list:
+    """A copy of the conditioning whose every entry carries ``update(its current settings)``; the input is untouched."""
+    out = []
+    for tensor, options in conditioning:
+        options = dict(options)
+        model_conds = dict(options.get("model_conds", {}))
+        model_conds[PASS_KEY] = PassCond((update(settings_of([tensor, options])),))
+        options["model_conds"] = model_conds
+        out.append([tensor, options])
+    return out
+
+
+def set_audio(conditioning: list, audio_scale: float) -> list:
+    """Every entry hears the audio at ``audio_scale`` (0: silent), keeping whatever else it carries."""
+    return update_settings(conditioning, lambda settings: (settings or PassSettings()).with_audio(audio_scale))
+
+
+def require_settings(conditioning: list, name: str) -> list[PassSettings]:
+    """The settings of every entry, or a clear error naming the input when one has none."""
+    found = [settings_of(entry) for entry in conditioning]
+    if not conditioning or any(settings is None for settings in found):
+        raise ValueError(
+            f"FantasyTalking: the '{name}' conditioning does not say whether it hears the audio. Take it from "
+            "'FantasyTalking Apply' (its positive output hears the audio, its negative output does not), or pass it "
+            "through 'FantasyTalking Conditioning Settings'."
+        )
+    return found
