@@ -53,7 +53,7 @@ def audio_embeds(frames: int):
     from fantasy_core import AudioEmbeds, PreparedAudio
 
     tokens = (int(frames / 23 * 16000) - 400) // 320 + 1
-    prepared = PreparedAudio(torch.zeros(int(frames / 23 * 16000)), frames, 23, frames / 23)
+    prepared = PreparedAudio(torch.zeros(int(frames / 23 * 16000)), frames, 23)
     return AudioEmbeds.from_features(torch.randn(tokens, 768), prepared)
 
 

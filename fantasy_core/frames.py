@@ -28,11 +28,6 @@ def video_frames(num_latent_frames: int) -> int:
     return TEMPORAL_STRIDE * (num_latent_frames - 1) + 1
 
 
-def first_video_frame(latent_index: int) -> int:
-    """The video frame a latent frame starts at (latent frame i >= 1 covers video frames 4i-3 .. 4i)."""
-    return 0 if latent_index == 0 else TEMPORAL_STRIDE * (latent_index - 1) + 1
-
-
 def official_num_frames(duration_seconds: float, fps: float, max_frames: int | None = 81) -> int:
     """``min(int(fps * duration // 4) * 4 + 5, max_frames)`` (official ``infer.py``): always 4k+1, slightly past the
     audio's end."""

@@ -24,10 +24,6 @@ class PassSettings:
     def with_audio(self, audio_scale: float) -> PassSettings:
         return replace(self, audio_scale=float(audio_scale))
 
-    @property
-    def hears_audio(self) -> bool:
-        return self.audio_scale != 0
-
 
 def audio_scales(rows: Sequence[PassSettings], device=None) -> torch.Tensor:
     """One audio scale per batch row, in fp32 (the scale is applied in the model's dtype, as officially)."""

@@ -11,8 +11,12 @@ every ``sampler_cfg_function`` (RescaleCFG, ...) and ``sampler_post_cfg_function
 the audio term is added afterwards from the raw predictions, as core ``DualCFGGuider`` adds its second term. At cfg 1
 the uncond pass is skipped (unless a patch disables that), as core does.
 
+A ``sampler_calc_cond_batch_function`` (SkipLayerGuidanceDiTSimple) computes the prompt pair ``[noaudio, uncond]`` as it
+would a plain CFG's ``[cond, uncond]``; the audio pass then runs in its own batch.
+
 Steps outside ``[audio_cfg_start, audio_cfg_end)`` run core's own ``sampling_function`` on two passes that both hear
-the audio: ``negative + cfg * (positive - negative)``, the official pipeline without audio guidance.
+the audio: ``negative + cfg * (positive - negative)``, the official pipeline without audio guidance. The negative then
+hears it at the positive's scale (the largest, if the positive's entries differ).
 
 What each pass hears comes from its conditioning (``passes.py``): ``cond`` is the positive as given, ``noaudio`` the
 positive with its audio off (identity and motion, later, kept), ``uncond`` the negative as given.
@@ -22,15 +26,14 @@ from __future__ import annotations
 
 import math
 
-import comfy.model_sampling
+import comfy.patcher_extension
 import comfy.samplers
 import node_helpers
 import torch
 
-from ..fantasy_core.guidance import audio_guidance_active, check_audio_guidance_range, official_sigmas, step_of_sigma
+from ..fantasy_core.guidance import audio_guidance_active, check_audio_guidance_range, step_of_sigma
 from .passes import require_settings, set_audio
-
-OFFICIAL_SCHEDULER = "fantasytalking"
+from .patch import WRAPPER_KEY
 
 
 class FantasyTalkingGuider(comfy.samplers.CFGGuider):
@@ -45,6 +48,11 @@ class FantasyTalkingGuider(comfy.samplers.CFGGuider):
         return self.audio_cfg_start == 0.0 and self.audio_cfg_end == 1.0
 
     def set_conds(self, positive, negative):
+        if not self.model_patcher.get_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY):
+            raise ValueError(
+                "FantasyTalking guidance: the model does not have FantasyTalking applied, so no pass would hear the audio. "
+                "Connect the model output of 'FantasyTalking Apply' (not the loader's model)."
+            )
         heard = require_settings(positive, "positive")
         require_settings(negative, "negative")
         conds = {
@@ -53,19 +61,14 @@ class FantasyTalkingGuider(comfy.samplers.CFGGuider):
             "negative": negative,
         }
         if not self.always_guided:
-            scales = {settings.audio_scale for settings in heard}
-            if len(scales) != 1:
-                raise ValueError(
-                    f"FantasyTalking: the positive conditioning's entries hear the audio at different scales {sorted(scales)}; "
-                    "outside the audio-guidance range the negative pass hears the audio at the positive's scale, so it needs one."
-                )
-            conds["negative_heard"] = node_helpers.conditioning_set_values(set_audio(negative, scales.pop()), {"prompt_type": "negative"})
+            scale = max(settings.audio_scale for settings in heard)
+            conds["negative_heard"] = node_helpers.conditioning_set_values(set_audio(negative, scale), {"prompt_type": "negative"})
         self.inner_set_conds(conds)
 
     def audio_guided_at(self, timestep: torch.Tensor, model_options: dict) -> bool:
-        sigmas = model_options.get("transformer_options", {}).get("sample_sigmas")
-        if self.always_guided or sigmas is None:
+        if self.always_guided:
             return True
+        sigmas = model_options["transformer_options"]["sample_sigmas"]
         step = step_of_sigma(sigmas, float(timestep.flatten()[0]))
         return audio_guidance_active(step, len(sigmas) - 1, self.audio_cfg_start, self.audio_cfg_end)
 
@@ -76,7 +79,13 @@ class FantasyTalkingGuider(comfy.samplers.CFGGuider):
                                                     model_options=model_options, seed=seed)
         skip_uncond = math.isclose(self.cfg, 1.0) and not model_options.get("disable_cfg1_optimization", False)
         noaudio, uncond = conds["noaudio"], None if skip_uncond else conds["negative"]
-        cond_out, noaudio_out, uncond_out = comfy.samplers.calc_cond_batch(model, [conds["positive"], noaudio, uncond], x, timestep, model_options)
+        calc_prompt_pair = model_options.get("sampler_calc_cond_batch_function")
+        if calc_prompt_pair is None:
+            cond_out, noaudio_out, uncond_out = comfy.samplers.calc_cond_batch(model, [conds["positive"], noaudio, uncond], x, timestep, model_options)
+        else:
+            noaudio_out, uncond_out = calc_prompt_pair({"conds": [noaudio, uncond], "input": x, "sigma": timestep, "model": model,
+                                                        "model_options": model_options})
+            (cond_out,) = comfy.samplers.calc_cond_batch(model, [conds["positive"]], x, timestep, model_options)
         prompt_pair = [noaudio_out, uncond_out]
         for fn in model_options.get("sampler_pre_cfg_function", []):
             prompt_pair = fn({"conds": [noaudio, uncond], "conds_out": prompt_pair, "cond_scale": self.cfg, "timestep": timestep,
@@ -84,23 +93,3 @@ class FantasyTalkingGuider(comfy.samplers.CFGGuider):
         prompt = comfy.samplers.cfg_function(model, prompt_pair[0], prompt_pair[1], self.cfg, x, timestep,
                                              model_options=model_options, cond=noaudio, uncond=uncond)
         return prompt + self.audio_cfg * (cond_out - noaudio_out)
-
-
-def with_flow_shift(model, shift: float):
-    """The model with a flow-matching sigma shift (what core ModelSamplingSD3 does)."""
-
-    class ModelSamplingShifted(comfy.model_sampling.ModelSamplingDiscreteFlow, comfy.model_sampling.CONST):
-        pass
-
-    sampling = ModelSamplingShifted(model.model.model_config)
-    sampling.set_parameters(shift=shift, multiplier=1000)
-    patched = model.clone()
-    patched.add_object_patch("model_sampling", sampling)
-    return patched
-
-
-def sampling_sigmas(model, scheduler: str, steps: int, denoise: float, shift: float) -> torch.Tensor:
-    if scheduler == OFFICIAL_SCHEDULER:
-        return official_sigmas(steps, shift, denoise)
-    total = int(steps / denoise)
-    return comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, total)[-(steps + 1) :].cpu()

@@ -9,8 +9,6 @@ tensor (so no dtype cast touches it and core context windows leave it alone), an
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import comfy.conds
 
 from ..fantasy_core.passes import PassSettings
@@ -42,33 +40,27 @@ class PassCond(comfy.conds.CONDRegular):
         return [len(self.cond)]
 
 
-def settings_of(entry: list) -> PassSettings | None:
-    """The settings of one CONDITIONING entry [tensor, options], or None when it has none."""
-    cond = entry[1].get("model_conds", {}).get(PASS_KEY)
+def settings_of(options: dict) -> PassSettings | None:
+    """The settings of one CONDITIONING entry's options, or None when it has none."""
+    cond = options.get("model_conds", {}).get(PASS_KEY)
     return cond.cond[0] if isinstance(cond, PassCond) else None
 
 
-def update_settings(conditioning: list, update: Callable[[PassSettings | None], PassSettings]) -> list:
-    """A copy of the conditioning whose every entry carries ``update(its current settings)``; the input is untouched."""
+def set_audio(conditioning: list, audio_scale: float) -> list:
+    """A copy in which every entry hears the audio at ``audio_scale`` (0: silent), keeping whatever else it carries."""
     out = []
     for tensor, options in conditioning:
-        options = dict(options)
-        model_conds = dict(options.get("model_conds", {}))
-        model_conds[PASS_KEY] = PassCond((update(settings_of([tensor, options])),))
-        options["model_conds"] = model_conds
-        out.append([tensor, options])
+        settings = (settings_of(options) or PassSettings()).with_audio(audio_scale)
+        out.append([tensor, {**options, "model_conds": {**options.get("model_conds", {}), PASS_KEY: PassCond((settings,))}}])
     return out
-
-
-def set_audio(conditioning: list, audio_scale: float) -> list:
-    """Every entry hears the audio at ``audio_scale`` (0: silent), keeping whatever else it carries."""
-    return update_settings(conditioning, lambda settings: (settings or PassSettings()).with_audio(audio_scale))
 
 
 def require_settings(conditioning: list, name: str) -> list[PassSettings]:
     """The settings of every entry, or a clear error naming the input when one has none."""
-    found = [settings_of(entry) for entry in conditioning]
-    if not conditioning or any(settings is None for settings in found):
+    if not conditioning:
+        raise ValueError(f"FantasyTalking: the '{name}' conditioning is empty. Connect a prompt's conditioning to it.")
+    found = [settings_of(options) for _, options in conditioning]
+    if any(settings is None for settings in found):
         raise ValueError(
             f"FantasyTalking: the '{name}' conditioning does not say whether it hears the audio. Take it from "
             "'FantasyTalking Apply' (its positive output hears the audio, its negative output does not), or pass it "

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import comfy.model_management
-import comfy.sample
 import comfy.samplers
-import comfy.utils
-import latent_preview
 from comfy_api.latest import io
 
-from .guider import OFFICIAL_SCHEDULER, FantasyTalkingGuider, sampling_sigmas, with_flow_shift
+from .denoise import OFFICIAL_SCHEDULER, sample_talking
+from .guider import FantasyTalkingGuider
 from .types import CATEGORY
 
 
@@ -87,16 +85,8 @@ class FantasyTalkingSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, seed, steps, cfg, audio_cfg, sampler_name, scheduler, denoise, shift) -> io.NodeOutput:
-        model = with_flow_shift(model, shift)
-        guider = FantasyTalkingGuider(model, cfg, audio_cfg)
-        guider.set_conds(positive, negative)
-        sigmas = sampling_sigmas(model, scheduler, steps, denoise, shift)
-        latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
-        noise = comfy.sample.prepare_noise(latent, seed, latent_image.get("batch_index"))
-        callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
-        samples = guider.sample(noise, latent, comfy.samplers.sampler_object(sampler_name), sigmas,
-                                denoise_mask=latent_image.get("noise_mask"), callback=callback,
-                                disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+        samples = sample_talking(model, positive, negative, latent_image["samples"], seed, steps, cfg, audio_cfg, sampler_name, scheduler,
+                                 shift, denoise, latent_image.get("batch_index"), latent_image.get("noise_mask"))
         out = latent_image.copy()
         out["samples"] = samples.to(comfy.model_management.intermediate_device())
         return io.NodeOutput(out)

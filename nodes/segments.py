@@ -4,8 +4,6 @@ to an MP4 with the voice (``fantasy_core.long_video`` plans the segments, slices
 from __future__ import annotations
 
 import comfy.model_management
-import comfy.sample
-import comfy.samplers
 import comfy.utils
 import node_helpers
 import torch
@@ -13,7 +11,7 @@ import torch
 from ..fantasy_core.audio.embeds import AudioEmbeds
 from ..fantasy_core.frames import latent_frames
 from ..fantasy_core.long_video import OverlapBlender, match_color, plan_segments
-from .guider import FantasyTalkingGuider, sampling_sigmas, with_flow_shift
+from .denoise import sample_talking
 from .patch import apply_fantasytalking
 from .video_writer import StreamingMp4
 
@@ -50,25 +48,19 @@ def generate_long_video(model, adapter, audio_embeds: AudioEmbeds, audio_scale, 
         for segment in segments:
             segment_audio = audio_embeds.with_windows(segment.audio_windows(audio_embeds.windows))
             patched, pos, neg = apply_fantasytalking(model, adapter, segment_audio, audio_scale, positive, negative)
-            patched = with_flow_shift(patched, shift)
             pos, neg, latent = i2v_conditioning(pos, neg, vae, width, height, segment.num_frames, start, clip_vision_output)
-            guider = FantasyTalkingGuider(patched, cfg, audio_cfg)
-            guider.set_conds(pos, neg)
-            sigmas = sampling_sigmas(patched, scheduler, steps, 1.0, shift)
-            segment_seed = (seed + segment.index) % SEED_RANGE
-            noise = comfy.sample.prepare_noise(latent, segment_seed)
 
-            def on_step(step, x0, x, total_steps, done=segment.index * steps):
+            def on_step(step, _x0, _x, _total_steps, done=segment.index * steps):
                 progress.update_absolute(done + step + 1, len(segments) * steps)
 
-            samples = guider.sample(noise, latent, comfy.samplers.sampler_object(sampler_name), sigmas,
-                                    callback=on_step, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=segment_seed)
+            samples = sample_talking(patched, pos, neg, latent, (seed + segment.index) % SEED_RANGE, steps, cfg, audio_cfg,
+                                     sampler_name, scheduler, shift, callback=on_step)
             frames = vae.decode(samples.to(comfy.model_management.intermediate_device()))
             frames = match_color(frames.reshape(-1, *frames.shape[-3:])[: segment.num_frames].float().cpu(), reference[0], color_match)
             hold = overlap_frames if segment.index + 1 < len(segments) else 0
             blender.add(frames, segment.overlap, hold)
             start = frames[frames.shape[0] - hold :].clone() if hold else None  # not a view: frees the segment
-            del samples, frames, patched, guider
+            del samples, frames, patched
         written = blender.finish()
         writer.close()
         return written

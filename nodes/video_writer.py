@@ -68,5 +68,7 @@ class StreamingMp4:
             except Exception:  # noqa: BLE001 - the error that brought us here is the one to report
                 pass
             self.container = None
-        if os.path.exists(self.path):
+        try:
             os.remove(self.path)
+        except OSError:
+            pass  # never written, or not removable: the original error still matters more

@@ -24,10 +24,6 @@ class AudioAdapterConfig:
     model_dim: int  # DiT width the k/v project to (5120 for Wan2.1-14B)
     num_blocks: int  # DiT blocks (40 for Wan2.1-14B)
 
-    @property
-    def num_parameters(self) -> int:
-        return self.context_dim * self.audio_dim + 2 * self.context_dim + self.num_blocks * 2 * self.model_dim * self.context_dim
-
 
 class AudioProjection(nn.Module):
     """Linear (no bias) then LayerNorm (eps 1e-5), per token."""

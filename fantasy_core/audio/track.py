@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..frames import TEMPORAL_STRIDE, latent_frames, official_num_frames, samples_for_frames
+from ..frames import TEMPORAL_STRIDE, official_num_frames, samples_for_frames
 
 WAV2VEC_SAMPLE_RATE = 16000
 NORMALIZE_EPS = 1e-7  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm
@@ -78,15 +78,6 @@ class PreparedAudio:
     waveform: torch.Tensor  # [T] mono float32 at 16 kHz, trimmed, not normalised
     num_frames: int  # video frames (4k+1)
     fps: float
-    source_duration: float  # seconds, of the untrimmed input
-
-    @property
-    def duration(self) -> float:
-        return self.waveform.shape[-1] / WAV2VEC_SAMPLE_RATE
-
-    @property
-    def latent_frames(self) -> int:
-        return latent_frames(self.num_frames)
 
 
 def prepare_audio(
@@ -106,4 +97,4 @@ def prepare_audio(
     except ValueError as error:
         raise AudioInputError(str(error)) from error
     mono16k = resample(mono, sample_rate)
-    return PreparedAudio(mono16k[: samples_for_frames(num_frames, fps, WAV2VEC_SAMPLE_RATE)], num_frames, fps, duration)
+    return PreparedAudio(mono16k[: samples_for_frames(num_frames, fps, WAV2VEC_SAMPLE_RATE)], num_frames, fps)

@@ -141,9 +141,9 @@ def test_a_conditioning_that_does_not_say_what_it_hears_is_an_error(comfy_nodes,
 
 @pytest.mark.parametrize("cfg", [3.0, 1.0])
 def test_self_attention_guidance(comfy_nodes, talk, cfg):
-    """SAG's own extra pass reuses the negative's conditioning (silent); at cfg 1 it keeps the negative pass too. (On Wan,
-    core SAG skips latents of 4 frames or fewer and fails on larger ones with or without this pack: it needs UNet
-    attention maps.)"""
+    """SAG keeps the negative pass at cfg 1 too, and its own extra pass reuses the negative's conditioning (silent). (On
+    Wan, core SAG changes nothing when a latent dimension is 4 or smaller, as here, and fails otherwise with or without
+    this pack: it needs UNet attention maps.)"""
     (sag,) = run(comfy_nodes, "SelfAttentionGuidance", model=talk["patched"], scale=0.5, blur_sigma=2.0)
     recorder = PassRecorder(sag)
     out = _sample(run(comfy_nodes, "CFGGuider", model=recorder.model, positive=talk["heard"], negative=talk["silent"], cfg=cfg)[0])
@@ -187,7 +187,7 @@ def rescale_cfg_restated(cond_pred, uncond_pred, scale, multiplier, x, sigma=0.8
 
 
 def test_rescale_cfg_applies_to_the_prompt_term(comfy_nodes, talk):
-    (rescaled,) = comfy_nodes["RescaleCFG"]().patch(talk["patched"], 0.7)
+    (rescaled,) = run(comfy_nodes, "RescaleCFG", model=talk["patched"], multiplier=0.7)
     out = _sample(our_guider(comfy_nodes, rescaled, talk))
     cond, noaudio, uncond = three_passes(talk)
     expected = rescale_cfg_restated(noaudio, uncond, 5.0, 0.7, noisy_input()) + 4.5 * (cond - noaudio)
@@ -278,3 +278,24 @@ def test_guiders_under_core_context_windows(comfy_nodes, loaded, guider):  # noq
     out = sample(node)
     torch.testing.assert_close(out, plain_negative + 5.0 * (noaudio - plain_negative) + 4.5 * (cond - noaudio), **TOL)
     assert len(recorder.calls) >= 2 and all(sorted(call) == [0.0, 0.0, 1.0] for call in recorder.calls)
+
+
+def test_skip_layer_guidance_computes_the_prompt_pair(comfy_nodes, talk):
+    """SkipLayerGuidanceDiTSimple (a sampler_calc_cond_batch_function) skips block 1 in the uncond pass."""
+    import comfy.model_patcher
+
+    (slg,) = run(comfy_nodes, "SkipLayerGuidanceDiTSimple", model=talk["patched"], double_layers="1", single_layers="",
+                 start_percent=0.0, end_percent=1.0)
+    out = _sample(our_guider(comfy_nodes, slg, talk))
+    skipping = talk["plain"].clone()
+    skipping.model_options = comfy.model_patcher.set_model_options_patch_replace(skipping.model_options, lambda args, extra: args,
+                                                                                 "dit", "double_block", 1)
+    uncond_skipped = model_space(denoise_once(skipping, talk["negative"], talk["negative"]))
+    cond, noaudio, uncond = three_passes(talk)
+    torch.testing.assert_close(out, uncond_skipped + 5.0 * (noaudio - uncond_skipped) + 4.5 * (cond - noaudio), **TOL)
+    assert (uncond_skipped - uncond).abs().max() > 1e-3
+
+
+def test_fantasytalking_guidance_on_a_model_without_fantasytalking_is_an_error(comfy_nodes, talk):
+    with pytest.raises(ValueError, match="model does not have FantasyTalking applied.*model output of 'FantasyTalking Apply'"):
+        our_guider(comfy_nodes, talk["plain"], talk)

@@ -20,7 +20,11 @@ LATENT_FRAMES, LATENT_HW = 3, 8  # 9 frames of 64x64
 
 
 def run(comfy_nodes, node_id, **inputs):
-    return comfy_nodes[node_id].execute(**inputs).result
+    """A node's outputs, for V3 nodes and for the V1 nodes some ComfyUI versions still have (CFGGuider in v0.3.64)."""
+    node = comfy_nodes[node_id]
+    if hasattr(node, "GET_SCHEMA"):  # V3
+        return node.execute(**inputs).result
+    return getattr(node(), node.FUNCTION)(**inputs)
 
 
 def apply(comfy_nodes, loaded, positive, negative, scale=1.0, model=None, embeds=None):

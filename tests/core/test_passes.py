@@ -8,10 +8,9 @@ from fantasy_core.passes import audio_scales
 
 
 def test_a_pass_without_settings_is_silent_and_with_audio_changes_only_the_audio():
-    assert not PassSettings().hears_audio
+    assert PassSettings().audio_scale == 0.0
     heard = PassSettings().with_audio(1.5)
-    assert heard.hears_audio and heard.audio_scale == 1.5
-    assert heard.with_audio(0).hears_audio is False
+    assert heard.audio_scale == 1.5 and heard.with_audio(0) == PassSettings()
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
