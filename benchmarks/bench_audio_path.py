@@ -2,13 +2,13 @@
 
 Each model call under core context windows builds the audio context of its own 21 latent frames (gather the window
 tokens, project them, zero the padding) and runs the audio attention of every block. The cost must not grow with the
-track: this measures, in a fresh process per track length, the median time of one call and the memory one call
-allocates (every new tensor storage its operations create, counted exactly through a dispatch mode), and prints the
-long/short ratios. ``--whole-track``
-measures the earlier way (project the whole track on every call, then gather) for comparison.
+track. This measures the median time of one call, with the calls for the two track lengths alternating in one process
+so that drift of the machine's speed cancels, and the memory one call allocates (every new tensor storage its
+operations create, counted exactly through a dispatch mode), and prints the long/short ratios. The earlier way
+(project the whole track on every call, then cut the windows) is measured beside it for comparison.
 
-    python benchmarks/bench_audio_path.py              # 10 s and 10 min, real adapter widths, 4 blocks
-    python benchmarks/bench_audio_path.py --one 600    # one configuration (what the driver runs per process)
+    python benchmarks/bench_audio_path.py                        # 10 s and 10 min, real adapter widths, 4 blocks
+    python benchmarks/bench_audio_path.py --one 600 --calls 100  # one track length only (for whole-process timing)
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -59,8 +58,8 @@ def whole_track_context(adapter: AudioAdapter, features: torch.Tensor, windows) 
     return AudioContext(tokens[None], windows.k_lens[None])
 
 
-@torch.inference_mode()
-def measure(seconds: float, calls: int, whole_track: bool) -> dict:
+def call_for(seconds: float, whole_track: bool):
+    """One model call's audio work for a track of ``seconds``, under a context window in the track's middle."""
     torch.manual_seed(0)
     adapter = AudioAdapter(CONFIG).eval()
     features = torch.randn(int(seconds * TOKENS_PER_SECOND), CONFIG.audio_dim)
@@ -77,40 +76,42 @@ def measure(seconds: float, calls: int, whole_track: bool) -> dict:
         for index in range(CONFIG.num_blocks):
             branch.attend(index, q[active], HEADS)
 
-    times = []
+    return one_call
+
+
+@torch.inference_mode()
+def measure(lengths: list[float], calls: int, whole_track: bool) -> list[dict]:
+    runs = [call_for(seconds, whole_track) for seconds in lengths]
+    times = [[] for _ in lengths]
     for _ in range(calls):
-        start = time.perf_counter()
-        one_call()
-        times.append(time.perf_counter() - start)
-    with AllocationCounter() as counter:
-        one_call()
-    return {"seconds": seconds, "tokens": features.shape[0], "call_ms": 1000 * statistics.median(times),
-            "allocated_mb": counter.bytes / 2**20}
-
-
-def run_one(seconds: float, calls: int, whole_track: bool) -> dict:
-    command = [sys.executable, os.path.abspath(__file__), "--one", str(seconds), "--calls", str(calls)]
-    if whole_track:
-        command.append("--whole-track")
-    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        for run, spent in zip(runs, times):  # alternating: A B A B ...
+            start = time.perf_counter()
+            run()
+            spent.append(time.perf_counter() - start)
+    results = []
+    for seconds, run, spent in zip(lengths, runs, times):
+        with AllocationCounter() as counter:
+            run()
+        results.append({"seconds": seconds, "tokens": int(seconds * TOKENS_PER_SECOND),
+                        "call_ms": 1000 * statistics.median(spent), "allocated_mb": counter.bytes / 2**20})
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--one", type=float, help="measure one track length (seconds) in this process and print JSON")
+    parser.add_argument("--one", type=float, help="measure one track length (seconds) only and print JSON")
     parser.add_argument("--calls", type=int, default=30)
-    parser.add_argument("--whole-track", action="store_true", help="measure the earlier whole-track projection")
     parser.add_argument("--short", type=float, default=10.0)
     parser.add_argument("--long", type=float, default=600.0)
     args = parser.parse_args()
     if args.one is not None:
-        print(json.dumps(measure(args.one, args.calls, args.whole_track)))
+        print(json.dumps(measure([args.one], args.calls, whole_track=False)[0]))
         return
     print(f"audio path per model call, {WINDOW_LATENT_FRAMES}-latent-frame context window, {CONFIG.num_blocks} blocks, "
-          f"adapter {CONFIG.audio_dim}->{CONFIG.context_dim}->{CONFIG.model_dim}, median of {args.calls} calls, CPU "
-          f"({torch.get_num_threads()} threads)")
+          f"adapter {CONFIG.audio_dim}->{CONFIG.context_dim}->{CONFIG.model_dim}, median of {args.calls} alternating calls, "
+          f"CPU ({torch.get_num_threads()} threads)")
     for label, whole in (("windows only (now)", False), ("whole track (before)", True)):
-        short, long = run_one(args.short, args.calls, whole), run_one(args.long, args.calls, whole)
+        short, long = measure([args.short, args.long], args.calls, whole)
         for result in (short, long):
             print(f"  {label:22s} {result['seconds']:6.0f} s track ({result['tokens']:6d} tokens): "
                   f"{result['call_ms']:8.2f} ms/call, {result['allocated_mb']:7.1f} MB allocated/call")
