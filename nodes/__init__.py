@@ -1,6 +1,6 @@
 """The pack's ComfyUI nodes (V3 schema), one file per family: ``loaders``, ``audio``, ``apply``, ``sampling``,
 ``long_video``. The maths lives in ``fantasy_core``; the ComfyUI-side machinery beside the node files: ``patch`` (every
-hook on the Wan model), ``passes`` (what each conditioning's passes hear), ``guider``, ``segments``, ``wav2vec``,
+hook on the Wan model), ``passes`` (what each conditioning's passes hear), ``guider``, ``denoise``, ``segments``, ``wav2vec``,
 ``video_writer``, ``folders``, ``types``."""
 
 import logging

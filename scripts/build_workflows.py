@@ -211,11 +211,9 @@ def object_info_from_comfyui() -> dict:
     from comfyui_host import load_comfyui_with_pack
 
     node_classes = load_comfyui_with_pack()
-    from comfy_api.internal import _ComfyNodeInternal
-
     info = {}
     for name, cls in node_classes.items():
-        if issubclass(cls, _ComfyNodeInternal):
+        if hasattr(cls, "GET_NODE_INFO_V1"):  # V3 nodes
             info[name] = cls.GET_NODE_INFO_V1()
         else:
             types = cls.INPUT_TYPES()
