@@ -74,8 +74,8 @@ class DiTInjection:
     def __init__(self, wan: nn.Module, branches: Sequence[CrossAttentionBranch] = (), time_taps: Sequence[TimeEmbeddingTap] = ()):
         self.blocks = wan.blocks
         self.time_embedding = getattr(wan, "time_embedding", None)
-        self.branches = [(branch, _ActiveRows(branch.scales)) for branch in branches]
-        self.branches = [(branch, rows) for branch, rows in self.branches if rows.count]
+        active = [(branch, _ActiveRows(branch.scales)) for branch in branches]
+        self.branches = [(branch, rows) for branch, rows in active if rows.count]  # a branch no row hears is not installed
         self.time_taps = list(time_taps)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
