@@ -8,15 +8,14 @@ from ..fantasy_core.audio.embeds import AudioEmbeds
 from ..fantasy_core.audio.track import prepare_audio
 from ..fantasy_core.frames import samples_for_frames
 from .types import CATEGORY, FantasyTalkingAudio
+from .video_writer import audio_for_muxing
 from .wav2vec import encode_voice
 
 
 def trimmed_audio(audio: dict, num_frames: int, fps: float) -> dict:
     """The input track (original rate; mono or stereo) cut to the video's length, for muxing."""
     keep = samples_for_frames(num_frames, fps, audio["sample_rate"])
-    waveform = audio["waveform"][..., :keep]
-    if waveform.shape[-2] > 2:  # core CreateVideo muxes every track as mono or stereo; mix down as the model hears it
-        waveform = waveform.mean(dim=-2, keepdim=True)
+    waveform, _ = audio_for_muxing(audio["waveform"][..., :keep])  # core CreateVideo, too, muxes only mono or stereo
     return {"waveform": waveform, "sample_rate": audio["sample_rate"]}
 
 

@@ -11,11 +11,11 @@ import torch
 
 
 def audio_for_muxing(waveform: torch.Tensor) -> tuple[torch.Tensor, str]:
-    """[C, T] -> the waveform and its AAC channel layout. More than two channels are mixed down to mono (the mix the
-    model hears): naming them "stereo" would interleave them into a track C/2 times too long."""
-    if waveform.shape[0] > 2:
-        waveform = waveform.mean(dim=0, keepdim=True)
-    return waveform, "mono" if waveform.shape[0] == 1 else "stereo"
+    """[..., C, T] -> the waveform and its AAC channel layout. More than two channels are mixed down to mono (the mix
+    the model hears): naming them "stereo" would interleave them into a track C/2 times too long."""
+    if waveform.shape[-2] > 2:
+        waveform = waveform.mean(dim=-2, keepdim=True)
+    return waveform, "mono" if waveform.shape[-2] == 1 else "stereo"
 
 
 class StreamingMp4:
