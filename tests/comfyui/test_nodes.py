@@ -166,6 +166,16 @@ def test_our_encoder_works_with_core_audio_encoder_encode(comfy_nodes, loaded):
     torch.testing.assert_close(output["encoded_audio"][0].float(), loaded["embeds"].features, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("node_id", ["FantasyTalkingAudioEmbeds", "AudioEncoderEncode"])
+def test_non_finite_voice_samples_are_reported_by_both_encoding_paths(comfy_nodes, loaded, node_id):
+    waveform = voice_like(1.0, 22050)[None, None].clone()
+    waveform[0, 0, 700] = float("nan")
+    audio = {"waveform": waveform, "sample_rate": 22050}
+    extra = {"fps": 23, "max_frames": 81} if node_id == "FantasyTalkingAudioEmbeds" else {}
+    with pytest.raises(ValueError, match="1 non-finite samples \\(NaN or infinity; the first at sample 700\\)"):
+        run(comfy_nodes, node_id, audio=audio, audio_encoder=loaded["encoder"], **extra)
+
+
 def naive_reference_model(wan, adapter_state, embeds, scale):
     """Replace each block's cross-attention forward with the official formula restated naively (test-only)."""
     proj = F.layer_norm(embeds.features @ adapter_state["proj_model.proj.weight"].T, (adapter_state["proj_model.norm.bias"].shape[0],),
