@@ -13,18 +13,32 @@ from dataclasses import dataclass, replace
 import torch
 
 
+IDENTITY_SCALE = 0.5  # the paper's λ2
+
+
 @dataclass(frozen=True)
 class PassSettings:
     audio_scale: float = 0.0  # strength of the audio attention (official audio_scale, 1.0); 0 = the pass is silent
+    # λ2 of the identity attention, used where an identity is applied; 0 = the pass does not see the identity.
+    identity_scale: float = IDENTITY_SCALE
 
     def __post_init__(self):
-        if not math.isfinite(self.audio_scale):
-            raise ValueError(f"audio_scale must be a finite number, got {self.audio_scale}.")
+        for name in ("audio_scale", "identity_scale"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}.")
 
     def with_audio(self, audio_scale: float) -> PassSettings:
         return replace(self, audio_scale=float(audio_scale))
+
+    def with_identity(self, identity_scale: float) -> PassSettings:
+        return replace(self, identity_scale=float(identity_scale))
 
 
 def audio_scales(rows: Sequence[PassSettings], device=None) -> torch.Tensor:
     """One audio scale per batch row, in fp32 (the scale is applied in the model's dtype, as officially)."""
     return torch.tensor([row.audio_scale for row in rows], dtype=torch.float32, device=device)
+
+
+def identity_scales(rows: Sequence[PassSettings], device=None) -> torch.Tensor:
+    """One identity scale (λ2) per batch row, in fp32."""
+    return torch.tensor([row.identity_scale for row in rows], dtype=torch.float32, device=device)

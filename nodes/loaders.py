@@ -1,31 +1,13 @@
-"""Loader nodes: the FantasyTalking adapter and the wav2vec2 audio encoder."""
+"""Loader nodes: FantasyTalking modules (audio adapter, identity module; chainable) and the wav2vec2 audio encoder."""
 
 from __future__ import annotations
 
-import comfy.model_management
-import comfy.model_patcher
-import comfy.ops
-import torch
 from comfy_api.latest import io
 
-from ..fantasy_core.audio.checkpoint import build_adapter, load_adapter_weights
 from .folders import adapter_files, adapter_path, wav2vec_choices, wav2vec_path
+from .modules import WEIGHT_DTYPES, load_modules
 from .types import CATEGORY, FantasyTalkingModel
 from .wav2vec import load_wav2vec
-
-WEIGHT_DTYPES = {"default": None, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8_e4m3fn": torch.float8_e4m3fn}
-
-
-def load_adapter_patcher(path: str, weight_dtype: str = "default"):
-    """The adapter on the offload device with cast-on-demand layers, wrapped in its own ModelPatcher."""
-    offload = comfy.model_management.unet_offload_device()
-    adapter = build_adapter(load_adapter_weights(path), operations=comfy.ops.manual_cast, device=offload)
-    dtype = WEIGHT_DTYPES[weight_dtype]
-    if dtype is torch.float8_e4m3fn:
-        adapter.blocks.to(dtype)  # the large k/v weights; the small projection keeps its precision
-    elif dtype is not None:
-        adapter.to(dtype)
-    return comfy.model_patcher.ModelPatcher(adapter, load_device=comfy.model_management.get_torch_device(), offload_device=offload)
 
 
 class FantasyTalkingModelLoader(io.ComfyNode):
@@ -35,28 +17,40 @@ class FantasyTalkingModelLoader(io.ComfyNode):
             node_id="FantasyTalkingModelLoader",
             display_name="FantasyTalking Model Loader",
             category=CATEGORY,
-            description="Loads the FantasyTalking audio adapter (official .ckpt, official .safetensors or the fp16 repack).",
+            description="Loads FantasyTalking modules from one file, recognising what it holds: the released audio "
+            "adapter (official .ckpt, official .safetensors or the fp16 repack), an identity module, or a combined file "
+            "from the FantasyTalking trainer. Chain loaders to combine files.",
             inputs=[
                 io.Combo.Input(
                     "model_name",
                     options=adapter_files(),
-                    tooltip="Adapter file from ComfyUI/models/fantasytalking/ or models/model_patches/: "
-                    "fantasytalking_model.ckpt (acvlab/FantasyTalking) or fantasytalking_fp16.safetensors.",
+                    tooltip="File from ComfyUI/models/fantasytalking/ or models/model_patches/: fantasytalking_model.ckpt "
+                    "(acvlab/FantasyTalking), fantasytalking_fp16.safetensors, or a .safetensors written by the "
+                    "FantasyTalking trainer (identity module, or audio + identity).",
                 ),
                 io.Combo.Input(
                     "weight_dtype",
                     options=list(WEIGHT_DTYPES),
                     default="default",
-                    tooltip="Precision the adapter is kept in. 'default' keeps the file's dtype; fp8_e4m3fn halves "
-                    "the memory of the per-block audio keys/values (computation still runs in the model's dtype).",
+                    tooltip="Precision the modules are kept in. 'default' keeps the file's dtype; fp8_e4m3fn halves "
+                    "the memory of the per-block keys/values (computation still runs in the model's dtype).",
+                ),
+                FantasyTalkingModel.Input(
+                    "fantasytalking_model",
+                    optional=True,
+                    tooltip="Optional: modules from another loader to combine with this file's (e.g. the official audio "
+                    "adapter, then an identity file). Each module may come from one file only.",
                 ),
             ],
             outputs=[FantasyTalkingModel.Output(display_name="fantasytalking_model")],
         )
 
     @classmethod
-    def execute(cls, model_name: str, weight_dtype: str) -> io.NodeOutput:
-        return io.NodeOutput(load_adapter_patcher(adapter_path(model_name), weight_dtype))
+    def execute(cls, model_name: str, weight_dtype: str, fantasytalking_model=None) -> io.NodeOutput:
+        modules = load_modules(adapter_path(model_name), weight_dtype)
+        if fantasytalking_model is not None:
+            modules = fantasytalking_model.combined_with(modules)
+        return io.NodeOutput(modules)
 
 
 class FantasyTalkingWav2VecLoader(io.ComfyNode):

@@ -46,13 +46,22 @@ def settings_of(options: dict) -> PassSettings | None:
     return cond.cond[0] if isinstance(cond, PassCond) else None
 
 
-def set_audio(conditioning: list, audio_scale: float) -> list:
-    """A copy in which every entry hears the audio at ``audio_scale`` (0: silent), keeping whatever else it carries."""
+def set_pass(conditioning: list, audio_scale: float | None = None, identity_scale: float | None = None) -> list:
+    """A copy in which every entry's passes hear the audio at ``audio_scale`` (0: silent) and see the identity at
+    ``identity_scale`` (0: not at all); None keeps what the entry had. Whatever else an entry carries is kept."""
     out = []
     for tensor, options in conditioning:
-        settings = (settings_of(options) or PassSettings()).with_audio(audio_scale)
+        settings = settings_of(options) or PassSettings()
+        if audio_scale is not None:
+            settings = settings.with_audio(audio_scale)
+        if identity_scale is not None:
+            settings = settings.with_identity(identity_scale)
         out.append([tensor, {**options, "model_conds": {**options.get("model_conds", {}), PASS_KEY: PassCond((settings,))}}])
     return out
+
+
+def set_audio(conditioning: list, audio_scale: float) -> list:
+    return set_pass(conditioning, audio_scale=audio_scale)
 
 
 def require_settings(conditioning: list, name: str) -> list[PassSettings]:

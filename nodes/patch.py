@@ -1,11 +1,12 @@
 """Everything the pack does to a native Wan2.1 model, in one place.
 
 ``FantasyTalkingPatch.apply`` clones the ModelPatcher and adds two things, both owned by the clone: a DIFFUSION_MODEL
-wrapper (key ``fantasytalking``) and the adapter's own ModelPatcher as an additional model, so ComfyUI loads,
-offloads and streams it with the diffusion model. For each model call the wrapper reads every batch row's
-``PassSettings`` (carried by the row's conditioning, see ``passes.py``), builds the modality branches and installs
-them through ``fantasy_core.dit.injection.DiTInjection`` for that call only (removed in ``finally``). Nothing is
-stored in ``model_options``, so later ``clone()`` calls never copy the adapter.
+wrapper (key ``fantasytalking``) and the modules' own ModelPatchers (audio adapter, identity module) as additional
+models, so ComfyUI loads, offloads and streams them with the diffusion model. For each model call the wrapper reads
+every batch row's ``PassSettings`` (carried by the row's conditioning, see ``passes.py``), builds the modality
+branches (audio per latent frame, identity per clip) and installs them through
+``fantasy_core.dit.injection.DiTInjection`` for that call only (removed in ``finally``). Nothing is stored in
+``model_options``, so later ``clone()`` calls never copy the modules.
 
 With core context windows (WanContextWindowsManual) each model call sees a subset of the latent frames, listed in
 ``transformer_options["context_window"].index_list``; those frames get exactly their own audio windows, sliced from
@@ -22,8 +23,11 @@ from ..fantasy_core.audio.adapter import AudioAdapter, AudioBranch
 from ..fantasy_core.audio.embeds import AudioEmbeds
 from ..fantasy_core.dit.injection import DiTInjection, ModelMismatchError, check_blocks_fit
 from ..fantasy_core.frames import video_frames
-from ..fantasy_core.passes import audio_scales
-from .passes import PASS_KEY, set_audio
+from ..fantasy_core.identity.embeds import FaceEmbedding
+from ..fantasy_core.identity.model import IdentityBranch, IdentityModule
+from ..fantasy_core.passes import IDENTITY_SCALE, audio_scales, identity_scales
+from .modules import FantasyTalkingModules
+from .passes import PASS_KEY, set_pass
 
 WRAPPER_KEY = "fantasytalking"
 WAN_I2V_14B = "Load wan2.1_i2v_720p_14B (Wan2.1-I2V-14B) with the core 'Load Diffusion Model' node."
@@ -53,27 +57,57 @@ def wan_i2v_model(model) -> comfy.ldm.wan.model.WanModel:
 class FantasyTalkingPatch:
     """The DIFFUSION_MODEL wrapper: each batch row gets the modalities its pass settings ask for, during one model call."""
 
-    def __init__(self, adapter_patcher, audio: AudioEmbeds):
-        self.adapter_patcher = adapter_patcher
+    def __init__(self, modules: FantasyTalkingModules, audio: AudioEmbeds, identity: FaceEmbedding | None = None):
+        self.modules = modules
         self.audio = audio
+        self.identity = identity
 
     @property
     def adapter(self) -> AudioAdapter:
-        return self.adapter_patcher.model
+        return self.modules.audio.model
 
-    def apply(self, model):
-        diffusion_model = wan_i2v_model(model)
+    @property
+    def identity_module(self) -> IdentityModule | None:
+        return None if self.identity is None else self.modules.identity.model
+
+    def _check_modules(self, blocks) -> None:
+        if self.modules.audio is None:
+            raise ValueError(
+                f"FantasyTalking: the fantasytalking_model input holds no audio adapter (only {', '.join(n for n, _ in self.modules.files)} "
+                f"from {', '.join(sorted({f for _, f in self.modules.files}))}). Load fantasytalking_model.ckpt with a "
+                "'FantasyTalking Model Loader' and connect it to this loader's fantasytalking_model input."
+            )
         config = self.adapter.config
-        check_blocks_fit("FantasyTalking audio adapter", config.num_blocks, config.model_dim, diffusion_model.blocks)
+        check_blocks_fit("FantasyTalking audio adapter", config.num_blocks, config.model_dim, blocks)
         if self.audio.features.shape[-1] != config.audio_dim:
             raise ModelMismatchError(
                 f"The audio embeds are {self.audio.features.shape[-1]} wide but the FantasyTalking adapter expects "
                 f"{config.audio_dim}-wide wav2vec2 features. Encode the audio with wav2vec2-base-960h."
             )
+        if self.identity is not None:
+            if self.modules.identity is None:
+                raise ValueError(
+                    "FantasyTalking: a face embedding is connected but the fantasytalking_model has no identity module. "
+                    "Load an identity file (trained with the FantasyTalking trainer) with a 'FantasyTalking Model "
+                    "Loader' chained to the audio adapter's loader, or disconnect the face embedding."
+                )
+            identity = self.modules.identity.model.config
+            check_blocks_fit(f"FantasyTalking identity module ('{self.modules.file_of('identity')}')", identity.num_blocks, identity.model_dim, blocks)
+            if self.identity.vectors.shape[-1] != identity.face_dim:
+                raise ModelMismatchError(
+                    f"The face embedding is {self.identity.vectors.shape[-1]} wide ({self.identity.arcface_model}) but the "
+                    f"identity module expects {identity.face_dim}-wide ArcFace embeddings. Use the ArcFace model it was "
+                    "trained with."
+                )
+
+    def apply(self, model):
+        diffusion_model = wan_i2v_model(model)
+        self._check_modules(diffusion_model.blocks)
         patched = model.clone()
         patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
         patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, self)
-        patched.set_additional_models(WRAPPER_KEY, [self.adapter_patcher])
+        used = [self.modules.audio] + ([self.modules.identity] if self.identity is not None else [])
+        patched.set_additional_models(WRAPPER_KEY, used)
         return patched
 
     def _windows_for(self, latent_frames: int, transformer_options: dict):
@@ -111,12 +145,26 @@ class FantasyTalkingPatch:
         if bool((scales != 0).any()):
             windows = self._windows_for(x.shape[2], transformer_options)
             branches.append(AudioBranch(self.adapter, self.adapter.frame_context(self.audio.features, windows, x.device), scales))
+        scales = identity_scales(rows, device=x.device)
+        if self.identity is not None and bool((scales != 0).any()):
+            tokens = self.identity_module.identity_tokens(self.identity.vectors, x.device)
+            branches.append(IdentityBranch(self.identity_module, tokens, scales))
         with DiTInjection(executor.class_obj, branches):
             return executor(x, timestep, context, clip_fea, time_dim_concat, transformer_options, **kwargs)
 
 
-def apply_fantasytalking(model, adapter_patcher, audio: AudioEmbeds, audio_scale: float, positive, negative):
-    """The model with the adapter, the positive conditioning hearing the audio at ``audio_scale`` and the negative
-    silent (the official negative pass)."""
-    patched = FantasyTalkingPatch(adapter_patcher, audio).apply(model)
-    return patched, set_audio(positive, audio_scale), set_audio(negative, 0.0)
+def apply_fantasytalking(model, modules: FantasyTalkingModules, audio: AudioEmbeds, audio_scale: float, positive, negative,
+                         identity: FaceEmbedding | None = None, identity_scale: float = IDENTITY_SCALE, identity_guidance: bool = False):
+    """The model with the modules; the positive conditioning hears the audio at ``audio_scale``, the negative is silent
+    (the official negative pass). With an identity, both see it at ``identity_scale`` (λ2), unless
+    ``identity_guidance``: then the negative does not, and CFG also pushes towards the identity."""
+    if identity is None and modules.identity is not None and identity_scale != 0:
+        raise ValueError(
+            f"FantasyTalking: the fantasytalking_model holds an identity module ('{modules.file_of('identity')}') but no "
+            "face embedding is connected. Connect 'FantasyTalking Face Embedding' to the identity input, or set "
+            "identity_scale to 0 to run without identity."
+        )
+    patched = FantasyTalkingPatch(modules, audio, identity).apply(model)
+    negative_identity = 0.0 if identity_guidance else identity_scale
+    return (patched, set_pass(positive, audio_scale=audio_scale, identity_scale=identity_scale),
+            set_pass(negative, audio_scale=0.0, identity_scale=negative_identity))

@@ -28,6 +28,8 @@ MODELS = {
     # The fp16 repack of the official weights: ComfyUI's Missing Models dialog downloads only .safetensors files.
     "adapter": ("fantasytalking_fp16.safetensors", "https://huggingface.co/Kijai/WanVideo_comfy/resolve/main/fantasytalking_fp16.safetensors", "fantasytalking"),
     "wav2vec": ("wav2vec2-base-960h.safetensors", "https://huggingface.co/facebook/wav2vec2-base-960h/resolve/main/model.safetensors", "audio_encoders"),
+    # No public identity weights exist: users train them (README, "Identity"); the loader carries no download link.
+    "identity": ("fantasytalking_identity.safetensors", None, "fantasytalking"),
     "lightx2v": ("lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors",
                  "https://huggingface.co/Kijai/WanVideo_comfy/resolve/main/Lightx2v/lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors", "loras"),
 }
@@ -55,8 +57,9 @@ GROUPS = {  # title -> (x, y, colour); nodes are laid out in columns inside thei
     "4. Image-to-video conditioning": (700, 620, "#b58b2a"),
     "5. Sampling (official settings)": (1400, 0, "#88A"),
     "6. Output video": (1400, 620, "#444"),
+    "7. Identity: main face -> ArcFace (insightface pack, see README)": (2100, 0, "#2a7f62"),
 }
-INPUTS, MODELS_GROUP, AUDIO, CONDITIONING, SAMPLING, OUTPUT = GROUPS
+INPUTS, MODELS_GROUP, AUDIO, CONDITIONING, SAMPLING, OUTPUT, IDENTITY = GROUPS
 
 
 def talking_portrait(variant: str) -> list[Node]:
@@ -75,7 +78,8 @@ def talking_portrait(variant: str) -> list[Node]:
         Node(14, "FantasyTalkingModelLoader", "FantasyTalking adapter", MODELS_GROUP, {"model_name": MODELS["adapter"][0], "weight_dtype": "default"}, model="adapter"),
         Node(15, "FantasyTalkingWav2VecLoader", "wav2vec2-base-960h", MODELS_GROUP, {"model_name": MODELS["wav2vec"][0]}, model="wav2vec"),
         Node(20, "FantasyTalkingAudioEmbeds", "Audio embeds (23 fps, 81 frames)", AUDIO, {"fps": 23, "max_frames": 81}, {"audio": (2, 0), "audio_encoder": (15, 0)}),
-        Node(21, "FantasyTalkingApply", "FantasyTalking Apply (positive hears the voice)", AUDIO, {"audio_scale": 1.0},
+        Node(21, "FantasyTalkingApply", "FantasyTalking Apply (positive hears the voice)", AUDIO,
+             {"audio_scale": 1.0, "identity_scale": 0.5, "identity_guidance": False},
              {"model": (16 if variant == "fast" else 10, 0), "fantasytalking_model": (14, 0), "audio_embeds": (20, 0),
               "positive": (33, 0), "negative": (33, 1)}),
         Node(30, "ImageScaleToMaxDimension", "Longest side 512 (official)", CONDITIONING, {"upscale_method": "lanczos", "largest_size": 512}, {"image": (1, 0)}),
@@ -107,15 +111,36 @@ def long_talking_portrait() -> list[Node]:
         short[20],
         Node(41, "FantasyTalkingLongVideo", "Long video (81-frame segments, 13 overlap)", SAMPLING,
              {"audio_scale": 1.0, "width": 512, "height": 512, "segment_frames": 81, "overlap_frames": 13, "seed": 1111, "steps": 30,
-              "cfg": 5.0, "audio_cfg": 4.5, "sampler_name": "euler", "scheduler": "fantasytalking", "shift": 5.0, "color_match": 1.0},
+              "cfg": 5.0, "audio_cfg": 4.5, "sampler_name": "euler", "scheduler": "fantasytalking", "shift": 5.0, "color_match": 1.0,
+              "identity_scale": 0.5, "identity_guidance": False},
              {"model": (10, 0), "fantasytalking_model": (14, 0), "audio_embeds": (20, 0), "positive": (3, 0), "negative": (4, 0),
               "vae": (12, 0), "clip_vision_output": (32, 0), "start_image": (30, 0), "width": (31, 0), "height": (31, 1), "audio": (20, 3)}),
         Node(52, "SaveVideo", "Save MP4", OUTPUT, {"filename_prefix": "video/FantasyTalking_long", "format": "mp4", "codec": "h264"}, {"video": (41, 0)}),
     ]
 
 
+def talking_portrait_with_identity() -> list[Node]:
+    """The standard workflow plus the identity module: the portrait's main face, its ArcFace embedding, and an identity
+    file chained to the audio adapter's loader."""
+    nodes = {n.id: n for n in talking_portrait("standard")}
+    nodes[21].links["fantasytalking_model"] = (17, 0)
+    nodes[21].links["identity"] = (61, 0)
+    nodes[21].title = "FantasyTalking Apply (voice + identity)"
+    return [
+        *nodes.values(),
+        Node(17, "FantasyTalkingModelLoader", "FantasyTalking identity (trained: see README)", MODELS_GROUP,
+             {"model_name": MODELS["identity"][0], "weight_dtype": "default"}, {"fantasytalking_model": (14, 0)}),
+        Node(60, "FantasyTalkingFaceCrop", "Main face of the portrait", IDENTITY,
+             {"detector": "mediapipe", "margin": 0.3, "min_face_size": 64, "crop_size": 512}, {"image": (1, 0)}),
+        Node(61, "FantasyTalkingFaceEmbedding", "ArcFace embedding (buffalo_l)", IDENTITY,
+             {"arcface_model": "buffalo_l/w600k_r50.onnx", "device": "auto"}, {"face": (60, 0)}),
+        Node(62, "PreviewImage", "Which face was chosen", IDENTITY, {}, {"images": (60, 1)}),
+    ]
+
+
 WORKFLOWS = {
     "fantasytalking_standard": talking_portrait("standard"),
+    "fantasytalking_identity": talking_portrait_with_identity(),
     "fantasytalking_long_video": long_talking_portrait(),
     "fantasytalking_lowvram_fp8": talking_portrait("lowvram"),
     "fantasytalking_fast_distilled_lora": talking_portrait("fast"),
@@ -139,7 +164,9 @@ def widget_values(node: Node, info: dict) -> list:
         if not is_widget(spec):
             continue
         options = spec[1] if len(spec) > 1 else {}
-        values.append(node.widgets.get(name))
+        if name not in node.widgets:
+            raise ValueError(f"node {node.id} ({node.type}) sets no value for its widget '{name}'")
+        values.append(node.widgets[name])
         if options.get("control_after_generate"):
             values.append("fixed")
         if options.get("image_upload"):
@@ -190,7 +217,7 @@ def to_ui(name: str, nodes: list[Node], object_info: dict) -> dict:
         gx, gy, _ = GROUPS[node.group]
         index = column_of[node.group] = column_of.get(node.group, -1) + 1
         properties = {"Node name for S&R": node.type}
-        if node.model:
+        if node.model and MODELS[node.model][1]:
             name, url, directory = MODELS[node.model]
             properties["models"] = [{"name": name, "url": url, "directory": directory}]
         ui_nodes.append({

@@ -7,6 +7,7 @@ pack_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 python=${PYTHON:-$(command -v python3.11 || command -v python3)}
 venv=${FANTASYTALKING_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/fantasytalking-nodes/venv}
 pins="$pack_dir/tests/requirements.txt"
+no_deps_pins="$pack_dir/tests/requirements-no-deps.txt"
 
 comfy=""
 if [ -n "${COMFYUI_PATH:-}" ]; then
@@ -18,7 +19,7 @@ elif [ -f "$HOME/comfy/ComfyUI/main.py" ]; then
   comfy="$HOME/comfy/ComfyUI"
 fi
 
-stamp=$( { "$python" --version; cat "$pins" "$pack_dir/requirements.txt"; [ -z "$comfy" ] || cat "$comfy/requirements.txt"; } | sha256sum | cut -c1-16)
+stamp=$( { "$python" --version; cat "$pins" "$no_deps_pins" "$pack_dir/requirements.txt"; [ -z "$comfy" ] || cat "$comfy/requirements.txt"; } | sha256sum | cut -c1-16)
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
   echo "Setting up the test environment in $venv (first run: several minutes, torch is large)"
   "$python" -m venv "$venv"
@@ -26,6 +27,7 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$sta
   "$venv/bin/pip" install -q "$(pin torch)" "$(pin torchvision)"
   "$venv/bin/pip" install -q "$(pin torch)" "$(pin torchaudio)"
   "$venv/bin/pip" install -q -r "$pins" -r "$pack_dir/requirements.txt"
+  "$venv/bin/pip" install -q --no-deps -r "$no_deps_pins"
   if [ -n "$comfy" ]; then
     "$venv/bin/pip" install -q -r "$comfy/requirements.txt" -c "$pins"
   fi

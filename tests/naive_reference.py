@@ -47,3 +47,36 @@ def naive_official_windows(tokens: torch.Tensor, num_frames: int, expand: int = 
         windows.append(torch.stack(real + pad))
         k_lens.append(len(real))
     return torch.stack(windows), k_lens
+
+
+def naive_layer_norm(x, weight, bias, eps=1e-5):
+    mean = x.mean(-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(-1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps) * weight + bias
+
+
+def naive_qformer(state: dict, faces: torch.Tensor, num_layers: int, heads: int) -> torch.Tensor:
+    """Identity Q-Former from its state dict alone, one sample: faces [T, face_dim] -> tokens [num_queries, width].
+    Pre-norm layers: self-attention among the queries, cross-attention to the face tokens, GELU feed-forward."""
+    w = {k[len("qformer."):]: v.double() for k, v in state.items() if k.startswith("qformer.")}
+
+    def linear(x, name):
+        return x @ w[f"{name}.weight"].T + w[f"{name}.bias"]
+
+    def norm(x, name):
+        return naive_layer_norm(x, w[f"{name}.weight"], w[f"{name}.bias"])
+
+    def attention(x, context, name):
+        out = naive_attention(linear(x, f"{name}.q"), linear(context, f"{name}.k"), linear(context, f"{name}.v"), heads)
+        return linear(out.double(), f"{name}.o")
+
+    faces = norm(linear(faces.double(), "face_proj"), "face_norm")
+    x = w["queries"]
+    for layer in range(num_layers):
+        p = f"layers.{layer}"
+        h = norm(x, f"{p}.self_norm")
+        x = x + attention(h, h, f"{p}.self_attn")
+        x = x + attention(norm(x, f"{p}.cross_norm"), faces, f"{p}.cross_attn")
+        h = linear(norm(x, f"{p}.ffn_norm"), f"{p}.ffn.fc1")
+        x = x + linear(0.5 * h * (1 + torch.erf(h / math.sqrt(2))), f"{p}.ffn.fc2")
+    return norm(x, "norm_out").float()

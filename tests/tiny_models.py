@@ -9,8 +9,10 @@ import torch
 from safetensors.torch import save_file
 
 from fantasy_core import AudioAdapterConfig
+from fantasy_core.identity.model import IdentityConfig, IdentityModule
 
 TINY_ADAPTER = AudioAdapterConfig(audio_dim=32, context_dim=24, model_dim=256, num_blocks=2)
+TINY_IDENTITY = IdentityConfig(face_dim=512, width=32, num_queries=4, num_layers=2, num_heads=4, ffn_dim=48, model_dim=256, num_blocks=2)
 
 
 def tiny_wav2vec_config(num_layers: int = 2, hidden: int = 32, pos_kernel: int = 16):
@@ -58,6 +60,22 @@ def random_adapter_state(config: AudioAdapterConfig = TINY_ADAPTER, seed: int = 
     for i in range(config.num_blocks):
         state[f"blocks.{i}.k_proj.weight"] = rand(config.model_dim, config.context_dim)
         state[f"blocks.{i}.v_proj.weight"] = rand(config.model_dim, config.context_dim)
+    return state
+
+
+def random_identity_state(config: IdentityConfig = TINY_IDENTITY, seed: int = 0, zero_key_values: bool = False) -> dict:
+    """Every tensor random (norm scales near 1), so a wrong key or a swapped weight shows; optionally zero k/v."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.device("meta"):
+        shapes = {key: value.shape for key, value in IdentityModule(config).state_dict().items()}
+    state = {}
+    for key, shape in shapes.items():
+        if key.endswith("norm.weight") or key.endswith("_norm.weight"):
+            state[key] = 1 + 0.1 * torch.randn(shape, generator=gen)
+        elif key.startswith("blocks.") and zero_key_values:
+            state[key] = torch.zeros(shape)
+        else:
+            state[key] = torch.randn(shape, generator=gen) * (0.5 if key == "qformer.queries" else 0.2)
     return state
 
 

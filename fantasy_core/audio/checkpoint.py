@@ -26,6 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..dit.layers import CastingOps
+from ..weights import CheckpointError, all_finite
 from .adapter import AudioAdapter, AudioAdapterConfig
 
 PROJECTION_KEYS = ("proj.weight", "norm.weight", "norm.bias")
@@ -33,7 +34,7 @@ NESTED_TOP_LEVEL = ("proj_model", "audio_processor")
 _INDEX = r"(0|[1-9][0-9]*)"
 
 
-class AdapterCheckpointError(ValueError):
+class AdapterCheckpointError(CheckpointError):
     """The file is not a usable FantasyTalking adapter."""
 
 
@@ -129,12 +130,6 @@ def _flatten_nested(raw: dict, path: str) -> dict:
     return flat
 
 
-def _all_finite(tensor: torch.Tensor) -> bool:
-    if tensor.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        tensor = tensor.float()  # fp8 has no isfinite kernel
-    return bool(torch.isfinite(tensor).all())
-
-
 def _canonical(flat: dict, path: str, layout: _Layout) -> dict[str, torch.Tensor]:
     canonical = {}
     for key in sorted(flat, key=str):
@@ -148,7 +143,7 @@ def _canonical(flat: dict, path: str, layout: _Layout) -> dict[str, torch.Tensor
             _fail(path, layout.name, "it holds a key this layout does not have", key)
         if not isinstance(value, torch.Tensor) or not value.is_floating_point():
             _fail(path, layout.name, f"the value is {getattr(value, 'dtype', type(value).__name__)}, not a float tensor", key)
-        if not _all_finite(value):
+        if not all_finite(value):
             _fail(path, layout.name, "a weight holds NaN or infinite values, which would make every video NaN", key,
                   "The file is damaged (or was saved after a diverged training run): download or export it again.")
         canonical[new_key] = value

@@ -11,16 +11,20 @@ import torch
 import torch.nn.functional as F
 
 
-def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_lens: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """q [G, S, H*D], k/v [G, W, H*D], k_lens [G] -> [G, S, H*D]; keys at positions >= k_lens are ignored."""
-    groups, _, width = q.shape
+def _split_heads(width: int, num_heads: int):
     if width % num_heads:
         raise ValueError(f"model width {width} is not divisible by {num_heads} heads.")
     head_dim = width // num_heads
 
-    def heads(t: torch.Tensor) -> torch.Tensor:
+    def heads(t: torch.Tensor) -> torch.Tensor:  # [G, S, H*D] -> [G, H, S, D]
         return t.unflatten(-1, (num_heads, head_dim)).transpose(1, 2)
 
+    return heads
+
+
+def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_lens: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """q [G, S, H*D], k/v [G, W, H*D], k_lens [G] -> [G, S, H*D]; keys at positions >= k_lens are ignored."""
+    heads = _split_heads(q.shape[-1], num_heads)
     k_lens = k_lens.to(q.device)
     key_is_real = torch.arange(k.shape[1], device=q.device)[None, :] < k_lens[:, None]  # [G, W]
     has_keys = k_lens > 0
@@ -37,6 +41,18 @@ def _broadcast_batch(t: torch.Tensor, batch: int, name: str) -> torch.Tensor:
     if t.shape[0] == 1:
         return t.expand(batch, *t.shape[1:])
     raise ValueError(f"{name} has batch {t.shape[0]} but the video latent has batch {batch}.")
+
+
+def plain_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Unmasked multi-head attention; every query sees every key (identity: one set of tokens for the whole clip).
+
+    q [B, N, H*D]; keys/values [B or 1, K, H*D] -> [B, N, H*D].
+    """
+    heads = _split_heads(q.shape[-1], num_heads)
+    keys = _broadcast_batch(keys, q.shape[0], "keys")
+    values = _broadcast_batch(values, q.shape[0], "values")
+    out = F.scaled_dot_product_attention(heads(q), heads(keys), heads(values))
+    return out.transpose(1, 2).flatten(2)
 
 
 def frame_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, k_lens: torch.Tensor, num_heads: int) -> torch.Tensor:

@@ -14,10 +14,13 @@ import pytest
 from conftest_helpers import free_port, http
 from shipped import LOADER_FOLDERS, WORKFLOWS, load
 from tiers import PACK_DIR
+from face_models import EncodedFace, write_model_pack
 from tiny_models import (
+    TINY_IDENTITY,
     TINY_WAN,
     in_layout,
     random_adapter_state,
+    random_identity_state,
     save_ctc_wav2vec_folder,
     save_media,
     save_tiny_wan_lora,
@@ -27,6 +30,7 @@ from tiny_models import (
 )
 
 from fantasy_core import AudioAdapterConfig
+from fantasy_core.modules_file import save_fantasytalking_file
 
 PACK_NAME = "fantasytalking-native"
 TESTING_PACK = os.path.join(os.path.dirname(__file__), "testing_pack")
@@ -51,7 +55,7 @@ def model_files(comfy, comfy_nodes, tmp_path_factory):
     import folder_paths
 
     root = tmp_path_factory.mktemp("models")
-    for name in ("diffusion_models", "fantasytalking", "audio_encoders", "vae", "loras"):
+    for name in ("diffusion_models", "fantasytalking", "audio_encoders", "vae", "loras", "insightface"):
         (root / name).mkdir()
         folder_paths.add_model_folder_path(name, str(root / name))
     files = {
@@ -61,6 +65,20 @@ def model_files(comfy, comfy_nodes, tmp_path_factory):
         "root": root,
     }
     files["adapter"] = write_checkpoint(str(root / "fantasytalking" / "fantasytalking_tiny.ckpt"), in_layout(files["adapter_state"], "nested"))
+    # identity modules for the tiny Wan (256 wide, 2 blocks, 512-wide ArcFace input): trained-like, freshly initialised
+    # (zero keys/values), and combined with the audio adapter in one file as the trainer writes it
+    files["identity_state"] = random_identity_state(TINY_IDENTITY, seed=4)
+    identity = (files["identity_state"], TINY_IDENTITY)
+    folder = root / "fantasytalking"
+    files["identity"] = save_fantasytalking_file(str(folder / "identity_tiny.safetensors"), identity=identity)
+    files["identity_zero"] = save_fantasytalking_file(str(folder / "identity_untrained.safetensors"),
+                                                      identity=(random_identity_state(TINY_IDENTITY, seed=4, zero_key_values=True), TINY_IDENTITY))
+    files["combined"] = save_fantasytalking_file(str(folder / "fantasytalking_combined_tiny.safetensors"), audio=files["adapter_state"], identity=identity)
+    # an insightface pack of ONNX stand-ins with the real signatures: SCRFD reporting one known face (in its 640 px
+    # input), ArcFace 112x112 -> 512
+    files["detector_face"] = EncodedFace(box=(220.0, 100.0, 380.0, 300.0), score=0.93, stride=16,
+                                         keypoints=((260, 180), (340, 180), (300, 220), (268, 260), (332, 260)))
+    files["insightface_pack"] = write_model_pack(str(root / "insightface"), [files["detector_face"]], pack="buffalo_l")
     return files
 
 
@@ -93,6 +111,7 @@ def server(comfyui_path, workspace, tmp_path_factory):
         "test:\n"
         f"  base_path: {models}\n"
         "  diffusion_models: diffusion_models\n  vae: vae\n  fantasytalking: fantasytalking\n  audio_encoders: audio_encoders\n  loras: loras\n"
+        "  insightface: insightface\n"
         f"  custom_nodes: {custom_nodes}\n"
     )
     port = free_port()
@@ -124,6 +143,14 @@ def server(comfyui_path, workspace, tmp_path_factory):
         log.close()
 
 
+def save_astronaut(path) -> None:
+    """scikit-image's astronaut photo: one real, frontal face (≈104 px wide in 512 x 512)."""
+    import skimage.data
+    from PIL import Image
+
+    Image.fromarray(skimage.data.astronaut()).save(path)
+
+
 @pytest.fixture(scope="session")
 def stand_ins(workspace, model_files):
     """Tiny models under the file names the shipped workflows use, and the inputs they name."""
@@ -136,9 +163,11 @@ def stand_ins(workspace, model_files):
         for node in load(name)[1].values():
             if node["class_type"] in sources:
                 widget, folder = LOADER_FOLDERS[node["class_type"]]
-                target = root / folder / node["inputs"][widget]
+                file_name = node["inputs"][widget]
+                source = model_files["identity"] if "identity" in file_name else sources[node["class_type"]]
+                target = root / folder / file_name
                 if not target.exists():
-                    os.symlink(sources[node["class_type"]], target)
-    image, audio = workspace["media"][0]
-    shutil.copy(workspace["inputs"] / image, workspace["inputs"] / "portrait.png")
+                    os.symlink(source, target)
+    _, audio = workspace["media"][0]
+    save_astronaut(workspace["inputs"] / "portrait.png")  # a real face, for the identity workflow
     shutil.copy(workspace["inputs"] / audio, workspace["inputs"] / "speech.wav")

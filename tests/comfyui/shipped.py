@@ -16,6 +16,9 @@ LOADER_FOLDERS = {  # loader class -> (widget holding the file name, models fold
     "FantasyTalkingWav2VecLoader": ("model_name", "audio_encoders"),
 }
 
+# Files no one publishes: users train them (README, "Identity"), so their loaders carry no download link.
+NOT_PUBLIC = {"fantasytalking_identity.safetensors"}
+
 
 def load(name):
     with open(PACK_DIR / "workflows" / f"{name}.json", encoding="utf-8") as f:

@@ -54,7 +54,7 @@ def test_identical_with_lowvram_streaming_forced(comfy_nodes, setup):
     with forced_lowvram():
         streamed = denoise_once(patched, setup["positive"], setup["negative"], cfg=3.0)
         for loaded in mm.current_loaded_models:
-            if loaded.model is setup["adapter"] or loaded.model.model is setup["adapter"].model:
+            if loaded.model is setup["adapter"].audio:
                 streamed_flags["adapter"] = loaded.model.model.model_lowvram
             if loaded.model.model is setup["wan"].model:
                 streamed_flags["wan"] = loaded.model.model.model_lowvram
@@ -144,7 +144,7 @@ def test_context_windows_get_their_own_slice_of_the_whole_track_windows(comfy_no
         denoise_once(unpatched, conditioning(21, frames=6), conditioning(22, frames=6), frames=6)
     except RuntimeError as error:  # ComfyUI v0.3.64 does not cut Wan I2V's concat image per window
         pytest.skip(f"this ComfyUI's context windows cannot run Wan2.1 I2V even without FantasyTalking: {error}")
-    adapter = setup["adapter"].model
+    adapter = setup["adapter"].audio.model
     seen = []
     original = adapter.frame_context
 

@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 from graphs import mp4_streams
+from test_identity_in_comfyui import face_embedding
 from test_nodes import run
 from tiny_models import voice_like
 
@@ -19,6 +20,8 @@ def long_run(comfy_nodes, workspace, model_files, tmp_path_factory):
     wan = comfy.sd.load_diffusion_model(model_files["wan"])
     vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(model_files["vae"]))
     adapter = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="fantasytalking_tiny.ckpt", weight_dtype="default")[0]
+    modules = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="identity_tiny.safetensors", weight_dtype="default", fantasytalking_model=adapter)[0]
+    face = face_embedding(seed=5)
     encoder = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")[0]
     track = {"waveform": torch.stack([voice_like(SECONDS, 22050, 1), voice_like(SECONDS, 22050, 2)])[None], "sample_rate": 22050}
     embeds, num_frames, fps, trimmed = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=track, audio_encoder=encoder, fps=FPS, max_frames=100001)
@@ -26,17 +29,20 @@ def long_run(comfy_nodes, workspace, model_files, tmp_path_factory):
     negative = comfy_nodes["FantasyTalkingTestConditioning"]().make(seed=2)[0]
     clip = comfy_nodes["FantasyTalkingTestClipVisionOutput"]().make(seed=3)[0]
     portrait = torch.rand(1, 80, 64, 3, generator=torch.Generator().manual_seed(0))
-    adapter_module = adapter.model
+    adapter_module, identity_module = modules.audio.model, modules.identity.model
     seen, original = [], adapter_module.frame_context
     adapter_module.frame_context = lambda features, windows, device=None: (seen.append(windows), original(features, windows, device))[1]
+    faces, original_tokens = [], identity_module.identity_tokens
+    identity_module.identity_tokens = lambda vectors, device=None: (faces.append((len(seen), vectors)), original_tokens(vectors, device))[1]
     try:
-        (video,) = run(comfy_nodes, "FantasyTalkingLongVideo", model=wan, fantasytalking_model=adapter, audio_embeds=embeds, audio_scale=1.0,
+        (video,) = run(comfy_nodes, "FantasyTalkingLongVideo", model=wan, fantasytalking_model=modules, audio_embeds=embeds, audio_scale=1.0,
                        positive=text, negative=negative, vae=vae, clip_vision_output=clip, start_image=portrait, width=64, height=64,
                        segment_frames=81, overlap_frames=13, seed=0, steps=2, cfg=5.0, audio_cfg=4.5, sampler_name="euler",
-                       scheduler="fantasytalking", shift=5.0, color_match=1.0, audio=trimmed)
+                       scheduler="fantasytalking", shift=5.0, color_match=1.0, audio=trimmed, identity=face, identity_scale=0.5,
+                       identity_guidance=False)
     finally:
-        del adapter_module.frame_context
-    return {"video": video, "embeds": embeds, "num_frames": num_frames, "seen": seen}
+        del adapter_module.frame_context, identity_module.identity_tokens
+    return {"video": video, "embeds": embeds, "num_frames": num_frames, "seen": seen, "faces": faces, "face": face}
 
 
 def test_twenty_seconds_become_one_mp4_of_the_right_length_with_the_voice(long_run):
@@ -65,6 +71,12 @@ def test_each_segment_hears_its_slice_of_the_whole_track_windows(long_run):
         assert torch.equal(windows.starts, expected.starts) and torch.equal(windows.k_lens, expected.k_lens)
 
 
+def test_every_model_call_of_every_segment_sees_the_same_identity(long_run):
+    # each record is (audio calls so far, face): every call that heard its segment's audio also saw the identity
+    assert {index for index, _ in long_run["faces"]} >= set(range(1, len(long_run["seen"]) + 1))
+    assert all(torch.equal(vectors, long_run["face"].vectors) for _, vectors in long_run["faces"])
+
+
 class FailingModel:
     """A DIFFUSION_MODEL wrapper that fails on model call ``fail_at`` (counting from 1)."""
 
@@ -90,6 +102,8 @@ def test_an_error_inside_reaches_the_user_and_leaves_no_file(comfy_nodes, worksp
     wan.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test_failure", failing)
     vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(model_files["vae"]))
     adapter = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="fantasytalking_tiny.ckpt", weight_dtype="default")[0]
+    modules = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="identity_tiny.safetensors", weight_dtype="default", fantasytalking_model=adapter)[0]
+    face = face_embedding(seed=5)
     encoder = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")[0]
     track = {"waveform": voice_like(2.0, 16000, 3)[None, None], "sample_rate": 16000}
     embeds, _, _, trimmed = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=track, audio_encoder=encoder, fps=FPS, max_frames=100001)

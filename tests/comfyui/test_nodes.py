@@ -90,7 +90,7 @@ def test_all_nodes_registered_with_tooltips(comfy_nodes):
 def test_adapter_loader_keeps_the_file_weights_on_the_offload_device(loaded, model_files):
     import comfy.model_management
 
-    patcher = loaded["adapter"]
+    patcher = loaded["adapter"].audio
     state = patcher.model.state_dict()
     for key, value in model_files["adapter_state"].items():
         assert torch.equal(state[key], value), key
@@ -100,9 +100,9 @@ def test_adapter_loader_keeps_the_file_weights_on_the_offload_device(loaded, mod
 
 @pytest.mark.parametrize("weight_dtype, blocks, projection", [("fp16", torch.float16, torch.float16), ("fp8_e4m3fn", torch.float8_e4m3fn, torch.float32)])
 def test_adapter_weight_dtype_option(comfy_nodes, model_files, weight_dtype, blocks, projection):
-    (patcher,) = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="fantasytalking_tiny.ckpt", weight_dtype=weight_dtype)
-    assert patcher.model.blocks[1].v_proj.weight.dtype == blocks
-    assert patcher.model.proj_model.proj.weight.dtype == projection
+    (modules,) = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="fantasytalking_tiny.ckpt", weight_dtype=weight_dtype)
+    assert modules.audio.model.blocks[1].v_proj.weight.dtype == blocks
+    assert modules.audio.model.proj_model.proj.weight.dtype == projection
 
 
 def test_adapter_loader_errors_name_the_file_and_folder(comfy_nodes, model_files):
@@ -242,7 +242,7 @@ def test_downstream_clones_share_the_adapter_weights(comfy_nodes, loaded):
     patched = apply(comfy_nodes, loaded, conditioning(1), conditioning(2))[0]
     downstream = patched.clone().clone()
     (adapter_clone,) = downstream.get_additional_models_with_key("fantasytalking")
-    original = loaded["adapter"].model.blocks[0].k_proj.weight
+    original = loaded["adapter"].audio.model.blocks[0].k_proj.weight
     assert adapter_clone.model.blocks[0].k_proj.weight.data_ptr() == original.data_ptr()
 
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from conftest_helpers import http, wait_for
 from graphs import mp4_streams
-from shipped import LOADER_FOLDERS, WORKFLOWS, cpu_sized_graph, load
+from shipped import LOADER_FOLDERS, NOT_PUBLIC, WORKFLOWS, cpu_sized_graph, load
 from tiers import PACK_DIR
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,9 @@ def test_every_model_loader_carries_its_download(name):
     assert len(loaders) >= 6
     for node in loaders:
         widget, folder = LOADER_FOLDERS[node["type"]]
+        if node["widgets_values"][0] in NOT_PUBLIC:
+            assert "models" not in node["properties"]  # nothing to download: the Missing Models dialog must not offer it
+            continue
         (model,) = node["properties"]["models"]
         assert model["name"] == node["widgets_values"][0]
         assert model["directory"] == folder
@@ -105,7 +108,10 @@ def test_shipped_api_workflow_runs_to_an_mp4_with_sound(name, server, stand_ins)
     reply = http(server["port"], "/prompt", {"prompt": graph, "client_id": "test"})
     assert not reply["node_errors"], reply
     outputs = wait_for(server, reply["prompt_id"])
-    (entry,) = [e for node in outputs.values() for e in node.get("images", [])]
+    entries = [e for node in outputs.values() for e in node.get("images", [])]
+    (entry,) = [e for e in entries if e["filename"].endswith(".mp4")]
+    previews = [e for e in entries if not e["filename"].endswith(".mp4")]
+    assert len(previews) == (1 if "identity" in name else 0)  # the identity workflow shows which face it chose
     info = mp4_streams(os.path.join(server["output"], entry["subfolder"], entry["filename"]))
     assert info["kinds"] == ["audio", "video"] and info["frames"] == 9
     assert info["audio_duration"] == pytest.approx(9 / 23, abs=0.08)

@@ -1,0 +1,1 @@
+"""The identity modality: finding the reference face, aligning it, and its ArcFace embedding."""

