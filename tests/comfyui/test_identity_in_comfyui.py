@@ -307,11 +307,16 @@ def test_nodes_register_without_the_face_packages_and_say_what_to_install(comfyu
     from tiers import PACK_DIR
 
     script = textwrap.dedent(f"""
-        import sys
-        class Missing:
+        import importlib.abc, importlib.machinery, sys
+        class Missing(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+            # importing these fails as for an absent package; looking them up (torch does) still works
             def find_spec(self, name, path=None, target=None):
                 if name.split(".")[0] in ("mediapipe", "onnxruntime", "insightface"):
-                    raise ModuleNotFoundError(f"No module named '{{name}}'", name=name)
+                    return importlib.machinery.ModuleSpec(name, self)
+            def create_module(self, spec):
+                return None
+            def exec_module(self, module):
+                raise ModuleNotFoundError(f"No module named '{{module.__name__}}'", name=module.__name__)
         sys.meta_path.insert(0, Missing())
         sys.path.insert(0, {str(PACK_DIR / 'scripts')!r})
         import torch
