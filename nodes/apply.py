@@ -13,15 +13,19 @@ AUDIO_SCALE_TOOLTIP = "Strength of the audio attention (official default 1.0); 0
 IDENTITY_SCALE_TOOLTIP = "λ2, the strength of the identity attention (the paper's 0.5); 0 = no identity."
 
 
+def identity_scale_input(when: str):
+    # optional, so API workflows written before identity existed still validate
+    return io.Float.Input("identity_scale", default=IDENTITY_SCALE, min=0.0, max=10.0, step=0.01, optional=True,
+                          tooltip=f"{IDENTITY_SCALE_TOOLTIP} {when}")
+
+
 def identity_inputs() -> list:
     """The identity inputs shared by every node that applies FantasyTalking."""
     return [
         FantasyTalkingIdentity.Input("identity", optional=True,
                                      tooltip="Optional: the portrait's face embedding (from 'FantasyTalking Face Embedding'). "
                                      "Needs a fantasytalking_model with an identity module."),
-        # optional widgets, so API workflows written before identity existed still validate
-        io.Float.Input("identity_scale", default=IDENTITY_SCALE, min=0.0, max=10.0, step=0.01, optional=True,
-                       tooltip=f"{IDENTITY_SCALE_TOOLTIP} Used when an identity is connected."),
+        identity_scale_input("Used when an identity is connected."),
         io.Boolean.Input("identity_guidance", default=False, optional=True,
                          tooltip="Off (default): positive and negative both see the identity, as both see the portrait. "
                          "On: the negative does not, so CFG also pushes towards the identity (stronger likeness, "
@@ -76,9 +80,8 @@ class FantasyTalkingConditioningSettings(io.ComfyNode):
             inputs=[
                 io.Conditioning.Input("conditioning", tooltip="Any conditioning sampled with a FantasyTalking model."),
                 io.Float.Input("audio_scale", default=0.0, min=0.0, max=10.0, step=0.01, tooltip=AUDIO_SCALE_TOOLTIP),
-                io.Float.Input("identity_scale", default=IDENTITY_SCALE, min=0.0, max=10.0, step=0.01, optional=True,
-                               tooltip=f"{IDENTITY_SCALE_TOOLTIP} Used where FantasyTalking Apply has an identity connected. Set for "
-                               "these passes whatever they had before (e.g. 0 to keep identity guidance on a negative)."),
+                identity_scale_input("Used where FantasyTalking Apply has an identity connected. It replaces what these "
+                                     "passes had (set 0 on a negative to keep identity guidance)."),
             ],
             outputs=[io.Conditioning.Output(display_name="conditioning")],
         )

@@ -32,7 +32,7 @@ import node_helpers
 import torch
 
 from ..fantasy_core.guidance import audio_guidance_active, check_audio_guidance_range, step_of_sigma
-from .passes import require_settings, set_audio
+from .passes import require_settings, set_pass
 from .patch import WRAPPER_KEY
 
 
@@ -57,12 +57,12 @@ class FantasyTalkingGuider(comfy.samplers.CFGGuider):
         require_settings(negative, "negative")
         conds = {
             "positive": positive,
-            "noaudio": node_helpers.conditioning_set_values(set_audio(positive, 0.0), {"prompt_type": "positive"}),
+            "noaudio": node_helpers.conditioning_set_values(set_pass(positive, audio_scale=0.0), {"prompt_type": "positive"}),
             "negative": negative,
         }
         if not self.always_guided:
             scale = max(settings.audio_scale for settings in heard)
-            conds["negative_heard"] = node_helpers.conditioning_set_values(set_audio(negative, scale), {"prompt_type": "negative"})
+            conds["negative_heard"] = node_helpers.conditioning_set_values(set_pass(negative, audio_scale=scale), {"prompt_type": "negative"})
         self.inner_set_conds(conds)
 
     def audio_guided_at(self, timestep: torch.Tensor, model_options: dict) -> bool:

@@ -60,10 +60,6 @@ def set_pass(conditioning: list, audio_scale: float | None = None, identity_scal
     return out
 
 
-def set_audio(conditioning: list, audio_scale: float) -> list:
-    return set_pass(conditioning, audio_scale=audio_scale)
-
-
 def require_settings(conditioning: list, name: str) -> list[PassSettings]:
     """The settings of every entry, or a clear error naming the input when one has none."""
     if not conditioning:

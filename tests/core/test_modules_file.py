@@ -96,6 +96,10 @@ def set_config(**changes):
     (dict(change_metadata=lambda m: m.update({FORMAT_KEY: "2"})), r"format version '2'.*Update the FantasyTalking nodes"),
     (dict(change_metadata=lambda m: m.update({"fantasytalking.identity": "{not json"})), r"not valid JSON"),
     (dict(change_metadata=lambda m: m.pop("fantasytalking.identity")), r"no identity architecture"),
+    (dict(change_metadata=lambda m: m.update({"fantasytalking.identity": '{"width": 32}'})), r"metadata holds \['width'\], expected exactly"),
+    (dict(change_metadata=lambda m: m.update({MODULES_KEY: '"identity"'})), r"must be a non-empty JSON list of module names"),
+    (dict(change_tensors=lambda t: t.update({"identity.qformer.queries": torch.zeros(4, 32, dtype=torch.int32)})),
+     r"torch.int32, not a float tensor.*'identity.qformer.queries'"),
 ])
 def test_damaged_identity_files_name_the_problem(tmp_path, states, damage, message):
     path = save_fantasytalking_file(str(tmp_path / "good.safetensors"), identity=(states["identity"], TINY_IDENTITY))
@@ -108,3 +112,8 @@ def test_declared_module_without_weights_is_rejected(tmp_path, states):
     edited = rewrite(path, tmp_path, change_metadata=lambda m: m.update({MODULES_KEY: '["audio", "identity"]'}))
     with pytest.raises(CheckpointError, match="declares a 'audio' module but the file holds none of its weights"):
         load_fantasytalking_file(edited)
+
+
+def test_saving_nothing_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="give at least one module"):
+        save_fantasytalking_file(str(tmp_path / "empty.safetensors"))
