@@ -5,11 +5,13 @@
   own key prefix, with the architecture in the metadata::
 
       metadata  fantasytalking.format   = "1"
-                fantasytalking.modules  = '["audio", "identity"]'       (JSON list, any non-empty subset)
+                fantasytalking.modules  = '["audio", "identity", "motion"]'   (JSON list, any non-empty subset)
                 fantasytalking.<module> = '{...}'                         (JSON architecture of that module)
+                fantasytalking.motion.calibration = '{...}'               (motion: percentiles of ω, see motion.intensity)
       tensors   audio.proj_model.{proj.weight,norm.weight,norm.bias}
                 audio.blocks.{i}.cross_attn.{k_proj,v_proj}.weight      (the fp16-repack names)
                 identity.<IdentityModule state-dict key>                (see identity.model)
+                motion.<MotionNetwork state-dict key>                   (see motion.model)
 
 Loading is strict: every key a declared module needs, nothing else, shapes as the architecture says, finite values.
 """
@@ -27,12 +29,15 @@ from safetensors.torch import load_file, save_file
 from .audio.checkpoint import AdapterWeights, parse_adapter_state, read_checkpoint_file
 from .identity.checkpoint import IdentityWeights, identity_config_from_metadata, parse_identity_state
 from .identity.model import IdentityConfig
+from .motion.checkpoint import CALIBRATION_KEY, CONFIG_KEY as MOTION_CONFIG_KEY, MotionWeights, parse_motion_state
+from .motion.intensity import MotionCalibration
+from .motion.model import MotionConfig
 from .weights import CheckpointError
 
 FORMAT_KEY = "fantasytalking.format"
 FORMAT_VERSION = "1"
 MODULES_KEY = "fantasytalking.modules"
-MODULES = ("audio", "identity")  # the order modules are listed and reported in
+MODULES = ("audio", "identity", "motion")  # the order modules are listed and reported in
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class FantasyTalkingWeights:
     path: str
     audio: AdapterWeights | None = None
     identity: IdentityWeights | None = None
+    motion: MotionWeights | None = None
 
     @property
     def modules(self) -> tuple[str, ...]:
@@ -105,7 +111,8 @@ def parse_modules_file(state: dict[str, torch.Tensor], metadata: dict[str, str],
     if "identity" in parts:
         config = identity_config_from_metadata(metadata.get("fantasytalking.identity"), path)
         identity = parse_identity_state(parts["identity"], config, path)
-    return FantasyTalkingWeights(path, audio=audio, identity=identity)
+    motion = parse_motion_state(parts["motion"], metadata, path) if "motion" in parts else None
+    return FantasyTalkingWeights(path, audio=audio, identity=identity, motion=motion)
 
 
 def load_fantasytalking_file(path: str) -> FantasyTalkingWeights:
@@ -115,7 +122,7 @@ def load_fantasytalking_file(path: str) -> FantasyTalkingWeights:
         if FORMAT_KEY in metadata:
             return parse_modules_file(read_checkpoint_file(path), metadata, path)
         state = read_checkpoint_file(path)
-        if any(str(key).startswith(("identity.", "audio.")) for key in state):
+        if any(str(key).startswith(tuple(f"{name}." for name in MODULES)) for key in state):
             _fail(path, "it holds FantasyTalking module weights but no 'fantasytalking.format' metadata, so its "
                   "architecture is unknown. Save it with the FantasyTalking trainer (or "
                   "fantasy_core.modules_file.save_fantasytalking_file), which records the metadata.")
@@ -138,10 +145,12 @@ def save_fantasytalking_file(
     path: str,
     audio: dict[str, torch.Tensor] | None = None,
     identity: tuple[dict[str, torch.Tensor], IdentityConfig] | None = None,
+    motion: tuple[dict[str, torch.Tensor], MotionConfig, MotionCalibration] | None = None,
     metadata: dict[str, str] | None = None,
 ) -> str:
     """Write modules in the pack's format. ``audio``: an ``AudioAdapter`` state dict; ``identity``: an
-    ``IdentityModule`` state dict with its config. ``metadata``: extra string entries (e.g. training provenance)."""
+    ``IdentityModule`` state dict with its config; ``motion``: a ``MotionNetwork`` state dict with its config and the
+    calibration its ω were measured with. ``metadata``: extra string entries (e.g. training provenance)."""
     tensors: dict[str, torch.Tensor] = {}
     info = {FORMAT_KEY: FORMAT_VERSION, **(metadata or {})}
     declared = []
@@ -153,8 +162,14 @@ def save_fantasytalking_file(
         declared.append("identity")
         info["fantasytalking.identity"] = json.dumps(asdict(config), sort_keys=True)
         tensors.update({f"identity.{key}": value for key, value in state.items()})
+    if motion is not None:
+        state, config, calibration = motion
+        declared.append("motion")
+        info[MOTION_CONFIG_KEY] = json.dumps(asdict(config), sort_keys=True)
+        info[CALIBRATION_KEY] = json.dumps(calibration.to_json(), sort_keys=True)
+        tensors.update({f"motion.{key}": value for key, value in state.items()})
     if not declared:
-        raise ValueError("save_fantasytalking_file: give at least one module (audio, identity).")
+        raise ValueError("save_fantasytalking_file: give at least one module (audio, identity, motion).")
     info[MODULES_KEY] = json.dumps(declared)
     save_file({key: value.detach().contiguous() for key, value in tensors.items()}, path, metadata=info)
     parse_modules_file(load_file(path), info, path)  # what is written must load

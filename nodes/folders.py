@@ -11,6 +11,8 @@ ADAPTER_FOLDERS = (ADAPTER_FOLDER, "model_patches")
 WAV2VEC_FOLDERS = ("audio_encoders", "transformers")
 INSIGHTFACE_FOLDER = "insightface"  # ComfyUI/models/insightface/models/<pack>/*.onnx, shared with other face packs
 NOT_ARCFACE = ("det_", "scrfd", "2d106det", "1k3d68", "genderage")  # the other models of a pack
+DWPOSE_FOLDER = "dwpose"  # ComfyUI/models/dwpose/*.onnx: DWPose / RTMPose body models for measuring ω_b
+MEDIAPIPE_POSE = "mediapipe pose"
 
 
 def _register(name: str, extensions: set[str]) -> None:
@@ -26,6 +28,7 @@ def register_folders() -> None:
     models/insightface (kept as other face packs register it, if one already did)."""
     _register(ADAPTER_FOLDER, set(folder_paths.supported_pt_extensions))
     _register(INSIGHTFACE_FOLDER, {".onnx"})
+    _register(DWPOSE_FOLDER, {".onnx"})
 
 
 def folder_dirs(name: str) -> list[str]:
@@ -147,3 +150,20 @@ def arcface_path(choice: str) -> str:
         "buffalo_l pack (w600k_r50.onnx) in ComfyUI/models/insightface/models/buffalo_l/ or antelopev2 (glintr100.onnx) "
         "in .../models/antelopev2/."
     )
+
+
+def body_model_choices() -> list[str]:
+    """'mediapipe pose' (bundled, the default) and each ONNX file in models/dwpose."""
+    names = folder_paths.get_filename_list(DWPOSE_FOLDER) if DWPOSE_FOLDER in folder_paths.folder_names_and_paths else []
+    return [MEDIAPIPE_POSE, *(f"dwpose/{name}" for name in sorted(names) if "yolo" not in name.lower())]
+
+
+def body_model_path(choice: str) -> str:
+    name = choice.removeprefix("dwpose/")
+    path = folder_paths.get_full_path(DWPOSE_FOLDER, name) if DWPOSE_FOLDER in folder_paths.folder_names_and_paths else None
+    if path is None:
+        raise FileNotFoundError(
+            f"Body model '{choice}' was not found in {', '.join(folder_dirs(DWPOSE_FOLDER))}. Put dw-ll_ucoco_384.onnx "
+            "(yzd-v/DWPose) in ComfyUI/models/dwpose/, or choose 'mediapipe pose'."
+        )
+    return path

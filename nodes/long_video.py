@@ -8,8 +8,7 @@ import uuid
 import folder_paths
 from comfy_api.latest import InputImpl, io
 
-from ..fantasy_core.passes import IDENTITY_SCALE
-from .apply import identity_inputs
+from .apply import controls, identity_inputs, motion_inputs
 from .sampling import guidance_inputs, scheduler_inputs
 from .segments import generate_long_video
 from .types import CATEGORY, FantasyTalkingAudio, FantasyTalkingModel
@@ -47,6 +46,7 @@ class FantasyTalkingLongVideo(io.ComfyNode):
                                tooltip="How strongly each segment's colours are matched to the portrait (0 = off); stops colour drift over minutes."),
                 io.Audio.Input("audio", tooltip="The voice to mux (the audio output of 'FantasyTalking Audio Embeds')."),
                 *identity_inputs(),
+                *motion_inputs(),
             ],
             outputs=[io.Video.Output(display_name="video", tooltip="MP4 with the voice, written segment by segment (for SaveVideo).")],
         )
@@ -54,11 +54,11 @@ class FantasyTalkingLongVideo(io.ComfyNode):
     @classmethod
     def execute(cls, model, fantasytalking_model, audio_embeds, audio_scale, positive, negative, vae, clip_vision_output, start_image,
                 width, height, segment_frames, overlap_frames, seed, steps, cfg, audio_cfg, sampler_name, scheduler, shift,
-                color_match, audio, identity=None, identity_scale=IDENTITY_SCALE, identity_guidance=False) -> io.NodeOutput:
+                color_match, audio, **optional) -> io.NodeOutput:
         path = os.path.join(folder_paths.get_temp_directory(), f"fantasytalking_long_{uuid.uuid4().hex}.mp4")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         generate_long_video(model, fantasytalking_model, audio_embeds, audio_scale, positive, negative, vae, clip_vision_output,
                             start_image, width, height, segment_frames, overlap_frames, seed, steps, cfg, audio_cfg, sampler_name,
                             scheduler, shift, color_match, audio, path,
-                            identity=identity, identity_scale=identity_scale, identity_guidance=identity_guidance)
+                            controls(**optional))
         return io.NodeOutput(InputImpl.VideoFromFile(path))

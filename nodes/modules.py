@@ -1,4 +1,4 @@
-"""The FANTASYTALKING_MODEL socket's value: the modules loaded so far (audio adapter, identity module), each in its
+"""The FANTASYTALKING_MODEL socket's value: the modules loaded so far (audio adapter, identity module, motion network), each in its
 own ModelPatcher on the offload device with cast-on-demand layers, so ComfyUI loads, offloads and streams it with
 the diffusion model. Loader nodes can be chained: each adds its file's modules to the ones it is given."""
 
@@ -15,6 +15,7 @@ import torch
 from ..fantasy_core.audio.checkpoint import build_adapter
 from ..fantasy_core.identity.checkpoint import build_identity_module
 from ..fantasy_core.modules_file import MODULES, load_fantasytalking_file
+from ..fantasy_core.motion.checkpoint import build_motion_network
 
 WEIGHT_DTYPES = {"default": None, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8_e4m3fn": torch.float8_e4m3fn}
 
@@ -23,10 +24,11 @@ WEIGHT_DTYPES = {"default": None, "fp16": torch.float16, "bf16": torch.bfloat16,
 class FantasyTalkingModules:
     audio: comfy.model_patcher.ModelPatcher | None = None
     identity: comfy.model_patcher.ModelPatcher | None = None
+    motion: comfy.model_patcher.ModelPatcher | None = None
     files: tuple[tuple[str, str], ...] = ()  # (module, file name), for messages
 
     def patchers(self) -> list:
-        return [patcher for patcher in (self.audio, self.identity) if patcher is not None]
+        return [patcher for patcher in (self.audio, self.identity, self.motion) if patcher is not None]
 
     def file_of(self, module: str) -> str:
         return next((name for owner, name in self.files if owner == module), "?")
@@ -46,7 +48,8 @@ class FantasyTalkingModules:
 def _patcher(module: torch.nn.Module, weight_dtype: str):
     dtype = WEIGHT_DTYPES[weight_dtype]
     if dtype is torch.float8_e4m3fn:
-        module.blocks.to(dtype)  # the large per-block keys/values; the small rest keeps its precision
+        if hasattr(module, "blocks"):
+            module.blocks.to(dtype)  # the large per-block keys/values; the small rest keeps its precision
     elif dtype is not None:
         module.to(dtype)
     offload = comfy.model_management.unet_offload_device()
@@ -58,9 +61,11 @@ def load_modules(path: str, weight_dtype: str = "default") -> FantasyTalkingModu
     weights = load_fantasytalking_file(path)
     offload = comfy.model_management.unet_offload_device()
     name = os.path.basename(path)
-    audio = identity = None
+    audio = identity = motion = None
     if weights.audio is not None:
         audio = _patcher(build_adapter(weights.audio, operations=comfy.ops.manual_cast, device=offload), weight_dtype)
     if weights.identity is not None:
         identity = _patcher(build_identity_module(weights.identity, operations=comfy.ops.manual_cast, device=offload), weight_dtype)
-    return FantasyTalkingModules(audio, identity, tuple((module, name) for module in weights.modules))
+    if weights.motion is not None:
+        motion = _patcher(build_motion_network(weights.motion, operations=comfy.ops.manual_cast, device=offload), weight_dtype)
+    return FantasyTalkingModules(audio, identity, motion, tuple((module, name) for module in weights.modules))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import comfy.conds
 
+from ..fantasy_core.motion.intensity import MotionIntensity
 from ..fantasy_core.passes import PassSettings
 
 PASS_KEY = "fantasytalking_pass"
@@ -46,9 +47,11 @@ def settings_of(options: dict) -> PassSettings | None:
     return cond.cond[0] if isinstance(cond, PassCond) else None
 
 
-def set_pass(conditioning: list, audio_scale: float | None = None, identity_scale: float | None = None) -> list:
-    """A copy in which every entry's passes hear the audio at ``audio_scale`` (0: silent) and see the identity at
-    ``identity_scale`` (0: not at all); None keeps what the entry had. Whatever else an entry carries is kept."""
+def set_pass(conditioning: list, audio_scale: float | None = None, identity_scale: float | None = None,
+             motion: MotionIntensity | None = None) -> list:
+    """A copy in which every entry's passes hear the audio at ``audio_scale`` (0: silent), see the identity at
+    ``identity_scale`` (0: not at all) and get the motion intensity ``motion``; None keeps what the entry had.
+    Whatever else an entry carries is kept."""
     out = []
     for tensor, options in conditioning:
         settings = settings_of(options) or PassSettings()
@@ -56,6 +59,8 @@ def set_pass(conditioning: list, audio_scale: float | None = None, identity_scal
             settings = settings.with_audio(audio_scale)
         if identity_scale is not None:
             settings = settings.with_identity(identity_scale)
+        if motion is not None:
+            settings = settings.with_motion(motion)
         out.append([tensor, {**options, "model_conds": {**options.get("model_conds", {}), PASS_KEY: PassCond((settings,))}}])
     return out
 

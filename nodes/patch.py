@@ -1,12 +1,12 @@
 """Everything the pack does to a native Wan2.1 model, in one place.
 
 ``FantasyTalkingPatch.apply`` clones the ModelPatcher and adds two things, both owned by the clone: a DIFFUSION_MODEL
-wrapper (key ``fantasytalking``) and the modules' own ModelPatchers (audio adapter, identity module) as additional
-models, so ComfyUI loads, offloads and streams them with the diffusion model. For each model call the wrapper reads
-every batch row's ``PassSettings`` (carried by the row's conditioning, see ``passes.py``), builds the modality
-branches (audio per latent frame, identity per clip) and installs them through
-``fantasy_core.dit.injection.DiTInjection`` for that call only (removed in ``finally``). Nothing is stored in
-``model_options``, so later ``clone()`` calls never copy the modules.
+wrapper (key ``fantasytalking``) and the modules' own ModelPatchers (audio adapter, identity module, motion network)
+as additional models, so ComfyUI loads, offloads and streams them with the diffusion model. For each model call the
+wrapper reads every batch row's ``PassSettings`` (carried by the row's conditioning, see ``passes.py``), builds the
+modality branches (audio per latent frame, identity per clip) and the motion tap on the time embedding, and installs
+them through ``fantasy_core.dit.injection.DiTInjection`` for that call only (removed in ``finally``). Nothing is
+stored in ``model_options``, so later ``clone()`` calls never copy the modules.
 
 With core context windows (WanContextWindowsManual) each model call sees a subset of the latent frames, listed in
 ``transformer_options["context_window"].index_list``; those frames get exactly their own audio windows, sliced from
@@ -14,6 +14,9 @@ the whole track's windows (computed once), so window boundaries never shift the 
 """
 
 from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
 
 import comfy.ldm.wan.model
 import comfy.model_base
@@ -25,6 +28,8 @@ from ..fantasy_core.dit.injection import DiTInjection, ModelMismatchError, check
 from ..fantasy_core.frames import video_frames
 from ..fantasy_core.identity.embeds import FaceEmbedding
 from ..fantasy_core.identity.model import IdentityBranch, IdentityModule
+from ..fantasy_core.motion.intensity import MotionIntensity
+from ..fantasy_core.motion.model import MotionTap, omega_rows
 from ..fantasy_core.passes import IDENTITY_SCALE, audio_scales, identity_scales
 from .modules import FantasyTalkingModules
 from .passes import PASS_KEY, set_pass
@@ -54,13 +59,27 @@ def wan_i2v_model(model) -> comfy.ldm.wan.model.WanModel:
     return diffusion_model
 
 
-class FantasyTalkingPatch:
-    """The DIFFUSION_MODEL wrapper: each batch row gets the modalities its pass settings ask for, during one model call."""
+@dataclass(frozen=True)
+class Controls:
+    """What FantasyTalking Apply (and Long Video) take beyond the audio: the identity and the motion intensity."""
 
-    def __init__(self, modules: FantasyTalkingModules, audio: AudioEmbeds, identity: FaceEmbedding | None = None):
+    identity: FaceEmbedding | None = None
+    identity_scale: float = IDENTITY_SCALE
+    identity_guidance: bool = False  # the negative does not see the identity
+    motion: MotionIntensity | None = None  # None with a motion module loaded: neutral (0.5, 0.5)
+    motion_guidance: bool = False  # the negative gets neutral motion
+
+
+class FantasyTalkingPatch:
+    """The DIFFUSION_MODEL wrapper: each batch row gets the modalities its pass settings ask for, during one model call.
+    ``motion`` is the ω of rows whose settings name none (a guider's extra conditioning)."""
+
+    def __init__(self, modules: FantasyTalkingModules, audio: AudioEmbeds, identity: FaceEmbedding | None = None,
+                 motion: MotionIntensity | None = None):
         self.modules = modules
         self.audio = audio
         self.identity = identity
+        self.motion = motion if motion is not None or modules.motion is None else MotionIntensity()
 
     @property
     def adapter(self) -> AudioAdapter:
@@ -69,6 +88,18 @@ class FantasyTalkingPatch:
     @property
     def identity_module(self) -> IdentityModule | None:
         return None if self.identity is None else self.modules.identity.model
+
+    def _check_motion(self, diffusion_model) -> None:
+        if self.modules.motion is None:
+            return
+        config = self.modules.motion.model.config
+        width = diffusion_model.time_embedding[-1].out_features
+        if config.model_dim != width:
+            raise ModelMismatchError(
+                f"The FantasyTalking motion module ('{self.modules.file_of('motion')}') makes {config.model_dim}-wide "
+                f"embeddings, but this model's time embedding is {width} wide"
+                f"{' (Wan2.1-1.3B)' if width == 1536 else ''}. Load the Wan2.1 I2V model it was trained for (Wan2.1-I2V-14B)."
+            )
 
     def _check_modules(self, blocks) -> None:
         if self.modules.audio is None:
@@ -103,10 +134,12 @@ class FantasyTalkingPatch:
     def apply(self, model):
         diffusion_model = wan_i2v_model(model)
         self._check_modules(diffusion_model.blocks)
+        self._check_motion(diffusion_model)
         patched = model.clone()
         patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
         patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, self)
         used = [self.modules.audio] + ([self.modules.identity] if self.identity is not None else [])
+        used += [self.modules.motion] if self.modules.motion is not None else []
         patched.set_additional_models(WRAPPER_KEY, used)
         return patched
 
@@ -149,22 +182,52 @@ class FantasyTalkingPatch:
         if self.identity is not None and bool((scales != 0).any()):
             tokens = self.identity_module.identity_tokens(self.identity.vectors, x.device)
             branches.append(IdentityBranch(self.identity_module, tokens, scales))
-        with DiTInjection(executor.class_obj, branches):
+        with DiTInjection(executor.class_obj, branches, self._motion_taps(rows, x.device)):
             return executor(x, timestep, context, clip_fea, time_dim_concat, transformer_options, **kwargs)
+
+    def _motion_taps(self, rows, device) -> list:
+        asked = [row.motion for row in rows]
+        if self.modules.motion is None:
+            if any(motion is not None for motion in asked):
+                raise ValueError(
+                    "FantasyTalking: a conditioning asks for a motion intensity (from 'FantasyTalking Conditioning "
+                    "Settings'), but the fantasytalking_model has no motion module. Load a motion file with a chained "
+                    "'FantasyTalking Model Loader', or disconnect that motion input."
+                )
+            return []
+        omegas, active = omega_rows([motion or self.motion for motion in asked], device)
+        return [MotionTap(self.modules.motion.model, omegas, active)]
 
 
 def apply_fantasytalking(model, modules: FantasyTalkingModules, audio: AudioEmbeds, audio_scale: float, positive, negative,
-                         identity: FaceEmbedding | None = None, identity_scale: float = IDENTITY_SCALE, identity_guidance: bool = False):
+                         controls: Controls = Controls()):
     """The model with the modules; the positive conditioning hears the audio at ``audio_scale``, the negative is silent
     (the official negative pass). With an identity, both see it at ``identity_scale`` (λ2), unless
-    ``identity_guidance``: then the negative does not, and CFG also pushes towards the identity."""
+    ``identity_guidance``: then the negative does not, and CFG also pushes towards the identity. With a motion module,
+    both get the motion embedding of ``motion`` (neutral when none is given), unless ``motion_guidance``: then the
+    negative gets neutral motion, and CFG pushes from neutral towards ``motion``."""
+    identity, identity_scale = controls.identity, controls.identity_scale
+    if controls.motion is not None and modules.motion is None:
+        raise ValueError(
+            f"FantasyTalking: a motion intensity ({controls.motion.describe()}) is connected but the fantasytalking_model "
+            "has no motion module. Load a motion file (trained with the FantasyTalking trainer) with a 'FantasyTalking "
+            "Model Loader' chained to the audio adapter's loader, or disconnect the motion input."
+        )
+    if controls.motion_guidance and modules.motion is None:
+        raise ValueError("FantasyTalking: motion_guidance is on but the fantasytalking_model has no motion module. "
+                         "Turn motion_guidance off, or load a motion file.")
     if identity is None and modules.identity is not None and identity_scale != 0:
         raise ValueError(
             f"FantasyTalking: the fantasytalking_model holds an identity module ('{modules.file_of('identity')}') but no "
             "face embedding is connected. Connect 'FantasyTalking Face Embedding' to the identity input, or set "
             "identity_scale to 0 to run without identity."
         )
-    patched = FantasyTalkingPatch(modules, audio, identity).apply(model)
-    negative_identity = 0.0 if identity_guidance else identity_scale
-    return (patched, set_pass(positive, audio_scale=audio_scale, identity_scale=identity_scale),
-            set_pass(negative, audio_scale=0.0, identity_scale=negative_identity))
+    patch = FantasyTalkingPatch(modules, audio, identity, controls.motion)
+    if modules.motion is not None and controls.motion is None:
+        logging.info("FantasyTalking: the motion module runs at neutral intensity (ω_l 0.5, ω_b 0.5): no motion input is connected.")
+    motion = negative_motion = patch.motion
+    if controls.motion_guidance:
+        negative_motion = MotionIntensity()
+    negative_identity = 0.0 if controls.identity_guidance else identity_scale
+    return (patch.apply(model), set_pass(positive, audio_scale=audio_scale, identity_scale=identity_scale, motion=motion),
+            set_pass(negative, audio_scale=0.0, identity_scale=negative_identity, motion=negative_motion))

@@ -11,9 +11,8 @@ import torch
 from ..fantasy_core.audio.embeds import AudioEmbeds
 from ..fantasy_core.frames import latent_frames
 from ..fantasy_core.long_video import OverlapBlender, match_color, plan_segments
-from ..fantasy_core.passes import IDENTITY_SCALE
 from .denoise import sample_talking
-from .patch import apply_fantasytalking
+from .patch import Controls, apply_fantasytalking
 from .video_writer import StreamingMp4
 
 SEED_RANGE = 2**64  # the seed widget's range; segment k's seed wraps inside it
@@ -36,10 +35,9 @@ def i2v_conditioning(positive, negative, vae, width: int, height: int, length: i
 @torch.inference_mode()  # ComfyUI's executor does this too; a direct call must not build an autograd graph
 def generate_long_video(model, adapter, audio_embeds: AudioEmbeds, audio_scale, positive, negative, vae, clip_vision_output,
                         reference, width, height, segment_frames, overlap_frames, seed, steps, cfg, audio_cfg, sampler_name,
-                        scheduler, shift, color_match, audio, path, *, identity=None, identity_scale=IDENTITY_SCALE,
-                        identity_guidance=False) -> int:
+                        scheduler, shift, color_match, audio, path, controls: Controls = Controls()) -> int:
     """Writes the video to ``path`` and returns its frame count. On any error the original error propagates and no
-    file is left behind. Every segment sees the same identity (it is per clip, not per frame)."""
+    file is left behind. Every segment sees the same identity and motion intensity (both are per clip)."""
     segments = plan_segments(audio_embeds.num_frames, segment_frames, overlap_frames)
     writer = StreamingMp4(path, audio_embeds.audio.fps, audio)
     try:
@@ -49,8 +47,7 @@ def generate_long_video(model, adapter, audio_embeds: AudioEmbeds, audio_scale, 
         start = reference
         for segment in segments:
             segment_audio = audio_embeds.with_windows(segment.audio_windows(audio_embeds.windows))
-            patched, pos, neg = apply_fantasytalking(model, adapter, segment_audio, audio_scale, positive, negative,
-                                                     identity, identity_scale, identity_guidance)
+            patched, pos, neg = apply_fantasytalking(model, adapter, segment_audio, audio_scale, positive, negative, controls)
             pos, neg, latent = i2v_conditioning(pos, neg, vae, width, height, segment.num_frames, start, clip_vision_output)
 
             def on_step(step, _x0, _x, _total_steps, done=segment.index * steps):

@@ -12,3 +12,5 @@ FantasyTalkingAudio = io.Custom("FANTASYTALKING_AUDIO")
 FantasyTalkingFace = io.Custom("FANTASYTALKING_FACE")
 # fantasy_core.identity.embeds.FaceEmbedding: the L2-normalised ArcFace embedding the identity module consumes.
 FantasyTalkingIdentity = io.Custom("FANTASYTALKING_IDENTITY")
+# fantasy_core.motion.intensity.MotionIntensity: ω_l (expression) and ω_b (body), each in [0, 1].
+FantasyTalkingMotion = io.Custom("FANTASYTALKING_MOTION")

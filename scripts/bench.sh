@@ -7,6 +7,7 @@ export PYTHONPATH="$pack_dir"
 "$venv/bin/python" benchmarks/bench_core.py
 "$venv/bin/python" benchmarks/bench_audio_path.py
 "$venv/bin/python" benchmarks/bench_identity.py
+"$venv/bin/python" benchmarks/bench_motion.py
 if [ -n "$comfy" ]; then
   "$venv/bin/python" benchmarks/bench_comfyui.py
   "$venv/bin/python" benchmarks/bench_long_video.py

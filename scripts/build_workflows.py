@@ -30,6 +30,7 @@ MODELS = {
     "wav2vec": ("wav2vec2-base-960h.safetensors", "https://huggingface.co/facebook/wav2vec2-base-960h/resolve/main/model.safetensors", "audio_encoders"),
     # No public identity weights exist: users train them (README, "Identity"); the loader carries no download link.
     "identity": ("fantasytalking_identity.safetensors", None, "fantasytalking"),
+    "motion": ("fantasytalking_motion.safetensors", None, "fantasytalking"),
     "lightx2v": ("lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors",
                  "https://huggingface.co/Kijai/WanVideo_comfy/resolve/main/Lightx2v/lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors", "loras"),
 }
@@ -58,8 +59,9 @@ GROUPS = {  # title -> (x, y, colour); nodes are laid out in columns inside thei
     "5. Sampling (official settings)": (1400, 0, "#88A"),
     "6. Output video": (1400, 620, "#444"),
     "7. Identity: main face -> ArcFace (insightface pack, see README)": (2100, 0, "#2a7f62"),
+    "7. Motion intensity: how much the speaker moves (see README)": (2100, 0, "#7f5a2a"),
 }
-INPUTS, MODELS_GROUP, AUDIO, CONDITIONING, SAMPLING, OUTPUT, IDENTITY = GROUPS
+INPUTS, MODELS_GROUP, AUDIO, CONDITIONING, SAMPLING, OUTPUT, IDENTITY, MOTION = GROUPS
 
 
 def talking_portrait(variant: str) -> list[Node]:
@@ -79,7 +81,7 @@ def talking_portrait(variant: str) -> list[Node]:
         Node(15, "FantasyTalkingWav2VecLoader", "wav2vec2-base-960h", MODELS_GROUP, {"model_name": MODELS["wav2vec"][0]}, model="wav2vec"),
         Node(20, "FantasyTalkingAudioEmbeds", "Audio embeds (23 fps, 81 frames)", AUDIO, {"fps": 23, "max_frames": 81}, {"audio": (2, 0), "audio_encoder": (15, 0)}),
         Node(21, "FantasyTalkingApply", "FantasyTalking Apply (positive hears the voice)", AUDIO,
-             {"audio_scale": 1.0, "identity_scale": 0.5, "identity_guidance": False},
+             {"audio_scale": 1.0, "identity_scale": 0.5, "identity_guidance": False, "motion_guidance": False},
              {"model": (16 if variant == "fast" else 10, 0), "fantasytalking_model": (14, 0), "audio_embeds": (20, 0),
               "positive": (33, 0), "negative": (33, 1)}),
         Node(30, "ImageScaleToMaxDimension", "Longest side 512 (official)", CONDITIONING, {"upscale_method": "lanczos", "largest_size": 512}, {"image": (1, 0)}),
@@ -112,7 +114,7 @@ def long_talking_portrait() -> list[Node]:
         Node(41, "FantasyTalkingLongVideo", "Long video (81-frame segments, 13 overlap)", SAMPLING,
              {"audio_scale": 1.0, "width": 512, "height": 512, "segment_frames": 81, "overlap_frames": 13, "seed": 1111, "steps": 30,
               "cfg": 5.0, "audio_cfg": 4.5, "sampler_name": "euler", "scheduler": "fantasytalking", "shift": 5.0, "color_match": 1.0,
-              "identity_scale": 0.5, "identity_guidance": False},
+              "identity_scale": 0.5, "identity_guidance": False, "motion_guidance": False},
              {"model": (10, 0), "fantasytalking_model": (14, 0), "audio_embeds": (20, 0), "positive": (3, 0), "negative": (4, 0),
               "vae": (12, 0), "clip_vision_output": (32, 0), "start_image": (30, 0), "width": (31, 0), "height": (31, 1), "audio": (20, 3)}),
         Node(52, "SaveVideo", "Save MP4", OUTPUT, {"filename_prefix": "video/FantasyTalking_long", "format": "mp4", "codec": "h264"}, {"video": (41, 0)}),
@@ -138,9 +140,26 @@ def talking_portrait_with_identity() -> list[Node]:
     ]
 
 
+def talking_portrait_with_motion() -> list[Node]:
+    """The standard workflow plus the motion module: ω_l and ω_b (the paper's presets or sliders), and a motion file
+    chained to the audio adapter's loader. 'FantasyTalking Measure Motion' can replace the intensity node."""
+    nodes = {n.id: n for n in talking_portrait("standard")}
+    nodes[21].links["fantasytalking_model"] = (18, 0)
+    nodes[21].links["motion"] = (70, 0)
+    nodes[21].title = "FantasyTalking Apply (voice + motion)"
+    return [
+        *nodes.values(),
+        Node(18, "FantasyTalkingModelLoader", "FantasyTalking motion (trained: see README)", MODELS_GROUP,
+             {"model_name": MODELS["motion"][0], "weight_dtype": "default"}, {"fantasytalking_model": (14, 0)}),
+        Node(70, "FantasyTalkingMotionIntensity", "Motion intensity (subtle 0.1 / natural 0.5 / intense 1.0)", MOTION,
+             {"preset": "custom", "omega_lip": 0.5, "omega_body": 0.5}),
+    ]
+
+
 WORKFLOWS = {
     "fantasytalking_standard": talking_portrait("standard"),
     "fantasytalking_identity": talking_portrait_with_identity(),
+    "fantasytalking_motion": talking_portrait_with_motion(),
     "fantasytalking_long_video": long_talking_portrait(),
     "fantasytalking_lowvram_fp8": talking_portrait("lowvram"),
     "fantasytalking_fast_distilled_lora": talking_portrait("fast"),
@@ -225,8 +244,9 @@ def to_ui(name: str, nodes: list[Node], object_info: dict) -> dict:
             "size": [310, 110], "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
             "properties": properties, "widgets_values": widget_values(node, info),
         })
+    used = [(title, place) for title, place in GROUPS.items() if any(node.group == title for node in nodes)]  # no empty groups
     groups = [{"id": i + 1, "title": title, "bounding": [x, y, 680, 600], "color": colour, "font_size": 24, "flags": {}}
-              for i, (title, (x, y, colour)) in enumerate(GROUPS.items())]
+              for i, (title, (x, y, colour)) in enumerate(used)]
     return {
         "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"fantasytalking-native/{name}")), "revision": 0, "last_node_id": max(n.id for n in nodes), "last_link_id": len(links),
         "nodes": ui_nodes, "links": [l[:6] for l in links], "groups": groups, "config": {},

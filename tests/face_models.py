@@ -126,3 +126,28 @@ def write_model_pack(root: str, faces: list[EncodedFace], pack: str = "buffalo_l
     save_scrfd_onnx(os.path.join(folder, "det_10g.onnx"), faces)
     save_arcface_onnx(os.path.join(folder, "w600k_r50.onnx"), seed)
     return folder
+
+
+class DWPoseStandIn(nn.Module):
+    """DWPose's signature (dw-ll_ucoco_384.onnx): input [1, 3, 384, 288], SimCC outputs simcc_x [1, 133, 576] and
+    simcc_y [1, 133, 768] (two bins per model-input pixel). Its keypoints sit at fixed model-input pixels, given at
+    construction, so a test knows where rtmlib must map them in the source frame."""
+
+    def __init__(self, keypoints: dict[int, tuple[int, int]], num_keypoints: int = 133, height: int = 384, width: int = 288):
+        super().__init__()
+        simcc_x = torch.zeros(1, num_keypoints, 2 * width)
+        simcc_y = torch.zeros(1, num_keypoints, 2 * height)
+        for index, (x, y) in keypoints.items():
+            simcc_x[0, index, 2 * x] = 1.0
+            simcc_y[0, index, 2 * y] = 1.0
+        self.register_buffer("simcc_x", simcc_x)
+        self.register_buffer("simcc_y", simcc_y)
+
+    def forward(self, image):
+        touch = image.mean() * 0  # the outputs must depend on the input for the exporter to keep it
+        return self.simcc_x + touch, self.simcc_y + touch
+
+
+def export_dwpose_onnx(module: nn.Module, path: str, height: int = 384, width: int = 288) -> str:
+    _export(module.eval(), (torch.zeros(1, 3, height, width),), path, input_names=["input"], output_names=["simcc_x", "simcc_y"])
+    return path

@@ -80,3 +80,18 @@ def naive_qformer(state: dict, faces: torch.Tensor, num_layers: int, heads: int)
         h = linear(norm(x, f"{p}.ffn_norm"), f"{p}.ffn.fc1")
         x = x + linear(0.5 * h * (1 + torch.erf(h / math.sqrt(2))), f"{p}.ffn.fc2")
     return norm(x, "norm_out").float()
+
+
+def naive_motion_embedding(state, lip, body):
+    """The motion network for one (ω_l, ω_b), written out: two scalar MLPs, a residual layer per token, the mean, out."""
+    def linear(name, x):
+        return state[f"{name}.weight"].double() @ x + state[f"{name}.bias"].double()
+
+    def silu(x):
+        return x * torch.sigmoid(x)
+
+    tokens = []
+    for prefix, value in (("lip_mlp", lip), ("body_mlp", body)):
+        token = linear(f"{prefix}.fc2", silu(linear(f"{prefix}.fc1", torch.tensor([value], dtype=torch.float64))))
+        tokens.append(token + linear("resnet.fc2", silu(linear("resnet.fc1", token))))
+    return linear("out", silu((tokens[0] + tokens[1]) / 2)).float()

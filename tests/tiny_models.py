@@ -10,9 +10,11 @@ from safetensors.torch import save_file
 
 from fantasy_core import AudioAdapterConfig
 from fantasy_core.identity.model import IdentityConfig, IdentityModule
+from fantasy_core.motion.model import MotionConfig, MotionNetwork
 
 TINY_ADAPTER = AudioAdapterConfig(audio_dim=32, context_dim=24, model_dim=256, num_blocks=2)
 TINY_IDENTITY = IdentityConfig(face_dim=512, width=32, num_queries=4, num_layers=2, num_heads=4, ffn_dim=48, model_dim=256, num_blocks=2)
+TINY_MOTION = MotionConfig(hidden_dim=16, model_dim=256)
 
 
 def tiny_wav2vec_config(num_layers: int = 2, hidden: int = 32, pos_kernel: int = 16):
@@ -76,6 +78,18 @@ def random_identity_state(config: IdentityConfig = TINY_IDENTITY, seed: int = 0,
             state[key] = torch.zeros(shape)
         else:
             state[key] = torch.randn(shape, generator=gen) * (0.5 if key == "qformer.queries" else 0.2)
+    return state
+
+
+def random_motion_state(config: MotionConfig = TINY_MOTION, seed: int = 0, zero_out: bool = False) -> dict:
+    """Every tensor random; ``zero_out``: the last layer zero, as an untrained network's."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in MotionNetwork(config).state_dict().items():
+        if key.startswith("out.") and zero_out:
+            state[key] = torch.zeros(value.shape)
+        else:
+            state[key] = torch.randn(value.shape, generator=gen) * (0.3 if key.startswith("out.") else 0.5)
     return state
 
 

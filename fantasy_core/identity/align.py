@@ -30,12 +30,12 @@ def arcface_template(size: int = 112) -> np.ndarray:
 
 
 def similarity_transform(src, dst) -> np.ndarray:
-    """[2, 3] matrix M of the rotation, uniform scale and translation (no reflection) that maps the points src [N, 2]
-    closest to dst [N, 2] in least squares (Umeyama 1991): dst ~ M @ (x, y, 1)."""
+    """[D, D+1] matrix M of the rotation, uniform scale and translation (no reflection) that maps the points src [N, D]
+    closest to dst [N, D] in least squares (Umeyama 1991), D = 2 or 3: dst ~ M @ (x, y[, z], 1)."""
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
-    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
-        raise ValueError(f"A similarity transform needs two matching [N, 2] point sets, N >= 2; got {src.shape} and {dst.shape}.")
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] not in (2, 3) or len(src) < 2:
+        raise ValueError(f"A similarity transform needs two matching [N, 2] or [N, 3] point sets, N >= 2; got {src.shape} and {dst.shape}.")
     src_mean, dst_mean = src.mean(0), dst.mean(0)
     src_centred, dst_centred = src - src_mean, dst - dst_mean
     src_variance = (src_centred**2).sum() / len(src)
@@ -43,7 +43,8 @@ def similarity_transform(src, dst) -> np.ndarray:
         raise ValueError("The face keypoints all lie at one point, so no alignment can be computed.")
     covariance = dst_centred.T @ src_centred / len(src)
     u, singular, vt = np.linalg.svd(covariance)
-    signs = np.array([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])  # -1 would be a reflection: undo it
+    signs = np.ones(src.shape[1])
+    signs[-1] = np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0  # -1 would be a reflection: undo it
     rotation = u @ np.diag(signs) @ vt
     scale = (singular * signs).sum() / src_variance
     translation = dst_mean - scale * rotation @ src_mean

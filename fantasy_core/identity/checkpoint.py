@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from ..dit.layers import CastingOps
-from ..weights import CheckpointError, all_finite
+from ..weights import CheckpointError, build_module, check_module_state
 from .model import IdentityConfig, IdentityModule
 
 RETRAIN = "Export the identity module again with the FantasyTalking trainer; the file may be truncated or edited."
@@ -53,38 +53,11 @@ def identity_config_from_metadata(text: str | None, path: str) -> IdentityConfig
         _fail(path, f"its architecture metadata is invalid: {error}")
 
 
-def expected_shapes(config: IdentityConfig) -> dict[str, torch.Size]:
-    with torch.device("meta"):
-        module = IdentityModule(config)
-    return {key: value.shape for key, value in module.state_dict().items()}
-
-
 def parse_identity_state(state: dict[str, torch.Tensor], config: IdentityConfig, path: str) -> IdentityWeights:
-    expected = expected_shapes(config)
-    missing = [key for key in expected if key not in state]
-    if missing:
-        _fail(path, f"{len(missing)} weight(s) its architecture needs are missing", missing[0])
-    unexpected = sorted(key for key in state if key not in expected)
-    if unexpected:
-        _fail(path, f"it holds {len(unexpected)} weight(s) its architecture does not have", unexpected[0])
-    for key, shape in expected.items():
-        value = state[key]
-        if not value.is_floating_point():
-            _fail(path, f"the value is {value.dtype}, not a float tensor", key)
-        if value.shape != shape:
-            _fail(path, f"the tensor has shape {list(value.shape)}, but the metadata's architecture ({config}) needs "
-                  f"{list(shape)}", key)
-        if not all_finite(value):
-            _fail(path, "a weight holds NaN or infinite values, which would make every video NaN", key,
-                  "The file is damaged (or was saved after a diverged training run): export it again from a good checkpoint.")
+    check_module_state(state, IdentityModule, config, lambda problem, key, advice=RETRAIN: _fail(path, problem, key, advice))
     return IdentityWeights(dict(state), config, path)
 
 
 def build_identity_module(weights: IdentityWeights, operations=CastingOps, device=None) -> IdentityModule:
     """A module holding the file's tensors (no random initialisation, strict key match)."""
-    with torch.device("meta"):
-        module = IdentityModule(weights.config, operations)
-    module.load_state_dict(weights.state_dict, strict=True, assign=True)
-    if device is not None:
-        module.to(device=device)
-    return module.eval().requires_grad_(False)
+    return build_module(IdentityModule, weights.config, weights.state_dict, operations, device)

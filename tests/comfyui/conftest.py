@@ -17,10 +17,12 @@ from tiers import PACK_DIR
 from face_models import EncodedFace, write_model_pack
 from tiny_models import (
     TINY_IDENTITY,
+    TINY_MOTION,
     TINY_WAN,
     in_layout,
     random_adapter_state,
     random_identity_state,
+    random_motion_state,
     save_ctc_wav2vec_folder,
     save_media,
     save_tiny_wan_lora,
@@ -31,6 +33,7 @@ from tiny_models import (
 
 from fantasy_core import AudioAdapterConfig
 from fantasy_core.modules_file import save_fantasytalking_file
+from fantasy_core.motion.intensity import MotionCalibration
 
 PACK_NAME = "fantasytalking-native"
 TESTING_PACK = os.path.join(os.path.dirname(__file__), "testing_pack")
@@ -74,6 +77,12 @@ def model_files(comfy, comfy_nodes, tmp_path_factory):
     files["identity_zero"] = save_fantasytalking_file(str(folder / "identity_untrained.safetensors"),
                                                       identity=(random_identity_state(TINY_IDENTITY, seed=4, zero_key_values=True), TINY_IDENTITY))
     files["combined"] = save_fantasytalking_file(str(folder / "fantasytalking_combined_tiny.safetensors"), audio=files["adapter_state"], identity=identity)
+    # motion networks for the tiny Wan's 256-wide time embedding: trained-like and freshly initialised (zero last layer)
+    files["motion_state"] = random_motion_state(TINY_MOTION, seed=5)
+    files["motion"] = save_fantasytalking_file(str(folder / "motion_tiny.safetensors"),
+                                               motion=(files["motion_state"], TINY_MOTION, MotionCalibration()))
+    files["motion_zero"] = save_fantasytalking_file(str(folder / "motion_untrained.safetensors"),
+                                                    motion=(random_motion_state(TINY_MOTION, seed=5, zero_out=True), TINY_MOTION, MotionCalibration()))
     # an insightface pack of ONNX stand-ins with the real signatures: SCRFD reporting one known face (in its 640 px
     # input), ArcFace 112x112 -> 512
     files["detector_face"] = EncodedFace(box=(220.0, 100.0, 380.0, 300.0), score=0.93, stride=16,
@@ -164,7 +173,7 @@ def stand_ins(workspace, model_files):
             if node["class_type"] in sources:
                 widget, folder = LOADER_FOLDERS[node["class_type"]]
                 file_name = node["inputs"][widget]
-                source = model_files["identity"] if "identity" in file_name else sources[node["class_type"]]
+                source = model_files["identity"] if "identity" in file_name else model_files["motion"] if "motion" in file_name else sources[node["class_type"]]
                 target = root / folder / file_name
                 if not target.exists():
                     os.symlink(source, target)

@@ -17,7 +17,7 @@ LOADER_FOLDERS = {  # loader class -> (widget holding the file name, models fold
 }
 
 # Files no one publishes: users train them (README, "Identity"), so their loaders carry no download link.
-NOT_PUBLIC = {"fantasytalking_identity.safetensors"}
+NOT_PUBLIC = {"fantasytalking_identity.safetensors", "fantasytalking_motion.safetensors"}
 
 
 def load(name):

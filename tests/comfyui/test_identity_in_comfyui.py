@@ -19,8 +19,8 @@ def face_embedding(seed=0, width=512):
     return FaceEmbedding(vector / vector.norm(), "buffalo_l/w600k_r50.onnx", "CPUExecutionProvider")
 
 
-@pytest.fixture(scope="module")
-def talk(comfy_nodes, model_files):
+def talking_inputs(comfy_nodes, model_files) -> dict:
+    """The tiny Wan, 9 frames of audio embeds and the audio adapter: what every module's tests start from."""
     import comfy.sd
 
     from tiny_models import voice_like
@@ -28,11 +28,15 @@ def talk(comfy_nodes, model_files):
     encoder = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")[0]
     audio = {"waveform": voice_like(1.0, 16000, seed=3)[None, None], "sample_rate": 16000}
     embeds = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=encoder, fps=23, max_frames=9)[0]
-    adapter = load(comfy_nodes, "fantasytalking_tiny.ckpt")
+    return {"wan": comfy.sd.load_diffusion_model(model_files["wan"]), "embeds": embeds, "adapter": load(comfy_nodes, "fantasytalking_tiny.ckpt")}
+
+
+@pytest.fixture(scope="module")
+def talk(comfy_nodes, model_files):
+    inputs = talking_inputs(comfy_nodes, model_files)
+    adapter = inputs["adapter"]
     return {
-        "wan": comfy.sd.load_diffusion_model(model_files["wan"]),
-        "embeds": embeds,
-        "adapter": adapter,
+        **inputs,
         "with_identity": load(comfy_nodes, "identity_tiny.safetensors", chained=adapter),
         "untrained": load(comfy_nodes, "identity_untrained.safetensors", chained=adapter),
         "face": face_embedding(),

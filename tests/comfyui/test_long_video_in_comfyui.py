@@ -9,6 +9,8 @@ from test_identity_in_comfyui import face_embedding
 from test_nodes import run
 from tiny_models import voice_like
 
+from fantasy_core.motion.intensity import MotionIntensity
+
 SECONDS, FPS = 20.0, 23
 
 
@@ -21,7 +23,9 @@ def long_run(comfy_nodes, workspace, model_files, tmp_path_factory):
     vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(model_files["vae"]))
     adapter = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="fantasytalking_tiny.ckpt", weight_dtype="default")[0]
     modules = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="identity_tiny.safetensors", weight_dtype="default", fantasytalking_model=adapter)[0]
+    modules = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="motion_tiny.safetensors", weight_dtype="default", fantasytalking_model=modules)[0]
     face = face_embedding(seed=5)
+    motion = MotionIntensity(0.9, 0.2)
     encoder = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")[0]
     track = {"waveform": torch.stack([voice_like(SECONDS, 22050, 1), voice_like(SECONDS, 22050, 2)])[None], "sample_rate": 22050}
     embeds, num_frames, fps, trimmed = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=track, audio_encoder=encoder, fps=FPS, max_frames=100001)
@@ -34,15 +38,24 @@ def long_run(comfy_nodes, workspace, model_files, tmp_path_factory):
     adapter_module.frame_context = lambda features, windows, device=None: (seen.append(windows), original(features, windows, device))[1]
     faces, original_tokens = [], identity_module.identity_tokens
     identity_module.identity_tokens = lambda vectors, device=None: (faces.append((len(seen), vectors)), original_tokens(vectors, device))[1]
+    omegas = []
+    motion_hook = modules.motion.model.register_forward_hook(lambda _m, args, _out: omegas.append((len(seen), args[0].clone())))
     try:
         (video,) = run(comfy_nodes, "FantasyTalkingLongVideo", model=wan, fantasytalking_model=modules, audio_embeds=embeds, audio_scale=1.0,
                        positive=text, negative=negative, vae=vae, clip_vision_output=clip, start_image=portrait, width=64, height=64,
                        segment_frames=81, overlap_frames=13, seed=0, steps=2, cfg=5.0, audio_cfg=4.5, sampler_name="euler",
                        scheduler="fantasytalking", shift=5.0, color_match=1.0, audio=trimmed, identity=face, identity_scale=0.5,
-                       identity_guidance=False)
+                       identity_guidance=False, motion=motion, motion_guidance=False)
     finally:
         del adapter_module.frame_context, identity_module.identity_tokens
-    return {"video": video, "embeds": embeds, "num_frames": num_frames, "seen": seen, "faces": faces, "face": face}
+        motion_hook.remove()
+    return {"video": video, "embeds": embeds, "num_frames": num_frames, "seen": seen, "faces": faces, "face": face, "omegas": omegas}
+
+
+def test_every_model_call_of_every_segment_gets_the_motion_intensity(long_run):
+    # each record is (audio calls so far, ω of every row): positive and negative rows alike get (0.9, 0.2)
+    assert {index for index, _ in long_run["omegas"]} >= set(range(1, len(long_run["seen"]) + 1))
+    assert all(torch.equal(rows, torch.tensor([[0.9, 0.2]]).expand_as(rows)) for _, rows in long_run["omegas"])
 
 
 def test_twenty_seconds_become_one_mp4_of_the_right_length_with_the_voice(long_run):
@@ -103,7 +116,9 @@ def test_an_error_inside_reaches_the_user_and_leaves_no_file(comfy_nodes, worksp
     vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(model_files["vae"]))
     adapter = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="fantasytalking_tiny.ckpt", weight_dtype="default")[0]
     modules = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="identity_tiny.safetensors", weight_dtype="default", fantasytalking_model=adapter)[0]
+    modules = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="motion_tiny.safetensors", weight_dtype="default", fantasytalking_model=modules)[0]
     face = face_embedding(seed=5)
+    motion = MotionIntensity(0.9, 0.2)
     encoder = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")[0]
     track = {"waveform": voice_like(2.0, 16000, 3)[None, None], "sample_rate": 16000}
     embeds, _, _, trimmed = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=track, audio_encoder=encoder, fps=FPS, max_frames=100001)

@@ -135,3 +135,17 @@ def test_node_ids_and_input_names_are_stable(object_info):
     """Saved workflows depend on these. Changing them is a breaking change: bump the major version, then update
     node_interface.json deliberately."""
     assert node_interface(object_info) == json.loads(INTERFACE.read_text())
+
+
+@pytest.mark.parametrize("widget, value", [("omega_lip", 1.5), ("omega_body", -0.2)])
+def test_motion_intensity_outside_0_to_1_is_refused_through_the_api(server, stand_ins, widget, value):
+    import urllib.error
+
+    graph = cpu_sized_graph("fantasytalking_motion")
+    (node_id,) = [key for key, node in graph.items() if node["class_type"] == "FantasyTalkingMotionIntensity"]
+    graph[node_id]["inputs"][widget] = value
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        http(server["port"], "/prompt", {"prompt": graph, "client_id": "test"})
+    reply = json.loads(refused.value.read())
+    errors = reply["node_errors"][node_id]["errors"]
+    assert refused.value.code == 400 and any(widget in error["details"] for error in errors), reply

@@ -92,7 +92,7 @@ def set_config(**changes):
     (dict(change_tensors=lambda t: t["identity.qformer.layers.1.ffn.fc1.weight"].__setitem__((0, 0), float("nan"))),
      r"NaN or infinite.*'identity.qformer.layers.1.ffn.fc1.weight'"),
     (dict(change_tensors=lambda t: t.update({"motion.mlp.weight": torch.zeros(2)})), r"'motion.mlp.weight' belongs to none of the declared modules"),
-    (dict(change_metadata=lambda m: m.update({MODULES_KEY: '["identity", "motion"]'})), r"declares the modules \['identity', 'motion'\].*update"),
+    (dict(change_metadata=lambda m: m.update({MODULES_KEY: '["identity", "lipsync"]'})), r"declares the modules \['identity', 'lipsync'\].*update"),
     (dict(change_metadata=lambda m: m.update({FORMAT_KEY: "2"})), r"format version '2'.*Update the FantasyTalking nodes"),
     (dict(change_metadata=lambda m: m.update({"fantasytalking.identity": "{not json"})), r"not valid JSON"),
     (dict(change_metadata=lambda m: m.pop("fantasytalking.identity")), r"no identity architecture"),
