@@ -28,5 +28,17 @@ def import_rtmlib(purpose: str):
     try:
         import rtmlib
     except ImportError as error:
+        missing = getattr(error, "name", None)
+        if missing and missing.split(".")[0] != "rtmlib":  # rtmlib is there; what it imports is not
+            raise ImportError(f"{purpose} uses rtmlib, which needs '{missing}': pip install "
+                              f"{'opencv-python-headless' if missing == 'cv2' else missing} ({error})") from error
         raise ImportError(f"{purpose} needs rtmlib: {RTMLIB_INSTALL}. ({error})") from error
     return rtmlib
+
+
+def import_onnxruntime(purpose: str):
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise ImportError(f"{purpose} needs onnxruntime: pip install onnxruntime (or onnxruntime-gpu). ({error})") from error
+    return onnxruntime

@@ -105,7 +105,8 @@ class FantasyTalkingConditioningSettings(io.ComfyNode):
                                      "passes had (set 0 on a negative to keep identity guidance)."),
                 FantasyTalkingMotion.Input("motion", optional=True,
                                            tooltip="Optional: the motion intensity these passes get (needs a motion "
-                                           "module). Not connected: they keep theirs, or get FantasyTalking Apply's."),
+                                           "module). Not connected: they keep theirs, or get FantasyTalking Apply's. Use it "
+                                           "after FantasyTalking Apply, which sets positive and negative itself."),
             ],
             outputs=[io.Conditioning.Output(display_name="conditioning")],
         )

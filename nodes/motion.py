@@ -9,7 +9,7 @@ from fractions import Fraction
 import comfy.utils
 import numpy as np
 import torch
-from comfy_api.latest import io
+from comfy_api.latest import InputImpl, io
 
 from ..fantasy_core.motion.intensity import (
     MEANING,
@@ -23,7 +23,7 @@ from ..fantasy_core.motion.landmarks import (
     FaceMeshTracker,
     MediaPipePoseTracker,
 )
-from ..fantasy_core.motion.measure import measure_motion
+from ..fantasy_core.motion.measure import MEASURE_SIDE, measure_motion
 from ..fantasy_core.motion.plot import motion_plot
 from .folders import MEDIAPIPE_POSE, body_model_choices, body_model_path
 from .identity import to_uint8
@@ -87,18 +87,37 @@ class _ImageFrames(Sequence):
         return to_uint8(self.images[index])
 
 
-def _frames_and_rate(images, video, fps: float) -> tuple[torch.Tensor, float]:
+def _frames_and_rate(images, video, fps: float) -> tuple[Sequence, float]:
     if (images is None) == (video is None):
         raise ValueError(
             "FantasyTalking Measure Motion: connect exactly one of 'images' (an IMAGE batch, e.g. from Load Video, with "
             "its frame rate in 'fps') or 'video' (a VIDEO, which carries its own frame rate)."
         )
     if video is not None:
+        if isinstance(video, InputImpl.VideoFromFile):  # decoded frame by frame, at measuring size, not all at once
+            return _decoded_frames(video.get_stream_source())
         components = video.get_components()
-        return components.images, float(Fraction(components.frame_rate))
+        return _ImageFrames(components.images), float(Fraction(components.frame_rate))
     if images.dim() != 4 or images.shape[-1] < 3:
         raise ValueError(f"FantasyTalking Measure Motion: 'images' must be an IMAGE batch [frames, height, width, 3]; got shape {list(images.shape)}.")
-    return images, float(fps)
+    return _ImageFrames(images), float(fps)
+
+
+def _decoded_frames(source) -> tuple[list[np.ndarray], float]:
+    """Every frame of a video file as uint8 RGB, scaled to at most MEASURE_SIDE on the longer side while decoding."""
+    import av
+
+    with av.open(source) as container:
+        if not container.streams.video:
+            raise ValueError("FantasyTalking Measure Motion: the 'video' input has no video stream.")
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or stream.guessed_rate or 0)
+        frames = []
+        for frame in container.decode(stream):
+            scale = min(1.0, MEASURE_SIDE / max(frame.width, frame.height))
+            frames.append(frame.to_ndarray(width=max(1, round(frame.width * scale)), height=max(1, round(frame.height * scale)),
+                                           format="rgb24"))
+    return frames, rate
 
 
 def _calibration(fantasytalking_model) -> MotionCalibration:
@@ -155,10 +174,11 @@ class FantasyTalkingMeasureMotion(io.ComfyNode):
     def execute(cls, fps: float, body_model: str, images=None, video=None, fantasytalking_model=None) -> io.NodeOutput:
         frames, rate = _frames_and_rate(images, video, fps)
         calibration = _calibration(fantasytalking_model)
-        progress = comfy.utils.ProgressBar(frames.shape[0])
+        progress = comfy.utils.ProgressBar(len(frames))
         with FaceMeshTracker() as face, open_body_tracker(body_model) as body:
-            measured = measure_motion(_ImageFrames(frames), rate, face, body, calibration, "The reference clip",
+            measured = measure_motion(frames, rate, face, body, calibration, "The reference clip",
                                       progress=lambda done, total: progress.update_absolute(done, total))
-        logging.info("FantasyTalking: measured motion %s", measured.describe())
+        skipped = measured.face_missing or measured.body_missing
+        (logging.warning if skipped else logging.info)("FantasyTalking: measured motion %s", measured.describe())
         plot = torch.from_numpy(motion_plot(measured)[None].astype(np.float32) / 255.0)
         return io.NodeOutput(measured.intensity, measured.intensity.lip, measured.intensity.body, plot)

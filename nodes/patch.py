@@ -28,7 +28,7 @@ from ..fantasy_core.dit.injection import DiTInjection, ModelMismatchError, check
 from ..fantasy_core.frames import video_frames
 from ..fantasy_core.identity.embeds import FaceEmbedding
 from ..fantasy_core.identity.model import IdentityBranch, IdentityModule
-from ..fantasy_core.motion.intensity import MotionIntensity
+from ..fantasy_core.motion.intensity import NEUTRAL, MotionIntensity
 from ..fantasy_core.motion.model import MotionTap, omega_rows
 from ..fantasy_core.passes import IDENTITY_SCALE, audio_scales, identity_scales
 from .modules import FantasyTalkingModules
@@ -225,6 +225,9 @@ def apply_fantasytalking(model, modules: FantasyTalkingModules, audio: AudioEmbe
     patch = FantasyTalkingPatch(modules, audio, identity, controls.motion)
     if modules.motion is not None and controls.motion is None:
         logging.info("FantasyTalking: the motion module runs at neutral intensity (ω_l 0.5, ω_b 0.5): no motion input is connected.")
+    if controls.motion_guidance and (patch.motion.lip, patch.motion.body) == (NEUTRAL, NEUTRAL):
+        logging.warning("FantasyTalking: motion_guidance is on but the motion is neutral (0.5, 0.5), the same as the "
+                        "negative's, so it changes nothing. Connect a motion intensity other than 0.5, or turn it off.")
     motion = negative_motion = patch.motion
     if controls.motion_guidance:
         negative_motion = MotionIntensity()

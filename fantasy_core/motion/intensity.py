@@ -115,4 +115,6 @@ def _interpolate(table, raw: float) -> float:
         raise ValueError(f"a raw motion measurement must be a finite number >= 0; got {raw!r}.")
     percents = np.array([p for p, _ in table]) / 100
     values = np.array([v for _, v in table])
+    for i in range(1, len(values)):  # tied values (many equally still clips): the value itself reads as the lowest of
+        values[i] = max(values[i], np.nextafter(values[i - 1], np.inf))  # their percentiles, anything above as the highest
     return float(np.interp(raw, values, percents))

@@ -1,10 +1,11 @@
 """Per-frame landmarks for measuring motion: the face mesh (for ω_l) and body joints (for ω_b).
 
-Each tracker follows one person through a clip (create one per clip; they keep tracking state) and returns, per
-frame, ``Landmarks`` in source pixels, or None when it found nobody. Body trackers mark joints they cannot see as
-invalid (portrait clips rarely show the hips).
+Each tracker looks at every frame on its own (MediaPipe's static-image mode: deterministic, identical frames give
+identical landmarks, no smoothing that would damp the motion being measured) and returns ``Landmarks`` in source
+pixels, or None when it found nobody. It follows the most prominent person; clips should show one. Body trackers mark
+joints they cannot see as invalid (portrait clips rarely show the hips).
 
-- Face: MediaPipe face mesh, 478 points with z (in the same pixel scale as x), tracking mode.
+- Face: MediaPipe face mesh, 478 points with z (in the same pixel scale as x).
 - Body: MediaPipe Pose (33 points, ``model_complexity=1``, the only complexity whose model ships in the wheel), or
   DWPose / RTMPose ONNX files through rtmlib (COCO order; the whole frame is the person's box, as in a portrait clip).
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..optional import import_mediapipe, import_rtmlib
+from ..optional import import_mediapipe, import_onnxruntime, import_rtmlib
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class FaceMeshTracker(_Closing):
         mp = import_mediapipe("Measuring facial motion (ω_l)")
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=1, refine_landmarks=True,
-            min_detection_confidence=min_confidence, min_tracking_confidence=min_confidence,
+            min_detection_confidence=min_confidence,
         )
 
     def track(self, frame: np.ndarray) -> Landmarks | None:
@@ -93,7 +94,7 @@ class MediaPipePoseTracker(_Closing):
         self.min_visibility = min_visibility
         self._pose = mp.solutions.pose.Pose(
             static_image_mode=True, model_complexity=1, enable_segmentation=False,
-            min_detection_confidence=min_confidence, min_tracking_confidence=min_confidence,
+            min_detection_confidence=min_confidence,
         )
 
     def track(self, frame: np.ndarray) -> Landmarks | None:
@@ -124,7 +125,7 @@ class DWPoseTracker(_Closing):
         if not path.is_file():
             raise FileNotFoundError(f"The DWPose model '{path}' does not exist. Put dw-ll_ucoco_384.onnx in ComfyUI/models/dwpose/.")
         rtmlib = import_rtmlib("Measuring body motion with DWPose")
-        import onnxruntime
+        onnxruntime = import_onnxruntime("Measuring body motion with DWPose")
 
         try:
             session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

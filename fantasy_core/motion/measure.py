@@ -13,17 +13,21 @@ One function, ``measure_motion``, serves the Measure Motion node and the trainin
   (hop: half a window), averaged over points and windows, so a clip's length or slow drift does not change its value.
   Frames where the tracker found nothing are skipped and counted; a window needs half its frames.
 - **ω** is the raw value read against the calibration's percentiles (``intensity.MotionCalibration``).
+- Frames larger than ``MEASURE_SIDE`` on their longer side are scaled down to it first.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ..identity.align import similarity_transform
 from .intensity import MotionCalibration, MotionIntensity
@@ -35,6 +39,7 @@ logger = logging.getLogger(__name__)
 # outer and inner corners, temples.
 FACE_RIGID_POINTS = (10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 33, 133, 362, 263, 127, 356, 21, 251)
 FACE_MESH_POINTS = 478
+MEASURE_SIDE = 512  # frames are measured at most this large (longer side, pixels)
 # What expression moves: MediaPipe's lip, eye and eyebrow contours (FACEMESH_LIPS, *_EYE, *_EYEBROW). The rest of the
 # mesh (cheeks, face oval) mostly adds the model's own jitter when the head moves.
 LIP_POINTS = (0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191, 267, 269, 270,
@@ -86,6 +91,14 @@ def _stack(tracked: Sequence[Landmarks | None], num_points: int, dims: int) -> n
     return coords
 
 
+def face_usable(face: Landmarks | None) -> bool:
+    """A face mesh whose rigid points were all seen (and are finite): the head's pose can be removed."""
+    if face is None:
+        return False
+    rigid = list(FACE_RIGID_POINTS)
+    return bool(face.valid[rigid].all() and np.isfinite(face.points[rigid]).all())
+
+
 def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :-1].T + matrix[:, -1]
 
@@ -94,10 +107,10 @@ def expression_coordinates(faces: Sequence[Landmarks | None]) -> np.ndarray:
     """[T, P, 3] the expression points (``EXPRESSION_POINTS``) of each frame's face mesh with head translation, rotation
     and scale removed (NaN for frames without a face)."""
     coords = _stack(faces, FACE_MESH_POINTS, 3)
-    seen = np.flatnonzero(~np.isnan(coords[:, 0, 0]))
-    if not len(seen):
-        return coords[:, list(EXPRESSION_POINTS)]
     rigid = list(FACE_RIGID_POINTS)
+    seen = np.flatnonzero(np.isfinite(coords[:, rigid]).all(axis=(1, 2)))  # the head's pose needs every rigid point
+    if not len(seen):
+        return np.full((len(coords), len(EXPRESSION_POINTS), 3), np.nan)
     reference = coords[seen[0], rigid]
     for _ in range(2):  # align to the first face, then to the mean of the aligned faces (generalised Procrustes)
         aligned = np.stack([_apply(similarity_transform(coords[t, rigid], reference), coords[t, rigid]) for t in seen])
@@ -155,8 +168,21 @@ def displacement_curve(coords: np.ndarray) -> np.ndarray:
     return curve
 
 
+def fit_for_measuring(frame: np.ndarray) -> np.ndarray:
+    """A frame whose longer side exceeds ``MEASURE_SIDE`` scaled down to it (area average): the trackers see the same
+    resolution whatever the source, and a long clip stays cheap."""
+    height, width = frame.shape[:2]
+    if max(height, width) <= MEASURE_SIDE:
+        return frame
+    scale = MEASURE_SIDE / max(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    pixels = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()
+    resized = F.interpolate(pixels, size=size, mode="area")
+    return resized[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
 def frames_per_window(fps: float, window_seconds: float) -> int:
-    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+    if not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
         raise MotionMeasurementError(f"The clip's frame rate must be a positive number of frames per second; got {fps!r}.")
     window = round(window_seconds * fps)
     if window < 4:
@@ -186,18 +212,26 @@ def measure_motion(
             f"{calibration.window_seconds:g} s windows: give at least {window} frames ({calibration.window_seconds:g} s)."
         )
     if body_tracker.layout.name != calibration.body_landmarks:
+        if calibration.source != "defaults":
+            raise MotionMeasurementError(
+                f"The motion calibration of {calibration.source} was measured with {calibration.body_landmarks} body joints, "
+                f"but this measurement uses {body_tracker.layout.name}: ω_b would not mean what it meant in training. "
+                f"Measure with the {calibration.body_landmarks.replace('_', ' ')} body model."
+            )
         logger.warning(
-            "FantasyTalking: the motion calibration (%s) was measured with %s body joints but this measurement uses %s; "
-            "ω_b may read differently from training.", calibration.source, calibration.body_landmarks, body_tracker.layout.name,
+            "FantasyTalking: the default motion calibration was measured with %s body joints but this measurement uses "
+            "%s; ω_b may read differently.", calibration.body_landmarks, body_tracker.layout.name,
         )
     faces, bodies = [], []
     for index, frame in enumerate(frames):
+        frame = fit_for_measuring(frame)
         faces.append(face_tracker.track(frame))
         bodies.append(body_tracker.track(frame))
         if progress is not None:
             progress(index + 1, total)
-    face_missing = sum(face is None for face in faces)
-    body_missing = sum(body is None for body in bodies)
+    joints = list(body_tracker.layout.joints)
+    face_missing = sum(not face_usable(face) for face in faces)
+    body_missing = sum(body is None or not body.valid[joints].any() for body in bodies)
     for what, missing in (("a face", face_missing), ("a body", body_missing)):
         if missing > total - window / 2:
             raise MotionMeasurementError(

@@ -33,12 +33,28 @@ def sample(comfy_nodes, talk, modules, cfg=3.0, **options):
 
 
 class OmegaRecorder:
-    """Records the ω rows the motion network is run on (one row per batch row of a model call)."""
+    """Records the ω rows the motion network is run on (one row per batch row of a model call), and with
+    ``passes(model)`` each row's audio scale too, so positive (hears the audio) and negative rows are told apart."""
 
     def __init__(self, modules):
-        self.rows = []
+        self.rows, self.audio = [], []
         self.handle = modules.motion.model.register_forward_hook(
             lambda _m, args, _out: self.rows.extend(tuple(round(v, 5) for v in row) for row in args[0].tolist()))
+
+    def passes(self, model):
+        import comfy.patcher_extension
+
+        def record(executor, x, t, *args, **kwargs):
+            self.audio.extend(row.audio_scale for row in kwargs["fantasytalking_pass"])
+            return executor(x, t, *args, **kwargs)
+
+        model = model.clone()
+        model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "test_omega_recorder", record)
+        return model
+
+    def by_audio(self):
+        assert len(self.audio) == len(self.rows)
+        return sorted(zip(self.audio, self.rows))
 
     def __enter__(self):
         return self
@@ -81,8 +97,8 @@ def test_trained_motion_changes_the_video_and_each_level_differently(comfy_nodes
 def test_which_passes_get_the_motion_embedding(comfy_nodes, talk, guidance, negative_omega):
     model, positive, negative = apply(comfy_nodes, talk, talk["with_motion"], motion=MotionIntensity(0.8, 0.3), guidance=guidance)
     with OmegaRecorder(talk["with_motion"]) as recorder:
-        denoise_once(model, positive, negative, cfg=3.0)
-    assert sorted(recorder.rows) == sorted([(0.8, 0.3), negative_omega])
+        denoise_once(recorder.passes(model), positive, negative, cfg=3.0)
+    assert recorder.by_audio() == [(0.0, negative_omega), (1.0, (0.8, 0.3))]
 
 
 def test_motion_guidance_changes_the_guided_result(comfy_nodes, talk):
@@ -97,8 +113,8 @@ def test_conditioning_settings_give_a_pass_its_own_motion_or_apply_s(comfy_nodes
                    identity_scale=0.5, motion=MotionIntensity(0.2, 0.6))[0]
     fresh = run(comfy_nodes, "FantasyTalkingConditioningSettings", conditioning=conditioning(41), audio_scale=0.0, identity_scale=0.5)[0]
     with OmegaRecorder(talk["with_motion"]) as recorder:
-        denoise_once(model, positive, negative, cfg=3.0)
-        assert sorted(recorder.rows) == [(0.2, 0.6), (0.8, 0.3)]
+        denoise_once(recorder.passes(model), positive, negative, cfg=3.0)
+        assert recorder.by_audio() == [(0.0, (0.2, 0.6)), (1.0, (0.8, 0.3))]
         recorder.rows.clear()
         denoise_once(model, positive, fresh, cfg=3.0)  # a conditioning that names no motion gets Apply's
         assert recorder.rows == [(0.8, 0.3)] * 2
@@ -210,6 +226,9 @@ def test_measure_motion_node_from_images_and_from_a_video(comfy_nodes):
     video = InputImpl.VideoFromComponents(Types.VideoComponents(images=images, audio=None, frame_rate=FPS))
     again = run(comfy_nodes, "FantasyTalkingMeasureMotion", video=video, fps=25.0, body_model="mediapipe pose")[0]
     assert (again.lip, again.body) == (lip, body)  # the video's own 10 fps, not the fps widget, was used
+    rgba = torch.cat([images, torch.ones_like(images[..., :1])], dim=-1)  # an IMAGE with alpha: the colour is measured
+    with_alpha = run(comfy_nodes, "FantasyTalkingMeasureMotion", images=rgba, fps=FPS, body_model="mediapipe pose")[0]
+    assert (with_alpha.lip, with_alpha.body) == (lip, body)
     still = run(comfy_nodes, "FantasyTalkingMeasureMotion", images=synthetic_clip(), fps=FPS, body_model="mediapipe pose")[0]
     assert (still.lip, still.body) == (0.0, 0.0)
 
@@ -245,3 +264,24 @@ def test_measure_motion_input_errors(comfy_nodes):
 def test_measure_motion_reports_a_clip_that_is_too_short(comfy_nodes):
     with pytest.raises(ValueError, match=r"The reference clip has 8 frames \(0.32 s at 25 fps\).*at least 50 frames"):
         run(comfy_nodes, "FantasyTalkingMeasureMotion", images=synthetic_clip(frames=8), fps=25.0, body_model="mediapipe pose")
+
+
+@pytest.mark.face
+def test_measure_motion_decodes_a_video_file_at_its_own_frame_rate(comfy_nodes, tmp_path):
+    import av
+    from comfy_api.latest import InputImpl
+    from motion_clips import FPS, clip
+
+    frames = clip(expression=8, body=8)
+    path = str(tmp_path / "reference.mp4")
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=int(FPS), options={"crf": "8"})
+        stream.width, stream.height, stream.pix_fmt = 512, 512, "yuv420p"
+        for pixels in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode())
+    images = torch.from_numpy(np.stack(frames)).float() / 255.0
+    from_images = run(comfy_nodes, "FantasyTalkingMeasureMotion", images=images, fps=FPS, body_model="mediapipe pose")[0]
+    from_file = run(comfy_nodes, "FantasyTalkingMeasureMotion", video=InputImpl.VideoFromFile(path), fps=25.0, body_model="mediapipe pose")[0]
+    # the same clip through a lossy codec: ω close, not equal (a wrong frame rate would change the windows and ω)
+    assert from_file.lip == pytest.approx(from_images.lip, abs=0.1) and from_file.body == pytest.approx(from_images.body, abs=0.15)

@@ -70,6 +70,14 @@ def test_calibration_reads_raw_values_as_dataset_percentiles():
         calibration.omega_lip(float("nan"))
 
 
+def test_tied_calibration_values_read_as_their_lowest_percentile():
+    """A dataset in which a fifth of the clips are perfectly still: a still clip reads 0, a barely moving one 0.2+."""
+    calibration = MotionCalibration(lip=((0, 0.0), (10, 0.0), (20, 0.0), (100, 1.0)), body=((0, 0.0), (100, 1.0)))
+    assert calibration.omega_lip(0.0) == 0.0
+    assert calibration.omega_lip(1e-9) == pytest.approx(0.2, abs=1e-6)
+    assert calibration.omega_lip(0.5) == pytest.approx(0.6)
+
+
 def test_calibration_from_a_dataset_puts_its_median_clip_at_neutral():
     lip = torch.rand(201, generator=torch.Generator().manual_seed(0)).numpy() * 1e-3
     body = lip * 7

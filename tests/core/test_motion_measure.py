@@ -162,13 +162,33 @@ def test_dwpose_keypoints_come_back_in_source_pixels(tmp_path):
     assert DWPoseTracker.layout.name == "dwpose"
 
 
-def test_dwpose_measures_body_motion_in_shoulder_widths(tmp_path):
+def test_body_motion_is_measured_in_shoulder_widths():
+    from fantasy_core.motion.landmarks import COCO_BODY
+    from fantasy_core.motion.measure import body_coordinates
+
+    def pose(t):  # shoulders 200 px apart; the left wrist (COCO 9) swings ±20 px; the rest unseen
+        points = np.zeros((17, 2))
+        points[5], points[6] = (100, 300), (300, 300)
+        points[9] = (120 + 20 * (-1) ** t, 500)
+        valid = np.zeros(17, bool)
+        valid[[5, 6, 9]] = True
+        return Landmarks(points, valid)
+
+    coords = body_coordinates([pose(t) for t in range(8)] + [None], COCO_BODY)
+    assert coords.shape == (9, 8, 2) and np.isnan(coords[8]).all()
+    # the wrist moves ±0.1 shoulder widths in x: variance 0.01; the shoulders do not move; 3 points seen
+    assert windowed_variance(coords[:8], 8) == pytest.approx(0.01 / 3)
+
+
+def test_dwpose_with_a_still_body_measures_zero(tmp_path):
     rtmlib_or_skip()
     path = export_dwpose_onnx(DWPoseStandIn({5: (100, 150), 6: (190, 150)}), str(tmp_path / "dw.onnx"))
-    calibration = MotionCalibration(body_landmarks="dwpose")
     with FaceMeshTracker() as face, DWPoseTracker(path) as body:
-        still = measure_motion(clip(), FPS, face, body, calibration)
-    assert still.body_raw < 1e-12  # the stand-in's joints never move
+        still = measure_motion(clip(), FPS, face, body, MotionCalibration(body_landmarks="dwpose"))
+        assert still.body_raw < 1e-12 and still.body_missing == 0  # the stand-in's joints never move
+        trained_with_mediapipe = MotionCalibration(source="motion.safetensors")
+        with pytest.raises(MotionMeasurementError, match="measured with mediapipe_pose body joints.*uses dwpose.*mediapipe pose body model"):
+            measure_motion(clip(), FPS, face, body, trained_with_mediapipe)
 
 
 def test_wrong_onnx_files_for_dwpose_are_named(tmp_path):
@@ -188,3 +208,46 @@ def test_wrong_onnx_files_for_dwpose_are_named(tmp_path):
 def test_landmarks_shapes_are_checked():
     with pytest.raises(ValueError, match="points"):
         Landmarks(np.zeros((5, 2)), np.ones(4, bool))
+
+
+class Gaps:
+    """Wraps a tracker: on some frames it returns a face with unseen rigid points, or a pose with no usable joint."""
+
+    def __init__(self, tracker, frames, damage):
+        self.tracker, self.frames, self.damage, self.index = tracker, set(frames), damage, -1
+        self.layout = getattr(tracker, "layout", None)
+
+    def track(self, frame):
+        self.index += 1
+        found = self.tracker.track(frame)
+        return self.damage(found) if self.index in self.frames and found is not None else found
+
+
+def test_faces_without_their_rigid_points_and_bodies_without_joints_count_as_skipped():
+    def unseen_forehead(face):
+        points = face.points.copy()
+        points[10] = np.nan
+        return Landmarks(points, face.valid)
+
+    def no_joints(body):
+        return Landmarks(body.points, np.zeros_like(body.valid))
+
+    with FaceMeshTracker() as face, MediaPipePoseTracker() as body:
+        measured = measure_motion(clip(expression=8), FPS, Gaps(face, {2, 7}, unseen_forehead), Gaps(body, {5}, no_joints))
+    assert (measured.face_missing, measured.body_missing) == (2, 1)
+    assert np.isnan(measured.lip_curve[[2, 7]]).all() and np.isnan(measured.body_curve[5])
+
+
+def test_frames_larger_than_the_measuring_size_are_measured_at_it():
+    import torch
+    import torch.nn.functional as F
+
+    from fantasy_core.motion.measure import MEASURE_SIDE, fit_for_measuring
+
+    assert MEASURE_SIDE == 512
+    frames = clip(expression=8)
+    large = [F.interpolate(torch.from_numpy(f).permute(2, 0, 1)[None].float(), scale_factor=2, mode="nearest")[0]
+             .permute(1, 2, 0).to(torch.uint8).numpy() for f in frames]
+    assert fit_for_measuring(large[0]).shape == (512, 512, 3)
+    np.testing.assert_array_equal(fit_for_measuring(large[0]), frames[0])  # 2x2 blocks averaged back exactly
+    assert measure_frames(large).lip_raw == pytest.approx(measured(expression=8).lip_raw, rel=1e-6)
