@@ -285,3 +285,13 @@ def test_measure_motion_decodes_a_video_file_at_its_own_frame_rate(comfy_nodes, 
     from_file = run(comfy_nodes, "FantasyTalkingMeasureMotion", video=InputImpl.VideoFromFile(path), fps=25.0, body_model="mediapipe pose")[0]
     # the same clip through a lossy codec: ω close, not equal (a wrong frame rate would change the windows and ω)
     assert from_file.lip == pytest.approx(from_images.lip, abs=0.1) and from_file.body == pytest.approx(from_images.body, abs=0.15)
+
+
+def test_three_pass_guider_keeps_the_positives_motion_in_its_audio_free_pass(comfy_nodes, talk):
+    model, positive, negative = apply(comfy_nodes, talk, talk["with_motion"], motion=MotionIntensity(0.8, 0.3), guidance=True)
+    with OmegaRecorder(talk["with_motion"]) as recorder:
+        guider = run(comfy_nodes, "FantasyTalkingCFGGuider", model=recorder.passes(model), positive=positive, negative=negative,
+                     cfg=5.0, audio_cfg=4.5, audio_cfg_start=0.0, audio_cfg_end=1.0)[0]
+        denoise_once(None, positive, negative, guider=guider)
+    # negative: neutral (motion guidance); the audio-free pass: the positive's ω; the positive: its ω
+    assert recorder.by_audio() == [(0.0, (0.5, 0.5)), (0.0, (0.8, 0.3)), (1.0, (0.8, 0.3))]
