@@ -27,9 +27,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .audio.checkpoint import AdapterWeights, parse_adapter_state, read_checkpoint_file
+from .identity.checkpoint import CONFIG_KEY as IDENTITY_CONFIG_KEY
 from .identity.checkpoint import IdentityWeights, identity_config_from_metadata, parse_identity_state
 from .identity.model import IdentityConfig
-from .motion.checkpoint import CALIBRATION_KEY, CONFIG_KEY as MOTION_CONFIG_KEY, MotionWeights, parse_motion_state
+from .motion.checkpoint import CALIBRATION_KEY, MotionWeights, parse_motion_state
+from .motion.checkpoint import CONFIG_KEY as MOTION_CONFIG_KEY
 from .motion.intensity import MotionCalibration
 from .motion.model import MotionConfig
 from .weights import CheckpointError
@@ -109,7 +111,7 @@ def parse_modules_file(state: dict[str, torch.Tensor], metadata: dict[str, str],
     audio = parse_adapter_state(parts["audio"], path) if "audio" in parts else None
     identity = None
     if "identity" in parts:
-        config = identity_config_from_metadata(metadata.get("fantasytalking.identity"), path)
+        config = identity_config_from_metadata(metadata, path)
         identity = parse_identity_state(parts["identity"], config, path)
     motion = parse_motion_state(parts["motion"], metadata, path) if "motion" in parts else None
     return FantasyTalkingWeights(path, audio=audio, identity=identity, motion=motion)
@@ -160,7 +162,7 @@ def save_fantasytalking_file(
     if identity is not None:
         state, config = identity
         declared.append("identity")
-        info["fantasytalking.identity"] = json.dumps(asdict(config), sort_keys=True)
+        info[IDENTITY_CONFIG_KEY] = json.dumps(asdict(config), sort_keys=True)
         tensors.update({f"identity.{key}": value for key, value in state.items()})
     if motion is not None:
         state, config, calibration = motion

@@ -3,7 +3,9 @@ architecture, and building a module from them without random initialisation."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import fields
 
 import torch
 from torch import nn
@@ -19,6 +21,29 @@ def all_finite(tensor: torch.Tensor) -> bool:
     if tensor.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
         tensor = tensor.float()  # fp8 has no isfinite kernel
     return bool(torch.isfinite(tensor).all())
+
+
+def metadata_json(metadata: dict[str, str], key: str, what: str, fail: Callable[..., None]):
+    """The JSON value of one metadata entry; ``fail(problem)`` raises the module's own error when absent or malformed."""
+    if key not in metadata:
+        fail(f"the file's metadata has no {what} (there is no '{key}' entry)")
+    try:
+        return json.loads(metadata[key])
+    except json.JSONDecodeError as error:
+        fail(f"its {what} metadata ('{key}') is not valid JSON ({error})")
+
+
+def config_from_metadata(config_class, metadata: dict[str, str], key: str, what: str, fail: Callable[..., None]):
+    """A module's architecture dataclass from its metadata entry: exactly its fields, each valid."""
+    values = metadata_json(metadata, key, what, fail)
+    names = sorted(field.name for field in fields(config_class))
+    if not isinstance(values, dict) or sorted(values) != names:
+        found = sorted(values) if isinstance(values, dict) else type(values).__name__
+        fail(f"its {what} metadata holds {found}, expected exactly {names}")
+    try:
+        return config_class(**values)
+    except ValueError as error:
+        fail(f"its {what} metadata is invalid: {error}")
 
 
 def state_shapes(module_class, config) -> dict[str, torch.Size]:

@@ -81,9 +81,7 @@ class _ImageFrames(Sequence):
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+    def __getitem__(self, index: int) -> np.ndarray:
         return to_uint8(self.images[index])
 
 

@@ -7,16 +7,21 @@ The file format that carries them (alone or beside the audio adapter and, later,
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
 from ..dit.layers import CastingOps
-from ..weights import CheckpointError, build_module, check_module_state
+from ..weights import (
+    CheckpointError,
+    build_module,
+    check_module_state,
+    config_from_metadata,
+)
 from .model import IdentityConfig, IdentityModule
 
+CONFIG_KEY = "fantasytalking.identity"
 RETRAIN = "Export the identity module again with the FantasyTalking trainer; the file may be truncated or edited."
 
 
@@ -36,21 +41,8 @@ def _fail(path: str, problem: str, key: str | None = None, advice: str = RETRAIN
     raise IdentityCheckpointError(f"FantasyTalking identity module in '{os.path.basename(path)}': {problem}{where}. {advice}")
 
 
-def identity_config_from_metadata(text: str | None, path: str) -> IdentityConfig:
-    if text is None:
-        _fail(path, "the file's metadata has no identity architecture ('fantasytalking.identity')")
-    try:
-        values = json.loads(text)
-    except json.JSONDecodeError as error:
-        _fail(path, f"its architecture metadata is not valid JSON ({error})")
-    names = [field.name for field in fields(IdentityConfig)]
-    if not isinstance(values, dict) or sorted(values) != sorted(names):
-        found = sorted(values) if isinstance(values, dict) else type(values).__name__
-        _fail(path, f"its architecture metadata holds {found}, expected exactly {sorted(names)}")
-    try:
-        return IdentityConfig(**values)
-    except ValueError as error:
-        _fail(path, f"its architecture metadata is invalid: {error}")
+def identity_config_from_metadata(metadata: dict[str, str], path: str) -> IdentityConfig:
+    return config_from_metadata(IdentityConfig, metadata, CONFIG_KEY, "identity architecture", lambda problem: _fail(path, problem))
 
 
 def parse_identity_state(state: dict[str, torch.Tensor], config: IdentityConfig, path: str) -> IdentityWeights:

@@ -5,14 +5,19 @@ The file format around it is ``fantasy_core.modules_file``; here keys are alread
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
 from ..dit.layers import CastingOps
-from ..weights import CheckpointError, build_module, check_module_state
+from ..weights import (
+    CheckpointError,
+    build_module,
+    check_module_state,
+    config_from_metadata,
+    metadata_json,
+)
 from .intensity import CalibrationError, MotionCalibration
 from .model import MotionConfig, MotionNetwork
 
@@ -38,30 +43,14 @@ def _fail(path: str, problem: str, key: str | None = None, advice: str = RETRAIN
     raise MotionCheckpointError(f"FantasyTalking motion module in '{os.path.basename(path)}': {problem}{where}. {advice}")
 
 
-def _json(metadata: dict[str, str], key: str, path: str):
-    if key not in metadata:
-        _fail(path, f"the file's metadata has no '{key}'")
-    try:
-        return json.loads(metadata[key])
-    except json.JSONDecodeError as error:
-        _fail(path, f"its metadata '{key}' is not valid JSON ({error})")
-
-
 def motion_config_from_metadata(metadata: dict[str, str], path: str) -> MotionConfig:
-    values = _json(metadata, CONFIG_KEY, path)
-    names = sorted(field.name for field in fields(MotionConfig))
-    if not isinstance(values, dict) or sorted(values) != names:
-        found = sorted(values) if isinstance(values, dict) else type(values).__name__
-        _fail(path, f"its architecture metadata holds {found}, expected exactly {names}")
-    try:
-        return MotionConfig(**values)
-    except ValueError as error:
-        _fail(path, f"its architecture metadata is invalid: {error}")
+    return config_from_metadata(MotionConfig, metadata, CONFIG_KEY, "motion architecture", lambda problem: _fail(path, problem))
 
 
 def motion_calibration_from_metadata(metadata: dict[str, str], path: str) -> MotionCalibration:
     try:
-        return MotionCalibration.from_json(_json(metadata, CALIBRATION_KEY, path), source=os.path.basename(path))
+        values = metadata_json(metadata, CALIBRATION_KEY, "motion calibration", lambda problem: _fail(path, problem))
+        return MotionCalibration.from_json(values, source=os.path.basename(path))
     except CalibrationError as error:
         _fail(path, f"its calibration metadata is invalid: {error}")
 

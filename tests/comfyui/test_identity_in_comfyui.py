@@ -148,7 +148,9 @@ def test_identical_with_lowvram_streaming_forced(comfy_nodes, talk):
     assert torch.equal(streamed, full)
 
 
-def test_context_windows_carry_the_identity(comfy_nodes, talk, model_files):
+def context_windowed(comfy_nodes, wan):
+    """A sampler of 6 latent frames (21 video frames of voice) under core context windows of 9 frames: the modules
+    and Apply's optional inputs are its arguments."""
     from tiny_models import voice_like
 
     encoder = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")[0]
@@ -158,12 +160,21 @@ def test_context_windows_carry_the_identity(comfy_nodes, talk, model_files):
                     fuse_method="pyramid", freenoise=False)
     accepted = {item.id for item in comfy_nodes["WanContextWindowsManual"].GET_SCHEMA().inputs}
 
-    def windowed(modules, identity):
-        model, positive, negative = run(comfy_nodes, "FantasyTalkingApply", model=talk["wan"], fantasytalking_model=modules, audio_embeds=embeds,
+    def windowed(modules, **apply_inputs):
+        model, positive, negative = run(comfy_nodes, "FantasyTalkingApply", model=wan, fantasytalking_model=modules, audio_embeds=embeds,
                                         audio_scale=1.0, positive=conditioning(21, frames=6), negative=conditioning(22, frames=6),
-                                        identity=identity, identity_scale=0.5, identity_guidance=False)
+                                        **apply_inputs)
         model = run(comfy_nodes, "WanContextWindowsManual", model=model, **{k: v for k, v in settings.items() if k in accepted})[0]
         return denoise_once(model, positive, negative, frames=6)
+
+    return windowed
+
+
+def test_context_windows_carry_the_identity(comfy_nodes, talk, model_files):
+    sample_windows = context_windowed(comfy_nodes, talk["wan"])
+
+    def windowed(modules, identity):
+        return sample_windows(modules, identity=identity, identity_scale=0.5, identity_guidance=False)
 
     try:
         audio_only = windowed(talk["adapter"], None)

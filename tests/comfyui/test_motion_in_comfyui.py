@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from test_composition import forced_lowvram
-from test_identity_in_comfyui import face_embedding, load, talking_inputs
+from test_identity_in_comfyui import context_windowed, face_embedding, load, talking_inputs
 from test_nodes import conditioning, denoise_once, run
 
 from fantasy_core.motion.intensity import MotionIntensity
@@ -138,20 +138,10 @@ def test_motion_and_identity_together(comfy_nodes, talk):
 
 
 def test_context_windows_carry_the_motion(comfy_nodes, talk):
-    from tiny_models import voice_like
-
-    encoder = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")[0]
-    audio = {"waveform": voice_like(1.0, 16000, seed=7)[None, None], "sample_rate": 16000}
-    embeds = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=encoder, fps=23, max_frames=21)[0]
-    settings = dict(context_length=9, context_overlap=4, context_schedule="standard_static", context_stride=1, closed_loop=False,
-                    fuse_method="pyramid", freenoise=False)
-    accepted = {item.id for item in comfy_nodes["WanContextWindowsManual"].GET_SCHEMA().inputs}
+    sample_windows = context_windowed(comfy_nodes, talk["wan"])
 
     def windowed(modules, motion):
-        model, positive, negative = run(comfy_nodes, "FantasyTalkingApply", model=talk["wan"], fantasytalking_model=modules, audio_embeds=embeds,
-                                        audio_scale=1.0, positive=conditioning(21, frames=6), negative=conditioning(22, frames=6), motion=motion)
-        model = run(comfy_nodes, "WanContextWindowsManual", model=model, **{k: v for k, v in settings.items() if k in accepted})[0]
-        return denoise_once(model, positive, negative, frames=6)
+        return sample_windows(modules, motion=motion)
 
     try:
         audio_only = windowed(talk["adapter"], None)
