@@ -42,3 +42,19 @@ def official_num_frames(duration_seconds: float, fps: float, max_frames: int | N
 def samples_for_frames(num_frames: int, fps: float, sample_rate: int) -> int:
     """Audio samples that span ``num_frames`` video frames (the official trim, ``int(frames / fps * rate)``)."""
     return int(num_frames / fps * sample_rate)
+
+
+def clip_seconds(num_frames: int, fps: float) -> float:
+    """How long a clip of ``num_frames`` frames at ``fps`` lasts (its frames start at 0, 1/fps, ...)."""
+    return num_frames / fps
+
+
+def clip_starts(duration_seconds: float, num_frames: int, fps: float, stride_seconds: float | None = None) -> list[float]:
+    """Start times of the whole clips a video of this duration holds, one every ``stride_seconds`` (default: back to
+    back, no overlap)."""
+    length = clip_seconds(num_frames, fps)
+    stride = length if stride_seconds is None else stride_seconds
+    if stride <= 0:
+        raise ValueError(f"stride_seconds must be positive, got {stride}.")
+    count = int((duration_seconds - length) // stride + 1 + 1e-9) if duration_seconds >= length else 0
+    return [round(i * stride, 6) for i in range(count)]

@@ -1,0 +1,113 @@
+"""``python -m fantasy_train prepare VIDEOS OUT``: a folder of talking videos -> a cached FantasyTalking training set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from .comfy_env import ComfyUINotFoundError, import_comfyui, pack_module
+
+EXIT_USAGE, EXIT_MISSING_MODEL, EXIT_FAILED = 2, 3, 1
+
+
+def parser() -> argparse.ArgumentParser:
+    from fantasy_core.dataset.settings import DatasetSettings
+
+    defaults = DatasetSettings()
+    main_parser = argparse.ArgumentParser(prog="python -m fantasy_train", description="FantasyTalking training tools.")
+    commands = main_parser.add_subparsers(dest="command", required=True)
+    prep = commands.add_parser("prepare", help="a folder of talking videos -> a cached training set (resumable)",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    prep.add_argument("videos", help="folder of videos with speech (searched recursively)")
+    prep.add_argument("out", help="dataset folder to create, or to continue after an interruption")
+    models = prep.add_argument_group("models (file names in ComfyUI/models/<folder>, or paths)")
+    models.add_argument("--vae", default="wan_2.1_vae.safetensors", help="Wan 2.1 VAE (models/vae)")
+    models.add_argument("--text-encoder", default="umt5_xxl_fp8_e4m3fn_scaled.safetensors", help="UMT5-XXL (models/text_encoders)")
+    models.add_argument("--clip-vision", default="clip_vision_h.safetensors", help="CLIP vision ViT-H (models/clip_vision)")
+    models.add_argument("--wav2vec", default="wav2vec2-base-960h", help="wav2vec2 folder or file (models/audio_encoders)")
+    models.add_argument("--arcface", help="ArcFace ONNX as <pack>/<file> under models/insightface/models, e.g. buffalo_l/w600k_r50.onnx "
+                        "(non-commercial licence); without it no face embeddings are cached")
+    models.add_argument("--face-detector", default=defaults.face_detector, help="'mediapipe' or insightface/<pack> (its SCRFD)")
+    models.add_argument("--body-model", default=defaults.body_model, help="'mediapipe pose' or dwpose/<file>.onnx (models/dwpose)")
+    clips = prep.add_argument_group("clips")
+    clips.add_argument("--fps", type=float, default=defaults.fps)
+    clips.add_argument("--frames", type=int, default=defaults.frames, help="frames per clip, 4k+1")
+    clips.add_argument("--width", type=int, default=defaults.width)
+    clips.add_argument("--height", type=int, default=defaults.height)
+    clips.add_argument("--stride-seconds", type=float, help="between clip starts (default: back to back)")
+    clips.add_argument("--captions", help="CSV with columns file,caption (file relative to VIDEOS); else <video>.txt beside each video")
+    filters = prep.add_argument_group("filters")
+    filters.add_argument("--min-resolution", type=int, help="shorter side of a source video (default: the shorter of --width/--height)")
+    filters.add_argument("--min-face-confidence", type=float,
+                         help="detector score on the first, middle and last frame (default: 0.9 for insightface, the paper's; 0.8 for mediapipe)")
+    filters.add_argument("--min-speech-fraction", type=float, default=defaults.min_speech_fraction)
+    filters.add_argument("--speech-level-db", type=float, default=defaults.speech_level_db)
+    filters.add_argument("--scene-cut-threshold", type=float, default=defaults.scene_cut_threshold)
+    run = prep.add_argument_group("run")
+    run.add_argument("--storage-dtype", choices=["bf16", "fp16", "fp32"], default=defaults.storage_dtype)
+    run.add_argument("--workers", type=int, default=max(min((os.cpu_count() or 2) - 1, 8), 0), help="CPU worker processes (0: none)")
+    run.add_argument("--clips-per-shard", type=int, default=16)
+    run.add_argument("--encode-batch", type=int, default=4)
+    run.add_argument("--comfyui", help="ComfyUI folder (default: $COMFYUI_PATH, or the ComfyUI this pack is installed in)")
+    run.add_argument("--comfyui-args", default="", help="ComfyUI device options, e.g. '--lowvram' or '--cpu'")
+    prep.set_defaults(run=prepare)
+    return main_parser
+
+
+def prepare(args) -> int:
+    from fantasy_core.dataset.analyse import AnalysisModels
+    from fantasy_core.dataset.settings import DatasetSettings, SettingsError
+
+    from .prepare import RunOptions, prepare_dataset
+
+    try:
+        settings = DatasetSettings(fps=args.fps, frames=args.frames, width=args.width, height=args.height,
+                                   stride_seconds=args.stride_seconds, min_resolution=args.min_resolution,
+                                   min_face_confidence=args.min_face_confidence, min_speech_fraction=args.min_speech_fraction,
+                                   speech_level_db=args.speech_level_db, scene_cut_threshold=args.scene_cut_threshold,
+                                   face_detector=args.face_detector, body_model=args.body_model, storage_dtype=args.storage_dtype)
+    except (SettingsError, ValueError) as error:
+        return _fail(str(error), EXIT_USAGE)
+    if not os.path.isdir(args.videos):
+        return _fail(f"VIDEOS: the folder {args.videos} does not exist.", EXIT_USAGE)
+    try:
+        import_comfyui(args.comfyui, args.comfyui_args)
+        from .encoders import load_encoders
+
+        folders = pack_module("nodes.folders")
+        folders.register_folders()
+        analysis = AnalysisModels(
+            settings,
+            detector_path=None if args.face_detector == "mediapipe" else folders.detector_path(args.face_detector),
+            body_model_path=None if args.body_model == folders.MEDIAPIPE_POSE else folders.body_model_path(args.body_model),
+            arcface_path=folders.arcface_path(args.arcface) if args.arcface else None,
+        )
+        encoders = load_encoders(args.vae, args.text_encoder, args.clip_vision, args.wav2vec)
+    except ComfyUINotFoundError as error:
+        return _fail(str(error), EXIT_USAGE)
+    except FileNotFoundError as error:
+        return _fail(str(error), EXIT_MISSING_MODEL)
+    names = {"vae": os.path.basename(args.vae), "text_encoder": os.path.basename(args.text_encoder),
+             "clip_vision": os.path.basename(args.clip_vision), "wav2vec": os.path.basename(args.wav2vec.rstrip("/")),
+             "arcface": args.arcface}
+    options = RunOptions(workers=args.workers, clips_per_shard=args.clips_per_shard, encode_batch=args.encode_batch)
+    try:
+        summary = prepare_dataset(args.videos, args.out, settings, encoders, names, analysis, args.captions, options)
+    except (ValueError, FileNotFoundError) as error:
+        return _fail(str(error), EXIT_FAILED)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parser().parse_args(argv)
+    return args.run(args)
