@@ -11,6 +11,7 @@ export PYTHONPATH="$pack_dir"
 if [ -n "$comfy" ]; then
   "$venv/bin/python" benchmarks/bench_comfyui.py
   "$venv/bin/python" benchmarks/bench_long_video.py
+  "$venv/bin/python" benchmarks/bench_dataset.py
 else
   echo "ComfyUI benchmark skipped: no ComfyUI checkout found (set COMFYUI_PATH)"
 fi

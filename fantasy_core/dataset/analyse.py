@@ -200,7 +200,25 @@ _WORKER: dict = {}
 
 def start_worker(models: AnalysisModels) -> None:
     torch.set_num_threads(1)  # the workers share the CPU; one thread each avoids oversubscription
+    _exit_with_parent()
     _WORKER["analyser"] = ClipAnalyser(models)
+
+
+def _exit_with_parent(poll_seconds: float = 1.0) -> None:
+    """A killed preparation (SIGKILL, out of memory) cannot stop its workers; they notice and leave within a second
+    instead of holding their trackers' memory."""
+    import os
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def analyse_in_worker(task: ClipTask) -> AnalysedClip | DroppedClip:

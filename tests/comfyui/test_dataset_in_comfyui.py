@@ -35,6 +35,23 @@ def rows(path) -> list[dict]:
     return [json.loads(line) for line in open(path)]
 
 
+def children(pid: int) -> list[int]:
+    """Worker processes of a process (Linux /proc), the multiprocessing resource tracker aside."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(child) for child in f.read().split()]
+    return [child for child in found if "spawn_main" in open(f"/proc/{child}/cmdline").read()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
 def shard_tensors(root) -> dict:
     tensors = {}
     for name in sorted(os.listdir(os.path.join(root, "shards"))):
@@ -175,8 +192,14 @@ def test_a_run_killed_mid_way_resumes_to_the_files_of_an_uninterrupted_run(made,
         assert process.poll() is None, process.stderr.read().decode()[-3000:]
         assert time.monotonic() < deadline, "the run wrote no shard in 300 s"
         time.sleep(0.05)
+    workers = children(process.pid)
+    assert len(workers) == 2
     process.send_signal(signal.SIGKILL)
     process.wait()
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in workers):  # the orphaned workers leave by themselves
+        assert time.monotonic() < deadline, "the worker processes outlived the killed run"
+        time.sleep(0.2)
     assert manifest.read_text().count("\n") < 4, "the run finished before it was killed"
     resumed = subprocess.run(command[:-1] + ["0"], env={**os.environ, "COMFYUI_PATH": str(comfyui_path)}, capture_output=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
