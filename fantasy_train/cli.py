@@ -46,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
     filters.add_argument("--min-speech-fraction", type=float, default=defaults.min_speech_fraction)
     filters.add_argument("--speech-level-db", type=float, default=defaults.speech_level_db)
     filters.add_argument("--scene-cut-threshold", type=float, default=defaults.scene_cut_threshold)
+    filters.add_argument("--syncnet", help="SyncNet weights (syncnet_v2.model of joonson/syncnet_python): drop clips whose sound is off the lips")
+    filters.add_argument("--sync-max-offset", type=int, help=f"with --syncnet: largest |offset| in 25 fps frames (default {defaults.sync_max_offset})")
+    filters.add_argument("--sync-min-confidence", type=float, help=f"with --syncnet: smallest confidence (default {defaults.sync_min_confidence:g})")
     run = prep.add_argument_group("run")
     run.add_argument("--storage-dtype", choices=["bf16", "fp16", "fp32"], default=defaults.storage_dtype)
     run.add_argument("--workers", type=int, default=max(min((os.cpu_count() or 2) - 1, 8), 0), help="CPU worker processes (0: none)")
@@ -63,12 +66,15 @@ def prepare(args) -> int:
 
     from .prepare import RunOptions, prepare_dataset
 
+    if not args.syncnet and (args.sync_max_offset is not None or args.sync_min_confidence is not None):
+        return _fail("--sync-max-offset and --sync-min-confidence need --syncnet (the SyncNet weights) to mean anything.", EXIT_USAGE)
+    sync = {name: value for name, value in (("sync_max_offset", args.sync_max_offset), ("sync_min_confidence", args.sync_min_confidence)) if value is not None}
     try:
         settings = DatasetSettings(fps=args.fps, frames=args.frames, width=args.width, height=args.height,
                                    stride_seconds=args.stride_seconds, min_resolution=args.min_resolution,
                                    min_face_confidence=args.min_face_confidence, min_speech_fraction=args.min_speech_fraction,
                                    speech_level_db=args.speech_level_db, scene_cut_threshold=args.scene_cut_threshold,
-                                   face_detector=args.face_detector, body_model=args.body_model, storage_dtype=args.storage_dtype)
+                                   face_detector=args.face_detector, body_model=args.body_model, storage_dtype=args.storage_dtype, **sync)
     except (SettingsError, ValueError) as error:
         return _fail(str(error), EXIT_USAGE)
     if not os.path.isdir(args.videos):
@@ -84,7 +90,10 @@ def prepare(args) -> int:
             detector_path=None if args.face_detector == "mediapipe" else folders.detector_path(args.face_detector),
             body_model_path=None if args.body_model == folders.MEDIAPIPE_POSE else folders.body_model_path(args.body_model),
             arcface_path=folders.arcface_path(args.arcface) if args.arcface else None,
+            syncnet_path=args.syncnet,
         )
+        if args.syncnet and not os.path.isfile(args.syncnet):
+            raise FileNotFoundError(f"--syncnet: {args.syncnet} does not exist. Download syncnet_v2.model (joonson/syncnet_python, download_model.sh).")
         encoders = load_encoders(args.vae, args.text_encoder, args.clip_vision, args.wav2vec)
     except ComfyUINotFoundError as error:
         return _fail(str(error), EXIT_USAGE)
@@ -92,7 +101,7 @@ def prepare(args) -> int:
         return _fail(str(error), EXIT_MISSING_MODEL)
     names = {"vae": os.path.basename(args.vae), "text_encoder": os.path.basename(args.text_encoder),
              "clip_vision": os.path.basename(args.clip_vision), "wav2vec": os.path.basename(args.wav2vec.rstrip("/")),
-             "arcface": args.arcface}
+             "arcface": args.arcface, "syncnet": os.path.basename(args.syncnet) if args.syncnet else None}
     options = RunOptions(workers=args.workers, clips_per_shard=args.clips_per_shard, encode_batch=args.encode_batch)
     try:
         summary = prepare_dataset(args.videos, args.out, settings, encoders, names, analysis, args.captions, options)

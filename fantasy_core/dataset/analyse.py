@@ -33,6 +33,7 @@ DROP_REASONS = {
     "several_faces": "several equally large faces: whose identity is unclear",
     "face_confidence": "the face detector's confidence is below the minimum",
     "motion_unmeasurable": "the face or body could not be followed through the clip",
+    "lip_sync": "SyncNet finds the sound off the lips, or not confidently on them",
 }
 
 
@@ -73,6 +74,7 @@ class AnalysisModels:
     detector_path: str | None = None  # None: MediaPipe's face detector; else an SCRFD ONNX file
     body_model_path: str | None = None  # None: MediaPipe Pose; else a DWPose / RTMPose ONNX file
     arcface_path: str | None = None  # None: no face embeddings
+    syncnet_path: str | None = None  # None: no lip-sync filter
 
 
 class _RecordingFaceTracker:
@@ -107,6 +109,11 @@ class ClipAnalyser:
             from ..identity.arcface import ArcFaceEncoder
 
             self.arcface = ArcFaceEncoder(models.arcface_path, device="cpu")
+        self.syncnet = None
+        if models.syncnet_path is not None:
+            from ..lipsync.syncnet import load_syncnet
+
+            self.syncnet = load_syncnet(models.syncnet_path)
 
     def close(self) -> None:
         for model in (self.detector, self.face_tracker, self.body_tracker):
@@ -161,6 +168,13 @@ class ClipAnalyser:
             return drop("motion_unmeasurable", str(error))
         checks["face_frames_missing"], checks["body_frames_missing"] = motion.face_missing, motion.body_missing
 
+        if self.syncnet is not None:
+            score = self._sync_score(task, recorder.seen, audio.waveform.numpy(), measured[0].shape)
+            checks.update(sync_offset=score.offset, sync_confidence=round(score.confidence, 4), sync_distance=round(score.min_distance, 4))
+            if abs(score.offset) > settings.sync_max_offset or score.confidence < settings.sync_min_confidence:
+                return drop("lip_sync", f"SyncNet offset {score.offset} frames, confidence {score.confidence:.2f} (sync_max_offset "
+                            f"{settings.sync_max_offset}, sync_min_confidence {settings.sync_min_confidence:g})")
+
         height, width = measured[0].shape[:2]
         scale = np.array([settings.width / width, settings.height / height])
         polygons = [None if seen is None else seen.points[list(OUTER_LIP), :2] * scale for seen in recorder.seen]
@@ -174,6 +188,20 @@ class ClipAnalyser:
             latent_lip_mask(pixel_lip_masks(polygons, settings.height, settings.width)), embedding,
             motion.lip_raw, motion.body_raw, checks,
         )
+
+    def _sync_score(self, task: ClipTask, meshes, waveform: np.ndarray, measured_shape):
+        """SyncNet on the clip's span re-read at its 25 fps, face boxes from the face mesh of the nearest clip frame."""
+        from ..lipsync.score import SYNCNET_FPS, sync_score
+
+        settings = self.settings
+        count = int(settings.clip_seconds * SYNCNET_FPS)
+        frames = [fit_for_measuring(frame) for frame in center_crop(read_frames(task.source, task.start, count, SYNCNET_FPS), settings.height, settings.width)]
+        if frames[0].shape != measured_shape:
+            raise ValueError(f"{task.clip_id}: frames re-read for SyncNet have shape {frames[0].shape}, not {measured_shape}")
+        boxes = [None if mesh is None else np.concatenate([mesh.points[:, :2].min(0), mesh.points[:, :2].max(0)]) for mesh in meshes]
+        known = [i for i, box in enumerate(boxes) if box is not None]
+        nearest = [boxes[min(known, key=lambda k: abs(k - j * settings.fps / SYNCNET_FPS))] for j in range(count)]
+        return sync_score(self.syncnet, np.stack(frames), np.stack(nearest), waveform)
 
 
 def center_crop(frames: np.ndarray, height: int, width: int) -> np.ndarray:

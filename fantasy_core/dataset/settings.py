@@ -33,6 +33,8 @@ class DatasetSettings:
     face_detector: str = "mediapipe"  # or an insightface pack name (its SCRFD det_10g.onnx)
     body_model: str = "mediapipe pose"  # or a DWPose / RTMPose ONNX file name from models/dwpose
     storage_dtype: str = "bf16"  # of the cached float tensors
+    sync_max_offset: int = 3  # with SyncNet: |audio-video offset| in 25 fps frames (3 = 120 ms)
+    sync_min_confidence: float = 3.0  # with SyncNet: its confidence (median - minimum distance)
 
     def __post_init__(self):
         check_video_length("frames", self.frames)

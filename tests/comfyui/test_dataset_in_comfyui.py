@@ -56,7 +56,7 @@ def shard_tensors(root) -> dict:
     tensors = {}
     for name in sorted(os.listdir(os.path.join(root, "shards"))):
         with safe_open(os.path.join(root, "shards", name), "pt") as f:
-            tensors.update({(f"shards/{name}", key): f.get_tensor(key) for key in f.keys()})
+            tensors.update({(f"shards/{name}", key): f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - safe_open has no __iter__)
     return tensors
 
 
@@ -223,3 +223,27 @@ def test_a_folder_with_another_dataset_is_refused_and_a_missing_model_named(made
     assert result.returncode == 3, result.stderr[-2000:]
     assert "--vae: 'no_such_vae.safetensors' was not found in" in result.stderr and "models/vae" in result.stderr
     assert "--wav2vec: wav2vec2 model 'wav2vec2-base-960h' was not found in" in result.stderr  # every missing file at once
+
+
+def test_the_syncnet_filter_scores_each_clip_and_drops_below_its_confidence(made, tmp_path):
+    """A SyncNet file in the released layout (random weights) scores every clip; a confidence no clip reaches drops
+    them all with the reason and the measured offset and confidence."""
+    import shutil
+
+    from dataset_models import MODEL_NAMES
+
+    from fantasy_core.dataset.analyse import AnalysisModels
+    from fantasy_core.lipsync.syncnet import SyncNet
+    from fantasy_train.prepare import RunOptions, prepare_dataset
+
+    torch.manual_seed(0)
+    torch.save(SyncNet().state_dict(), tmp_path / "syncnet_v2.model")
+    (tmp_path / "videos").mkdir()
+    shutil.copy(made["videos"] / "talk_0.mp4", tmp_path / "videos")
+    strict = DatasetSettings(fps=12, frames=25, width=128, height=128, sync_max_offset=15, sync_min_confidence=1e6)
+    summary = prepare_dataset(str(tmp_path / "videos"), str(tmp_path / "out"), strict, made["encoders"], MODEL_NAMES,
+                              AnalysisModels(strict, syncnet_path=str(tmp_path / "syncnet_v2.model")), options=RunOptions(show_progress=False))
+    assert summary["clips_kept"] == 0 and summary["dropped"]["lip_sync"]["count"] == 2
+    for row in rows(tmp_path / "out" / "dropped.jsonl"):
+        assert row["reason"] == "lip_sync" and "SyncNet offset" in row["detail"]
+        assert abs(row["checks"]["sync_offset"]) <= 15 and row["checks"]["sync_confidence"] >= 0 and row["checks"]["sync_distance"] > 0
