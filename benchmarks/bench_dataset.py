@@ -51,6 +51,7 @@ def one_run(videos: int, folder: str) -> dict:
                               AnalysisModels(settings), options=RunOptions(show_progress=False))
     seconds = time.perf_counter() - start
     return {"videos": videos, "clips": summary["clips_kept"], "seconds": seconds,
+            "dropped": {reason: entry["count"] for reason, entry in summary["dropped"].items()},
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -116,7 +117,7 @@ def main() -> None:
     print("Tiny scale (128x128, 25 frames at 12 fps, tiny encoders, no workers), one fresh process per run:")
     for r in results:
         print(f"  {r['videos']:3d} videos: {r['clips']:3d} clips in {r['seconds']:6.1f} s = {r['clips'] / r['seconds']:.2f} clips/s, "
-              f"peak RSS {r['peak_rss_mb']:.0f} MiB")
+              f"peak RSS {r['peak_rss_mb']:.0f} MiB; dropped {r['dropped'] or 'none'}")
     if len(results) >= 2:
         print(f"  peak memory ratio {results[-1]['videos']} / {results[0]['videos']} videos: "
               f"{results[-1]['peak_rss_mb'] / results[0]['peak_rss_mb']:.3f}")
