@@ -56,7 +56,7 @@ def shard_tensors(root) -> dict:
     tensors = {}
     for name in sorted(os.listdir(os.path.join(root, "shards"))):
         with safe_open(os.path.join(root, "shards", name), "pt") as f:
-            tensors.update({(f"shards/{name}", key): f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - safe_open has no __iter__)
+            tensors.update({(f"shards/{name}", key): f.get_tensor(key) for key in f.keys()})  # noqa: SIM118 - safe_open has no __iter__
     return tensors
 
 
