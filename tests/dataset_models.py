@@ -68,7 +68,11 @@ def tiny_text_encoder(comfy, seed: int = 0):
         shapes = TinyUMT5(dtype=torch.float32).transformer.state_dict()
     state = {f"umt5xxl.transformer.{k}": v for k, v in _fill(shapes, seed).items()}
     target = types.SimpleNamespace(params={}, clip=TinyWanT5, tokenizer=comfy.text_encoders.wan.WanT5Tokenizer)
-    return comfy.sd.CLIP(target, tokenizer_data={"spiece_model": spiece}, state_dict=state, model_options={"dtype": torch.float32})
+    clip = comfy.sd.CLIP(target, tokenizer_data={"spiece_model": spiece}, model_options={"dtype": torch.float32})
+    missing, unexpected = clip.load_sd(state, full_model=True)  # as comfy.sd.load_clip does (v0.3.64 takes no state_dict)
+    missing = [key for key in missing if not key.endswith("logit_scale")]  # older ComfyUI's CLIP-only parameter
+    assert not missing and not unexpected, (missing, unexpected)
+    return clip
 
 
 def tiny_clip_vision(comfy, folder: str, seed: int = 0):
