@@ -108,6 +108,9 @@ def prepare(args) -> int:
     except (ValueError, FileNotFoundError) as error:
         return _fail(str(error), EXIT_FAILED)
     print(json.dumps(summary, indent=1))
+    if summary["errors"]:
+        return _fail(f"{len(summary['errors'])} clips failed unexpectedly (see the log and summary.json); run the same "
+                     "command again to retry them.", EXIT_FAILED)
     return 0
 
 

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import torch
@@ -53,15 +54,21 @@ def find_videos(folder: str) -> list[tuple[str, str]]:
     return sorted(found, key=lambda item: item[1])
 
 
-def read_captions(folder: str, captions_csv: str | None) -> dict[str, str]:
+def read_captions(folder: str, captions_csv: str | None, videos: list[tuple[str, str]] = ()) -> dict[str, str]:
     """Captions by relative video path: a CSV with columns 'file' and 'caption', else a sidecar <video>.txt each."""
     captions = {}
     if captions_csv:
+        if not os.path.isfile(captions_csv):
+            raise FileNotFoundError(f"--captions: the file {captions_csv} does not exist.")
         with open(captions_csv, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             if not reader.fieldnames or not {"file", "caption"} <= set(reader.fieldnames):
                 raise ValueError(f"--captions {captions_csv}: needs the columns 'file' and 'caption'; it has {reader.fieldnames}.")
-            captions = {row["file"].replace(os.sep, "/"): row["caption"].strip() for row in reader}
+            captions = {os.path.normpath(row["file"]).replace("\\", "/"): row["caption"].strip() for row in reader}
+        unmatched = sorted(set(captions) - {relative for _, relative in videos})
+        if unmatched:
+            logger.warning("--captions %s: %d rows name no video under %s (e.g. %r); their captions are not used. Names are "
+                           "paths relative to the videos folder.", captions_csv, len(unmatched), folder, unmatched[0])
     return captions
 
 
@@ -123,23 +130,27 @@ def analysed(tasks, models: clip_analysis.AnalysisModels, workers: int):
             analyser.close()
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=clip_analysis.start_worker, initargs=(models,)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=clip_analysis.start_worker, initargs=(models,))
+    try:
         window = collections.deque()
-        remaining = iter(tasks)
-        for task in remaining:
+        for task in tasks:
             window.append((task, pool.submit(clip_analysis.analyse_in_worker, task)))
             if len(window) >= 2 * workers:
                 yield _result(*window.popleft())
         while window:
             yield _result(*window.popleft())
+    finally:  # on an error here (an encoder, a kill of the run) the workers' queued clips are not waited for
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _guarded(function, task):
     try:
         return function(task)
-    except Exception as error:
+    except (BrokenProcessPool, MemoryError):
+        raise  # the machine, not the clip: stop; the next run continues from here
+    except Exception as error:  # noqa: BLE001 - one bad clip must not end a long run; it is reported and retried next run
         logger.exception("FantasyTalking prepare: %s failed", task.clip_id)
-        return clip_analysis.DroppedClip(task, "error", f"{type(error).__name__}: {error}")
+        return clip_analysis.DroppedClip(task, clip_analysis.ERROR, f"{type(error).__name__}: {error}")
 
 
 def _result(task, future):
@@ -220,12 +231,15 @@ def prepare_dataset(videos_dir: str, out_dir: str, settings: DatasetSettings, en
     """Make (or continue) the dataset in ``out_dir`` and return its summary."""
     folder = DatasetFolder.open(out_dir, settings, model_names)
     videos = find_videos(videos_dir)
-    tasks, video_drops = plan(videos, settings, read_captions(videos_dir, captions_csv), folder.done)
+    tasks, video_drops = plan(videos, settings, read_captions(videos_dir, captions_csv, videos), folder.done)
     folder.add_dropped(video_drops)
     writer = ShardWriter(folder, encoders, settings, options)
     progress = _progress(len(tasks), options.show_progress)
+    errors = []
     for result in analysed(tasks, analysis_models, options.workers):
-        if isinstance(result, clip_analysis.DroppedClip):
+        if isinstance(result, clip_analysis.DroppedClip) and result.reason == clip_analysis.ERROR:
+            errors.append(dropped_row(result, settings))  # not recorded as done: the next run tries it again
+        elif isinstance(result, clip_analysis.DroppedClip):
             folder.add_dropped([dropped_row(result, settings)])
         else:
             writer.add(result)
@@ -234,7 +248,7 @@ def prepare_dataset(videos_dir: str, out_dir: str, settings: DatasetSettings, en
     writer.flush()
     progress.close()
     calibration = dataset_calibration(folder.kept, settings_body_landmarks(settings), MotionCalibration().window_seconds)
-    return write_summary(out_dir, folder.kept, folder.dropped, calibration, settings.clip_seconds)
+    return write_summary(out_dir, folder.kept, folder.dropped, calibration, settings.clip_seconds, errors)
 
 
 def settings_body_landmarks(settings: DatasetSettings) -> str:

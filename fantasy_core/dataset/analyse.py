@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..audio.track import AudioInputError, prepare_audio
+from ..frames import samples_for_frames
 from ..identity.face import FaceNotFoundError, SeveralFacesError, pick_main_face
 from ..motion.intensity import MotionCalibration
 from ..motion.measure import MotionMeasurementError, fit_for_measuring, measure_motion
@@ -35,6 +36,8 @@ DROP_REASONS = {
     "motion_unmeasurable": "the face or body could not be followed through the clip",
     "lip_sync": "SyncNet finds the sound off the lips, or not confidently on them",
 }
+# Not a drop: a clip whose analysis failed unexpectedly is reported (summary "errors") and retried by the next run.
+ERROR = "error"
 
 
 @dataclass(frozen=True)
@@ -138,8 +141,9 @@ class ClipAnalyser:
             audio = prepare_audio(torch.from_numpy(samples), rate, settings.fps, max_frames=settings.frames)
         except (UnreadableVideoError, AudioInputError) as error:
             return drop("audio_unusable", str(error))
-        if audio.num_frames != settings.frames:
-            return drop("audio_unusable", f"the sound ends {audio.num_frames} frames into the {settings.frames}-frame clip")
+        needed = samples_for_frames(settings.frames, settings.fps, 16000)
+        if audio.num_frames != settings.frames or len(audio.waveform) < needed:
+            return drop("audio_unusable", f"the sound covers {len(audio.waveform) / 16000:.2f} s of the {settings.clip_seconds:.2f} s clip")
         checks["speech_fraction"] = round(speech_fraction(audio.waveform.numpy(), 16000, settings.speech_level_db), 4)
         if checks["speech_fraction"] < settings.min_speech_fraction:
             return drop("no_speech", f"{100 * checks['speech_fraction']:.0f}% of the clip is above {settings.speech_level_db:g} dBFS "
@@ -169,7 +173,10 @@ class ClipAnalyser:
         checks["face_frames_missing"], checks["body_frames_missing"] = motion.face_missing, motion.body_missing
 
         if self.syncnet is not None:
-            score = self._sync_score(task, recorder.seen, audio.waveform.numpy(), measured[0].shape)
+            try:
+                score = self._sync_score(task, recorder.seen, audio.waveform.numpy(), measured[0].shape)
+            except UnreadableVideoError as error:
+                return drop("unreadable", str(error))
             checks.update(sync_offset=score.offset, sync_confidence=round(score.confidence, 4), sync_distance=round(score.min_distance, 4))
             if abs(score.offset) > settings.sync_max_offset or score.confidence < settings.sync_min_confidence:
                 return drop("lip_sync", f"SyncNet offset {score.offset} frames, confidence {score.confidence:.2f} (sync_max_offset "
@@ -197,7 +204,8 @@ class ClipAnalyser:
         count = int(settings.clip_seconds * SYNCNET_FPS)
         frames = [fit_for_measuring(frame) for frame in center_crop(read_frames(task.source, task.start, count, SYNCNET_FPS), settings.height, settings.width)]
         if frames[0].shape != measured_shape:
-            raise ValueError(f"{task.clip_id}: frames re-read for SyncNet have shape {frames[0].shape}, not {measured_shape}")
+            raise UnreadableVideoError(f"{task.source}: frames re-read at 25 fps for SyncNet are {frames[0].shape[:2]}, the clip's "
+                                       f"were {measured_shape[:2]}; the video changes size mid-stream. Re-encode it at one size.")
         boxes = [None if mesh is None else np.concatenate([mesh.points[:, :2].min(0), mesh.points[:, :2].max(0)]) for mesh in meshes]
         known = [i for i, box in enumerate(boxes) if box is not None]
         nearest = [boxes[min(known, key=lambda k: abs(k - j * settings.fps / SYNCNET_FPS))] for j in range(count)]

@@ -71,6 +71,17 @@ def write_json(path: str, value) -> None:
     os.replace(temporary, path)
 
 
+def _fsync_directory(path: str) -> None:
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:  # not every platform opens directories
+        return
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def shard_name(index: int) -> str:
     return f"{SHARDS}/shard-{index:05d}.safetensors"
 
@@ -97,8 +108,8 @@ class DatasetFolder:
                 "Choose a new or empty folder."
             )
         else:
-            os.makedirs(os.path.join(root, SHARDS), exist_ok=True)
-            write_json(header_path, header)
+            os.makedirs(root, exist_ok=True)
+            write_json(header_path, header)  # first: a kill right after leaves a folder that is already this dataset
         os.makedirs(os.path.join(root, SHARDS), exist_ok=True)
         folder = cls(root, header, _read_rows(os.path.join(root, MANIFEST)), _read_rows(os.path.join(root, DROPPED)))
         folder._remove_unfinished_shards()
@@ -132,7 +143,8 @@ class DatasetFolder:
 
     @property
     def next_shard(self) -> int:
-        return len({row["shard"] for row in self.kept})
+        indices = [int(row["shard"].rsplit("-", 1)[1].split(".")[0]) for row in self.kept]
+        return max(indices, default=-1) + 1
 
     def add_dropped(self, rows: list[dict]) -> None:
         _append_rows(os.path.join(self.root, DROPPED), rows)
@@ -151,6 +163,7 @@ class DatasetFolder:
             os.fsync(f.fileno())
         os.chmod(path + ".tmp", 0o644)  # safetensors writes 0600; a dataset is shared by the training processes' users
         os.replace(path + ".tmp", path)
+        _fsync_directory(os.path.dirname(path))  # the rename is on disk before any row names the shard
         _append_rows(os.path.join(self.root, MANIFEST), rows)
         self.kept.extend(rows)
         return name

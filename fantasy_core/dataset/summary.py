@@ -28,7 +28,8 @@ def dataset_calibration(kept: list[dict], body_landmarks: str, window_seconds: f
         return None
 
 
-def write_summary(root: str, kept: list[dict], dropped: list[dict], calibration: MotionCalibration | None, clip_seconds: float) -> dict:
+def write_summary(root: str, kept: list[dict], dropped: list[dict], calibration: MotionCalibration | None, clip_seconds: float,
+                  errors: list[dict] = ()) -> dict:
     reasons = collections.Counter(row["reason"] for row in dropped)
     summary = {
         "clips_kept": len(kept),
@@ -36,6 +37,7 @@ def write_summary(root: str, kept: list[dict], dropped: list[dict], calibration:
         "dropped": {reason: {"count": reasons[reason], "meaning": DROP_REASONS.get(reason, "")} for reason in sorted(reasons)},
         "sources": len({row["source"] for row in kept} | {row["source"] for row in dropped}),
         "calibration": CALIBRATION if calibration is not None else None,
+        "errors": [{"clip": row["clip"], "detail": row["detail"]} for row in errors],  # retried by the next run
     }
     if calibration is not None:
         write_json(os.path.join(root, CALIBRATION), calibration.to_json())

@@ -69,11 +69,12 @@ def read_frames(path: str, start: float, count: int, fps: float) -> np.ndarray:
     with _open(path) as container:
         stream = container.streams.video[0]
         origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        step = 1 / float(stream.average_rate or fps)
         try:
             container.seek(int((origin + start) / stream.time_base), stream=stream, backward=True)
             previous, previous_time = None, -math.inf
             for frame in container.decode(stream):
-                time = float(frame.pts * stream.time_base) - origin if frame.pts is not None else previous_time + 1 / fps
+                time = float(frame.pts * stream.time_base) - origin if frame.pts is not None else previous_time + step
                 while len(picked) < count and time >= targets[len(picked)]:
                     target = targets[len(picked)]
                     nearer = frame if previous is None or time - target <= target - previous_time else previous
@@ -91,37 +92,46 @@ def read_frames(path: str, start: float, count: int, fps: float) -> np.ndarray:
 
 
 def read_audio(path: str, start: float, seconds: float) -> tuple[np.ndarray, int]:
-    """float32 [channels, samples] of the sound from ``start`` for ``seconds`` (fewer where the track ends), and its
-    sample rate."""
+    """float32 [channels, samples] of the sound from ``start`` for ``seconds`` (seconds from the start of the video
+    stream, so a track that starts later or has gaps keeps its place; silence is filled in), cut where the track ends,
+    and its sample rate."""
     with _open(path) as container:
         if not container.streams.audio:
             raise UnreadableVideoError(f"{path} has no audio track.")
         stream = container.streams.audio[0]
         rate = stream.rate or stream.codec_context.sample_rate
-        origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        video = container.streams.video[0] if container.streams.video else stream
+        origin = float(video.start_time * video.time_base) if video.start_time is not None else 0.0
         first, wanted = int(round(start * rate)), int(round(seconds * rate))
-        pieces, position = [], None
+        buffer, covered, position = None, 0, None
         try:
-            container.seek(int((origin + start) / stream.time_base), stream=stream, backward=True)
+            container.seek(max(int((origin + start) / stream.time_base), 0), stream=stream, backward=True)
             for frame in container.decode(stream):
                 samples = frame.to_ndarray()
                 if not frame.format.is_planar:  # interleaved [1, samples * channels]
                     samples = samples.reshape(-1, len(frame.layout.channels)).T
+                samples = _to_float(samples, frame.format.name)
                 frame_start = int(round((float(frame.pts * stream.time_base) - origin) * rate)) if frame.pts is not None else position
                 position = frame_start + samples.shape[1]
-                if position <= first:
-                    continue
-                pieces.append(samples[:, max(first - frame_start, 0):].astype(np.float32) * _scale(frame.format.name))
-                if sum(p.shape[1] for p in pieces) >= wanted:
+                if buffer is None:
+                    buffer = np.zeros((samples.shape[0], wanted), dtype=np.float32)
+                begin, finish = max(frame_start - first, 0), min(position - first, wanted)
+                if finish > begin:
+                    buffer[:, begin:finish] = samples[:, begin - (frame_start - first) : finish - (frame_start - first)]
+                    covered = max(covered, finish)
+                if position - first >= wanted:
                     break
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001
             raise UnreadableVideoError(f"{path}: decoding its sound failed at {start:.2f} s ({type(error).__name__}: {error}).") from error
-    if not pieces:
+    if buffer is None:
         return np.zeros((1, 0), dtype=np.float32), rate
-    return np.concatenate(pieces, axis=1)[:, :wanted], rate
+    return buffer[:, :covered], rate
 
 
-def _scale(sample_format: str) -> float:
-    """Integer PCM to [-1, 1]."""
+def _to_float(samples: np.ndarray, sample_format: str) -> np.ndarray:
+    """PCM of any sample format to float32 in [-1, 1]."""
     base = sample_format.rstrip("p")
-    return {"s16": 1 / 32768, "s32": 1 / 2147483648, "u8": 1 / 128}.get(base, 1.0)
+    if base == "u8":
+        return (samples.astype(np.float32) - 128) / 128
+    scale = {"s16": 1 / 32768, "s32": 1 / 2147483648}.get(base, 1.0)
+    return samples.astype(np.float32) * scale

@@ -23,7 +23,7 @@ WINDOW_FRAMES = 5
 
 @dataclass(frozen=True)
 class SyncScore:
-    offset: int  # frames at 25 fps; positive: the sound lags the picture
+    offset: int  # frames at 25 fps, as syncnet_python reports it; negative when the sound comes after the lips
     confidence: float  # median distance - minimum distance (LSE-C)
     min_distance: float  # the best offset's mean distance (LSE-D)
 

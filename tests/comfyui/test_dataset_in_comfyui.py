@@ -225,9 +225,9 @@ def test_a_folder_with_another_dataset_is_refused_and_a_missing_model_named(made
     assert "--wav2vec: wav2vec2 model 'wav2vec2-base-960h' was not found in" in result.stderr  # every missing file at once
 
 
-def test_the_syncnet_filter_scores_each_clip_and_drops_below_its_confidence(made, tmp_path):
-    """A SyncNet file in the released layout (random weights) scores every clip; a confidence no clip reaches drops
-    them all with the reason and the measured offset and confidence."""
+def test_the_syncnet_filter_keeps_clips_at_or_above_its_confidence_and_drops_the_others(made, tmp_path):
+    """A SyncNet file in the released layout (random weights) scores every clip; with the threshold between the two
+    clips' confidences, exactly the lower one is dropped, with its offset and confidence."""
     import shutil
 
     from dataset_models import MODEL_NAMES
@@ -240,10 +240,21 @@ def test_the_syncnet_filter_scores_each_clip_and_drops_below_its_confidence(made
     torch.save(SyncNet().state_dict(), tmp_path / "syncnet_v2.model")
     (tmp_path / "videos").mkdir()
     shutil.copy(made["videos"] / "talk_0.mp4", tmp_path / "videos")
-    strict = DatasetSettings(fps=12, frames=25, width=128, height=128, sync_max_offset=15, sync_min_confidence=1e6)
-    summary = prepare_dataset(str(tmp_path / "videos"), str(tmp_path / "out"), strict, made["encoders"], MODEL_NAMES,
-                              AnalysisModels(strict, syncnet_path=str(tmp_path / "syncnet_v2.model")), options=RunOptions(show_progress=False))
-    assert summary["clips_kept"] == 0 and summary["dropped"]["lip_sync"]["count"] == 2
-    for row in rows(tmp_path / "out" / "dropped.jsonl"):
-        assert row["reason"] == "lip_sync" and "SyncNet offset" in row["detail"]
-        assert abs(row["checks"]["sync_offset"]) <= 15 and row["checks"]["sync_confidence"] >= 0 and row["checks"]["sync_distance"] > 0
+
+    def run(name: str, min_confidence: float) -> dict:
+        settings = DatasetSettings(fps=12, frames=25, width=128, height=128, sync_max_offset=15, sync_min_confidence=min_confidence)
+        models = AnalysisModels(settings, syncnet_path=str(tmp_path / "syncnet_v2.model"))
+        return prepare_dataset(str(tmp_path / "videos"), str(tmp_path / name), settings, made["encoders"], MODEL_NAMES, models,
+                               options=RunOptions(show_progress=False))
+
+    assert run("all", 0.0)["clips_kept"] == 2
+    scored = rows(tmp_path / "all" / "manifest.jsonl")
+    confidences = sorted(row["checks"]["sync_confidence"] for row in scored)
+    assert all(row["checks"]["sync_distance"] > 0 and abs(row["checks"]["sync_offset"]) <= 15 for row in scored)
+    assert confidences[0] < confidences[1], "the two clips must score differently for this test to mean anything"
+    summary = run("strict", (confidences[0] + confidences[1]) / 2)
+    assert summary["clips_kept"] == 1 and summary["dropped"]["lip_sync"]["count"] == 1
+    [dropped] = rows(tmp_path / "strict" / "dropped.jsonl")
+    assert dropped["checks"]["sync_confidence"] == confidences[0] and "SyncNet offset" in dropped["detail"]
+    [kept] = rows(tmp_path / "strict" / "manifest.jsonl")
+    assert kept["checks"]["sync_confidence"] == confidences[1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -146,3 +147,67 @@ def test_frames_are_read_at_the_training_rate_from_the_nearest_source_frame(tmp_
     assert indices == [math.floor((0.51 + i / 10) * 25 + 0.5) for i in range(6)] == [13, 15, 18, 20, 23, 25]
     with pytest.raises(UnreadableVideoError, match="ends before"):
         read_frames(path, start=1.0, count=6, fps=12)
+
+
+def _write_av(path: str, audio_start: float, audio: np.ndarray, rate: int = 16000, seconds: float = 1.0) -> None:
+    """A Matroska file: 25 fps grey video from 0 s and s16 PCM sound that starts ``audio_start`` seconds later."""
+    import av
+
+    with av.open(path, "w", format="matroska") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width = video.height = 32
+        video.pix_fmt = "yuv420p"
+        sound = container.add_stream("pcm_s16le", rate=rate, layout="mono")
+        for i in range(int(seconds * 25)):
+            for packet in video.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 100, np.uint8), format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        pcm = np.round(audio * 32767).astype(np.int16)
+        for first in range(0, len(pcm), 800):
+            frame = av.AudioFrame.from_ndarray(pcm[None, first : first + 800], format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = rate, first + int(audio_start * rate), Fraction(1, rate)
+            for packet in sound.encode(frame):
+                container.mux(packet)
+        for packet in sound.encode(None):
+            container.mux(packet)
+
+
+def test_sound_keeps_its_place_against_the_picture_and_ends_where_the_track_ends(tmp_path):
+    pytest.importorskip("av")
+    from fantasy_core.dataset.video import read_audio
+
+    rate = 16000
+    tone = (0.5 * np.sin(2 * np.pi * 300 * np.arange(int(0.6 * rate)) / rate)).astype(np.float32)
+    path = str(tmp_path / "late.mkv")
+    _write_av(path, audio_start=0.2, audio=tone)  # sound from 0.2 s to 0.8 s of the video
+    samples, got_rate = read_audio(path, 0.0, 0.5)
+    assert got_rate == rate and samples.shape == (1, int(0.5 * rate))
+    assert np.abs(samples[0, : int(0.2 * rate) - 2]).max() == 0  # silence before the sound starts
+    np.testing.assert_allclose(samples[0, int(0.2 * rate) :], tone[: int(0.3 * rate)], atol=1e-4)
+    later, _ = read_audio(path, 0.5, 0.5)  # 0.5 .. 1.0 s: only 0.3 s of sound is left
+    assert later.shape == (1, int(0.3 * rate))
+    np.testing.assert_allclose(later[0], tone[int(0.3 * rate) :], atol=1e-4)
+
+
+def test_an_unexpected_failure_is_reported_for_a_retry_and_a_broken_pool_stops_the_run():
+    from concurrent.futures.process import BrokenProcessPool
+
+    from fantasy_core.dataset.analyse import ERROR, ClipTask
+    from fantasy_train.prepare import _guarded, read_captions
+
+    task = ClipTask("a.mp4", "a.mp4", "a-0000", 0.0, "")
+
+    def fails(_):
+        raise ValueError("odd frame")
+
+    result = _guarded(fails, task)
+    assert (result.reason, result.detail) == (ERROR, "ValueError: odd frame")
+
+    def broken(_):
+        raise BrokenProcessPool("a worker died")
+
+    with pytest.raises(BrokenProcessPool):
+        _guarded(broken, task)
+    with pytest.raises(FileNotFoundError, match="--captions: the file"):
+        read_captions("videos", "missing.csv")
