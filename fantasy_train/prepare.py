@@ -107,9 +107,10 @@ def plan(videos: list[tuple[str, str]], settings: DatasetSettings, captions: dic
         if min(info.width, info.height) < settings.minimum_side:
             drop(relative, "low_resolution", f"{info.width}x{info.height}, below min_resolution {settings.minimum_side} on the shorter side")
             continue
-        starts = clip_starts(min(info.duration, info.audio_duration), settings.frames, settings.fps, settings.stride_seconds)
+        duration = min(info.duration, info.audio_duration)
+        starts = clip_starts(duration, settings.frames, settings.fps, settings.stride_seconds)
         if not starts:
-            drop(relative, "too_short", f"{min(info.duration, info.audio_duration):.2f} s, one clip needs {settings.clip_seconds:.2f} s")
+            drop(relative, "too_short", f"{duration:.2f} s, one clip needs {settings.clip_seconds:.2f} s")
             continue
         caption = caption_for(path, relative, captions)
         for index, start in enumerate(starts):
@@ -169,7 +170,7 @@ class ShardWriter:
     def __init__(self, folder: DatasetFolder, encoders, settings: DatasetSettings, options: RunOptions):
         self.folder, self.encoders, self.settings, self.options = folder, encoders, settings, options
         self.dtype = STORAGE[settings.storage_dtype]
-        self.waiting, self.tensors, self.rows, self.texts = [], {}, [], {}
+        self.waiting, self.tensors, self.rows = [], {}, []
 
     def add(self, clip) -> None:
         self.waiting.append(clip)
@@ -182,7 +183,7 @@ class ShardWriter:
         self._encode()
         if self.rows:
             self.folder.add_shard(self.tensors, self.rows)
-        self.tensors, self.rows, self.texts = {}, [], {}
+        self.tensors, self.rows = {}, []
 
     @torch.no_grad()
     def _encode(self) -> None:
@@ -208,8 +209,8 @@ class ShardWriter:
                 self.tensors[f"{key}.face_embedding"] = torch.from_numpy(clip.face_embedding).float()
                 fields["face_embedding"] = None
             text_key = "text." + hashlib.sha1(task.caption.encode()).hexdigest()[:16]
-            if text_key not in self.texts:
-                self.texts[text_key] = self.tensors[text_key] = _finite(self.encoders.text(task.caption), text_key).to(self.dtype)
+            if text_key not in self.tensors:  # once per caption per shard
+                self.tensors[text_key] = _finite(self.encoders.text(task.caption), text_key).to(self.dtype)
             self.rows.append({
                 "clip": key, "source": task.relative, "start": task.start, "end": round(task.start + self.settings.clip_seconds, 6),
                 "frames": self.settings.frames, "fps": self.settings.fps, "caption": task.caption, "text": text_key,
@@ -247,12 +248,8 @@ def prepare_dataset(videos_dir: str, out_dir: str, settings: DatasetSettings, en
         progress.set_postfix(kept=len(folder.kept) + len(writer.rows) + len(writer.waiting), dropped=len(folder.dropped), refresh=False)
     writer.flush()
     progress.close()
-    calibration = dataset_calibration(folder.kept, settings_body_landmarks(settings), MotionCalibration().window_seconds)
+    calibration = dataset_calibration(folder.kept, settings.body_landmarks, MotionCalibration().window_seconds)
     return write_summary(out_dir, folder.kept, folder.dropped, calibration, settings.clip_seconds, errors)
-
-
-def settings_body_landmarks(settings: DatasetSettings) -> str:
-    return "mediapipe_pose" if settings.body_model == "mediapipe pose" else "dwpose"
 
 
 def _progress(total: int, show: bool):

@@ -70,8 +70,9 @@ class DatasetSettings:
         return DEFAULT_FACE_CONFIDENCE["mediapipe" if self.face_detector == "mediapipe" else "insightface"]
 
     @property
-    def latent_size(self) -> tuple[int, int]:
-        return self.height // LATENT_SCALE, self.width // LATENT_SCALE
+    def body_landmarks(self) -> str:
+        """The body-joint model ω_b is measured with, as a motion calibration names it."""
+        return "mediapipe_pose" if self.body_model == "mediapipe pose" else "dwpose"
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -258,3 +258,26 @@ def test_the_syncnet_filter_keeps_clips_at_or_above_its_confidence_and_drops_the
     assert dropped["checks"]["sync_confidence"] == confidences[0] and "SyncNet offset" in dropped["detail"]
     [kept] = rows(tmp_path / "strict" / "manifest.jsonl")
     assert kept["checks"]["sync_confidence"] == confidences[1]
+
+
+def test_a_clip_whose_sound_ends_early_or_whose_face_is_unsure_is_dropped_with_the_reason(made, tmp_path):
+    from dataset_media import VIDEO_FPS, speech, write_video
+    from motion_clips import clip
+
+    from fantasy_core.dataset.analyse import AnalysisModels, ClipAnalyser, ClipTask
+
+    voice, rate = speech("a")
+    short_sound = write_video(str(tmp_path / "short_sound.mp4"), clip(frames=int(4.4 * VIDEO_FPS), expression=10, size=256),
+                              VIDEO_FPS, (voice[: 3 * rate], rate))  # picture 4.4 s, sound 3 s
+    unsure = DatasetSettings(fps=12, frames=25, width=128, height=128, min_face_confidence=0.99)
+    analyser = ClipAnalyser(AnalysisModels(unsure))
+    try:
+        ended = analyser.analyse(ClipTask(short_sound, "short_sound.mp4", "short-0000", 2.0, ""))
+        assert ended.reason == "audio_unusable"
+        assert ended.detail.startswith("the sound covers 1.0") and ended.detail.endswith("s of the 2.08 s clip")
+        doubted = analyser.analyse(ClipTask(str(made["videos"] / "talk_0.mp4"), "talk_0.mp4", "talk_0-0000", 0.0, ""))
+        assert doubted.reason == "face_confidence"
+        assert doubted.detail == f"face confidence {doubted.checks['face_confidence']:.3f} (min_face_confidence 0.99)"
+        assert 0.8 <= doubted.checks["face_confidence"] < 0.99
+    finally:
+        analyser.close()

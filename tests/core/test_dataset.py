@@ -211,3 +211,58 @@ def test_an_unexpected_failure_is_reported_for_a_retry_and_a_broken_pool_stops_t
         _guarded(broken, task)
     with pytest.raises(FileNotFoundError, match="--captions: the file"):
         read_captions("videos", "missing.csv")
+
+
+def test_whole_videos_without_sound_too_small_or_too_short_are_dropped_with_the_reason(tmp_path):
+    pytest.importorskip("av")
+    from fantasy_train.prepare import plan
+
+    silent_picture = str(tmp_path / "picture_only.mkv")
+    import av
+
+    with av.open(silent_picture, "w", format="matroska") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        for _ in range(25):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    talking = str(tmp_path / "talking.mkv")
+    _write_av(talking, audio_start=0.0, audio=np.full(16000, 0.1, np.float32))  # 32 x 32, 1 s of sound
+    videos = [(silent_picture, "picture_only.mkv"), (talking, "talking.mkv")]
+
+    def reasons(settings):
+        tasks, dropped = plan(videos, settings, {}, set())
+        return [(row["source"], row["reason"], row["detail"]) for row in dropped], tasks
+
+    dropped, tasks = reasons(DatasetSettings(fps=12, frames=9, width=32, height=32))  # 0.75 s clips
+    assert dropped == [("picture_only.mkv", "no_audio", "picture_only.mkv has no audio track")]
+    assert [task.start for task in tasks] == [0.0]
+    dropped, _ = reasons(DatasetSettings(fps=12, frames=9, width=64, height=64))
+    assert dropped[1] == ("talking.mkv", "low_resolution", "32x32, below min_resolution 64 on the shorter side")
+    dropped, _ = reasons(DatasetSettings(fps=12, frames=13, width=32, height=32))  # 1.08 s clips
+    assert dropped[1][:2] == ("talking.mkv", "too_short") and "one clip needs 1.08 s" in dropped[1][2]
+    assert reasons(DatasetSettings(fps=12, frames=9, width=32, height=32))[0][1:] == []
+    _, again = plan(videos, DatasetSettings(fps=12, frames=9, width=32, height=32), {}, {"picture_only.mkv", tasks[0].clip_id})
+    assert again == []  # what a previous run decided is not planned again
+
+
+def test_the_command_refuses_bad_settings_before_loading_anything(tmp_path, capsys):
+    from fantasy_train.cli import main
+
+    (tmp_path / "videos").mkdir()
+    out = str(tmp_path / "out")
+    assert main(["prepare", str(tmp_path / "videos"), out, "--sync-min-confidence", "2"]) == 2
+    assert "--sync-max-offset and --sync-min-confidence need --syncnet" in capsys.readouterr().err
+    assert main(["prepare", str(tmp_path / "videos"), out, "--frames", "80"]) == 2
+    assert "frames must be of the form 4k+1" in capsys.readouterr().err
+    assert main(["prepare", str(tmp_path / "missing"), out]) == 2
+    assert f"VIDEOS: the folder {tmp_path / 'missing'} does not exist." in capsys.readouterr().err
+    assert not os.path.exists(out)
+
+
+def test_settings_name_the_body_model_as_a_calibration_does():
+    assert DatasetSettings().body_landmarks == "mediapipe_pose"
+    assert DatasetSettings(body_model="dwpose/dw-ll_ucoco_384.onnx").body_landmarks == "dwpose"
