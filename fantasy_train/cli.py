@@ -1,4 +1,5 @@
-"""``python -m fantasy_train prepare VIDEOS OUT``: a folder of talking videos -> a cached FantasyTalking training set."""
+"""``python -m fantasy_train prepare VIDEOS OUT``: a folder of talking videos -> a cached FantasyTalking training set.
+``python -m fantasy_train train CONFIG``: DAVA training on that set (launch it with accelerate for more than one GPU)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,43 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--comfyui", help="ComfyUI folder (default: $COMFYUI_PATH, or the ComfyUI this pack is installed in)")
     run.add_argument("--comfyui-args", default="", help="ComfyUI device options, e.g. '--lowvram' or '--cpu'")
     prep.set_defaults(run=prepare)
+    trainer = commands.add_parser("train", help="train the audio, identity and motion modules (resumes a run found in output_dir)")
+    trainer.add_argument("config", help="TOML run configuration (see fantasy_train/configs/)")
+    trainer.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config value, e.g. --set optimizer.learning_rate=5e-5 (repeatable)")
+    trainer.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to TensorBoard)")
+    trainer.add_argument("--comfyui", help="ComfyUI folder (default: $COMFYUI_PATH, or the ComfyUI this pack is installed in)")
+    trainer.add_argument("--comfyui-args", default="", help="ComfyUI device options, e.g. '--cpu'")
+    trainer.set_defaults(run=train)
     return main_parser
+
+
+def train(args) -> int:
+    from fantasy_core.dataset.reader import DatasetMismatchError
+    from fantasy_core.training.config import ConfigError, load_config
+    from fantasy_core.training.modules import StartError
+    from fantasy_core.weights import CheckpointError
+
+    try:
+        config = load_config(args.config, args.set)
+    except ConfigError as error:
+        return _fail(str(error), EXIT_USAGE)
+    try:
+        import_comfyui(args.comfyui, args.comfyui_args)
+        pack_module("nodes.folders").register_folders()
+        from .trainer import RunFolderError
+        from .trainer import train as run_training
+        from .wan import MissingBaseError
+
+        result = run_training(config, show_progress=not args.no_progress)
+    except ComfyUINotFoundError as error:
+        return _fail(str(error), EXIT_USAGE)
+    except MissingBaseError as error:
+        return _fail(str(error), EXIT_MISSING_MODEL)
+    except (RunFolderError, DatasetMismatchError, StartError, CheckpointError, ModuleNotFoundError) as error:
+        return _fail(str(error), EXIT_FAILED)
+    print(f"done: step {result['step']}; modules in {result['file']}")
+    return 0
 
 
 def prepare(args) -> int:

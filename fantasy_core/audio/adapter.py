@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..dit.attention import frame_attention
+from ..dit.attention import frame_attention, masked_attention
 from ..dit.layers import CastingOps
 from .windows import AudioWindows, gather_windows
 
@@ -39,10 +39,22 @@ class AudioProjection(nn.Module):
 
 @dataclass(frozen=True)
 class AudioContext:
-    """Projected audio of one model call: tokens [1, T_lat, W, C] (padding slots exactly zero), k_lens [1, T_lat]."""
+    """Projected audio of one model call. Frame level (the release): tokens [B, T_lat, W, C] (padding slots exactly
+    zero), k_lens [B, T_lat]. Clip level (DAVA stage 1): tokens [B, L, C], k_lens [B]; every video token hears them all."""
 
     tokens: torch.Tensor
     k_lens: torch.Tensor
+
+    @property
+    def clip_level(self) -> bool:
+        return self.tokens.dim() == 3
+
+    def rows(self, index: torch.Tensor) -> AudioContext:
+        """The context of some batch rows (a context shared by all rows, batch 1, stays as it is)."""
+        if self.tokens.shape[0] == 1:
+            return self
+        index = index.to(self.tokens.device)
+        return AudioContext(self.tokens[index], self.k_lens[index])
 
 
 class AudioKeyValue(nn.Module):
@@ -56,7 +68,11 @@ class AudioKeyValue(nn.Module):
     def forward(self, q: torch.Tensor, audio: AudioContext, num_heads: int) -> torch.Tensor:
         """Frame-level audio attention output [B, N, model_dim] for the shared cross-attention query q [B, N, model_dim]."""
         tokens = audio.tokens.to(q)
-        return frame_attention(q, self.k_proj(tokens), self.v_proj(tokens), audio.k_lens, num_heads)
+        keys, values = self.k_proj(tokens), self.v_proj(tokens)
+        if audio.clip_level:
+            return masked_attention(q, keys.expand(q.shape[0], -1, -1), values.expand(q.shape[0], -1, -1),
+                                    audio.k_lens.expand(q.shape[0]), num_heads)
+        return frame_attention(q, keys, values, audio.k_lens, num_heads)
 
 
 class AudioAdapter(nn.Module):
@@ -71,23 +87,49 @@ class AudioAdapter(nn.Module):
             for _ in range(config.num_blocks)
         )
 
-    def frame_context(self, features: torch.Tensor, windows: AudioWindows, device=None) -> AudioContext:
-        """Raw wav2vec features [L, audio_dim] of the whole track -> the audio context of the given latent frames.
-
-        Only the windows' tokens are gathered and projected (on ``device``, in fp32 as officially), so the cost does not
-        grow with the track. The official code projects the whole track first; the LayerNorm is per token, so the
-        result is the same, and padding slots are zeroed after the projection as the official zero padding is.
-        """
+    def _check_width(self, features: torch.Tensor) -> None:
         if features.shape[-1] != self.config.audio_dim:
             raise ValueError(
                 f"audio features are {features.shape[-1]} wide but the FantasyTalking adapter expects "
                 f"{self.config.audio_dim} (wav2vec2-base). Encode the audio with wav2vec2-base-960h."
             )
+
+    def frame_context(self, features: torch.Tensor, windows: AudioWindows, device=None) -> AudioContext:
+        """Raw wav2vec features [L, audio_dim] of the whole track (or [B, L, audio_dim], one track per batch row) -> the
+        audio context of the given latent frames.
+
+        Only the windows' tokens are gathered and projected (on ``device``, in fp32 as officially), so the cost does not
+        grow with the track. The official code projects the whole track first; the LayerNorm is per token, so the
+        result is the same, and padding slots are zeroed after the projection as the official zero padding is.
+        """
+        self._check_width(features)
+        rows = features.shape[0] if features.dim() == 3 else 1
         raw = gather_windows(features, windows).to(device or features.device, torch.float32)
         _, valid = windows.token_index()
         tokens = self.proj_model(raw)
         tokens = torch.where(valid.to(raw.device)[..., None], tokens, torch.zeros((), dtype=tokens.dtype, device=tokens.device))
-        return AudioContext(tokens[None], windows.k_lens[None].to(raw.device))
+        return AudioContext(tokens.reshape(rows, *tokens.shape[-3:]), windows.k_lens[None].expand(rows, -1).to(raw.device))
+
+    def clip_context(self, features: torch.Tensor, device=None) -> AudioContext:
+        """Raw wav2vec features [B, L, audio_dim] of each row's clip -> a clip-level context: all L tokens for every frame."""
+        self._check_width(features)
+        tokens = self.proj_model(features.to(device or features.device, torch.float32))
+        return AudioContext(tokens, torch.full((tokens.shape[0],), tokens.shape[1], dtype=torch.long, device=tokens.device))
+
+
+def initialise_audio_adapter(adapter: AudioAdapter, seed: int = 0) -> AudioAdapter:
+    """Training from zero: a random projection (LayerNorm at 1, 0) and zero keys/values, so the untrained adapter
+    changes nothing while its value projections still receive gradients."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        proj = adapter.proj_model.proj.weight
+        proj.copy_((torch.rand(proj.shape, generator=gen) * 2 - 1) * proj.shape[1] ** -0.5)
+        adapter.proj_model.norm.weight.fill_(1.0)
+        adapter.proj_model.norm.bias.zero_()
+        for block in adapter.blocks:
+            block.k_proj.weight.zero_()
+            block.v_proj.weight.zero_()
+    return adapter
 
 
 class AudioBranch:
@@ -100,3 +142,6 @@ class AudioBranch:
 
     def attend(self, block_index: int, q: torch.Tensor, num_heads: int) -> torch.Tensor:
         return self.adapter.blocks[block_index](q, self.context, num_heads)
+
+    def for_rows(self, index: torch.Tensor) -> AudioBranch:
+        return AudioBranch(self.adapter, self.context.rows(index), self.scales[index.to(self.scales.device)])

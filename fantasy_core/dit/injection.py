@@ -36,6 +36,9 @@ class CrossAttentionBranch(Protocol):
         """q [b, N, dim] of the rows being computed -> the branch's attention output [b, N, dim], before o."""
         ...
 
+    # A branch whose context differs per batch row (training: each row its own clip) also has
+    # ``for_rows(index) -> CrossAttentionBranch``: the same branch restricted to those rows, used when some rows are off.
+
 
 TimeEmbeddingTap = Callable[[torch.Tensor], torch.Tensor]  # Wan's time embedding e -> an addition of e's shape
 
@@ -74,8 +77,13 @@ class DiTInjection:
     def __init__(self, wan: nn.Module, branches: Sequence[CrossAttentionBranch] = (), time_taps: Sequence[TimeEmbeddingTap] = ()):
         self.blocks = wan.blocks
         self.time_embedding = getattr(wan, "time_embedding", None)
-        active = [(branch, _ActiveRows(branch.scales)) for branch in branches]
-        self.branches = [(branch, rows) for branch, rows in active if rows.count]  # a branch no row hears is not installed
+        self.branches = []
+        for branch in branches:
+            rows = _ActiveRows(branch.scales)
+            if not rows.count:
+                continue  # a branch no row hears is not installed
+            computed = branch.for_rows(rows.index) if rows.index is not None and hasattr(branch, "for_rows") else branch
+            self.branches.append((branch.scales, computed, rows))
         self.time_taps = list(time_taps)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
@@ -118,8 +126,8 @@ class DiTInjection:
                     "replaced Wan's cross-attention. Remove that patch or apply FantasyTalking after it."
                 )
             hidden = args[0]
-            for branch, rows in self.branches:
-                scales = branch.scales.to(hidden)
+            for scales, branch, rows in self.branches:
+                scales = scales.to(hidden)
                 if rows.index is None:
                     hidden = hidden + scales.reshape(-1, 1, 1) * branch.attend(index, q, cross_attn.num_heads)
                 else:

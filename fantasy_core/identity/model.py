@@ -173,3 +173,9 @@ class IdentityBranch:
 
     def attend(self, block_index: int, q: torch.Tensor, num_heads: int) -> torch.Tensor:
         return self.module.blocks[block_index](q, self.tokens, num_heads)
+
+    def for_rows(self, index: torch.Tensor) -> IdentityBranch:
+        """The branch of some batch rows (tokens shared by every row, batch 1, stay as they are)."""
+        index = index.to(self.tokens.device)
+        tokens = self.tokens if self.tokens.shape[0] == 1 else self.tokens[index]
+        return IdentityBranch(self.module, tokens, self.scales[index.to(self.scales.device)])

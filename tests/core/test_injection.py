@@ -111,13 +111,13 @@ def test_scale_zero_on_every_row_installs_nothing_and_is_exactly_the_model():
 
 
 @torch.no_grad()
-def test_rows_with_scale_zero_are_untouched_and_not_computed():
+def test_rows_with_scale_zero_are_untouched_and_not_computed(monkeypatch):
     wan, adapter, audio, x, context = setup(batch=3)
     plain = wan.blocks[1].cross_attn(x, context, IMG)
     branch = audio_branch(adapter, audio, 0.0, 1.5, 0.0)
     seen_rows = []
-    attend = branch.attend
-    branch.attend = lambda index, q, heads: (seen_rows.append(q.shape[0]), attend(index, q, heads))[1]
+    attend = AudioBranch.attend
+    monkeypatch.setattr(AudioBranch, "attend", lambda self, index, q, heads: (seen_rows.append(q.shape[0]), attend(self, index, q, heads))[1])
     with DiTInjection(wan, [branch]):
         mixed = wan.blocks[1].cross_attn(x, context, IMG)
     assert seen_rows == [1]  # only the row that hears the audio

@@ -1,0 +1,217 @@
+"""The DAVA training loop on accelerate: one process per GPU (or CPU), gradients synchronised by accelerate's engine
+(DDP, FSDP or DeepSpeed, as `accelerate launch` configures it), checkpoints in the nodes' file format plus
+accelerate's full state for an exact resume, TensorBoard (and optionally W&B) logging and a progress bar.
+
+Data order and every random draw are functions of (seed, step, sample), so a resumed run repeats exactly what the
+uninterrupted one does, and N processes compute what one process computes on their combined batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import torch
+
+from fantasy_core.dataset.reader import CachedClips
+from fantasy_core.training.config import TrainConfig, config_json
+from fantasy_core.training.draws import batch_samples, draw
+from fantasy_core.training.modules import build_trainable
+
+from .step import TrainingStep
+from .wan import FrozenWan
+
+RUN_FILE = "run.json"
+STATES = "state"
+CHECKPOINTS = "checkpoints"
+
+
+class RunFolderError(ValueError):
+    pass
+
+
+def _accelerate():
+    try:
+        import accelerate
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError("Training needs accelerate and tensorboard: pip install -r fantasy_train/requirements.txt") from error
+    return accelerate
+
+
+def state_dirs(output_dir: str) -> list[tuple[int, str]]:
+    root = os.path.join(output_dir, STATES)
+    if not os.path.isdir(root):
+        return []
+    found = [(int(name.split("-")[1]), os.path.join(root, name)) for name in os.listdir(root)
+             if name.startswith("step-") and os.path.isfile(os.path.join(root, name, "complete"))]
+    return sorted(found)
+
+
+def module_file(output_dir: str, stage: int, step: int) -> str:
+    return os.path.join(output_dir, CHECKPOINTS, f"fantasytalking-stage{stage}-step{step:07d}.safetensors")
+
+
+def _check_run_folder(config: TrainConfig) -> None:
+    """A folder holds one run: resuming with another configuration (other than steps and logging) is refused."""
+    path = os.path.join(config.output_dir, RUN_FILE)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            existing = json.load(f)
+        wanted = json.loads(json.dumps(config.run_identity()))
+        if existing != wanted:
+            differences = sorted(_differences(existing, wanted))
+            raise RunFolderError(
+                f"output_dir {config.output_dir} holds another run ({'; '.join(differences[:6])}). To continue it, use "
+                "its configuration (only steps and [logging] may change); for a new run, choose another output_dir."
+            )
+    elif os.path.isdir(config.output_dir) and os.listdir(config.output_dir):
+        raise RunFolderError(f"output_dir {config.output_dir} is not empty and holds no {RUN_FILE}. Choose a new or empty folder.")
+
+
+def _differences(old, new, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for key in set(old) | set(new) for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} there, {new!r} now"]
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+class StepStats:
+    """Sums between two log lines, over every process's rows."""
+
+    def __init__(self):
+        self.rows = 0
+        self.sums = {}
+
+    def add(self, **row_values: torch.Tensor) -> None:
+        self.rows += next(iter(row_values.values())).numel()
+        for key, value in row_values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value.float().sum())
+
+    def means(self) -> dict:
+        return {key: value / max(self.rows, 1) for key, value in self.sums.items()}
+
+
+def train(config: TrainConfig, show_progress: bool = True, stop_after: int | None = None) -> dict:
+    """Run (or resume) the training; ``stop_after``: stop once this step is reached (tests simulate a kill)."""
+    accelerate = _accelerate()
+    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
+
+    trackers = (["tensorboard"] if config.logging.tensorboard else []) + (["wandb"] if config.logging.wandb else [])
+    accelerator = accelerate.Accelerator(
+        cpu=not torch.cuda.is_available(),
+        mixed_precision=config.optimizer.mixed_precision if torch.cuda.is_available() else "no",
+        gradient_accumulation_steps=config.optimizer.gradient_accumulation,
+        log_with=trackers or None,
+        project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=os.path.join(config.output_dir, "logs")),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],  # a row without audio leaves the adapter unused
+    )
+    if accelerator.is_main_process:
+        _check_run_folder(config)
+        os.makedirs(config.output_dir, exist_ok=True)
+        with open(os.path.join(config.output_dir, RUN_FILE), "w", encoding="utf-8") as f:
+            json.dump(config.run_identity(), f, indent=1)
+    accelerator.wait_for_everyone()
+
+    data = config.data
+    dataset = CachedClips(data.dataset, {"width": data.width, "height": data.height, "fps": data.fps, "frames": data.frames},
+                          need_faces=config.modules.identity, need_omega=config.modules.motion)
+    wan = FrozenWan.load(config.model.wan, config.model.base_dtype, accelerator.device, config.model.base_gpu_memory_gb)
+    sample = dataset[0]
+    face_dim = sample["face_embedding"].shape[-1] if "face_embedding" in sample else 512
+    modules, report = build_trainable(config.modules, wan.shape, sample["audio_features"].shape[-1], face_dim, dataset.calibration, config.seed)
+    modules.to(accelerator.device)
+    step_module = TrainingStep(modules, wan, config.stage, data.frames, config.modules.identity_scale, config.objective.lip_loss,
+                               config.model.gradient_checkpointing, config.model.shard_base)
+    model = accelerator.prepare(step_module)
+    optim = config.optimizer
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = accelerator.prepare(torch.optim.AdamW(trainable, lr=optim.learning_rate, betas=(optim.beta1, optim.beta2),
+                                                      eps=optim.eps, weight_decay=optim.weight_decay))
+    # stepped here once per optimizer step (not prepared: accelerate would step it once per process)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer, lambda s: min(1.0, (s + 1) / optim.warmup_steps) if optim.warmup_steps else 1.0)
+    accelerator.register_for_checkpointing(scheduler)
+
+    start = 0
+    states = state_dirs(config.output_dir)
+    if states:
+        start, path = states[-1]
+        accelerator.load_state(path)
+    if accelerator.is_main_process:
+        accelerator.init_trackers("fantasytalking", config=_flat(config.to_json()))
+        print(f"FantasyTalking training, stage {config.stage}: {len(dataset)} clips, {accelerator.num_processes} process(es) "
+              f"on {accelerator.device}, {sum(p.numel() for p in trainable) / 1e6:.2f} M trainable parameters; "
+              + ("; ".join(report)) + (f"; resumed at step {start}" if start else ""), flush=True)
+
+    rows_per_micro = data.batch_size * accelerator.num_processes
+    rows_per_step = rows_per_micro * optim.gradient_accumulation
+    latent_shape = tuple(sample["latents"].shape)
+    end = config.steps if stop_after is None else min(config.steps, stop_after)
+    progress = _progress(config.steps, start, show_progress and accelerator.is_main_process)
+    stats, began = StepStats(), time.time()
+    for step in range(start, end):
+        indices = batch_samples(config.seed, step, len(dataset), rows_per_step)
+        grad_norm = None
+        for micro in range(optim.gradient_accumulation):
+            first = micro * rows_per_micro + accelerator.process_index * data.batch_size
+            positions = list(range(first, first + data.batch_size))
+            batch = torch.utils.data.default_collate([dataset[indices[p]] for p in positions])
+            draws = draw(config.seed, step, positions, latent_shape, config.objective.shift, config.objective.dropout, config.objective.eta)
+            with accelerator.accumulate(model), step_module.installed():
+                losses, used = model(batch, draws)
+                accelerator.backward(losses.mean())
+                if accelerator.sync_gradients:
+                    grad_norm = accelerator.clip_grad_norm_(trainable, optim.max_grad_norm or float("inf"))
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            gathered = accelerator.gather(torch.stack([losses.detach(), used.float(), draws.drop_reference.float().to(losses.device),
+                                                       draws.drop_audio.float().to(losses.device), draws.drop_prompt.float().to(losses.device),
+                                                       draws.sigma.to(losses.device)], dim=1))
+            stats.add(loss=gathered[:, 0], lip_loss_fraction=gathered[:, 1], dropped_reference=gathered[:, 2],
+                      dropped_audio=gathered[:, 3], dropped_prompt=gathered[:, 4], sigma=gathered[:, 5])
+        scheduler.step()
+        done = step + 1
+        if done % config.logging.every == 0 or done == end:
+            values = {f"train/{key}": value for key, value in stats.means().items()}
+            values.update({"train/lr": scheduler.get_last_lr()[0], "train/grad_norm": float(grad_norm) if grad_norm is not None else 0.0,
+                           "train/stage": config.stage, "train/steps_per_second": (done - start) / max(time.time() - began, 1e-9)})
+            accelerator.log(values, step=done)
+            progress.set_postfix(loss=f"{values['train/loss']:.4f}")
+            stats = StepStats()
+        progress.update(1)
+        if done % config.checkpoint.every == 0 or done == config.steps:
+            _save(accelerator, step_module, config, done)
+    progress.close()
+    accelerator.end_training()
+    final = accelerator.unwrap_model(model).trainable
+    return {"step": end, "modules": final, "file": module_file(config.output_dir, config.stage, end)}
+
+
+def _save(accelerator, step_module: TrainingStep, config: TrainConfig, step: int) -> None:
+    accelerator.wait_for_everyone()
+    state = os.path.join(config.output_dir, STATES, f"step-{step:07d}")
+    accelerator.save_state(state)
+    if accelerator.is_main_process:
+        metadata = {"fantasytalking.training": json.dumps({"stage": config.stage, "step": step, "config": json.loads(config_json(config))})}
+        os.makedirs(os.path.join(config.output_dir, CHECKPOINTS), exist_ok=True)
+        step_module.trainable.save(module_file(config.output_dir, config.stage, step), metadata)
+        open(os.path.join(state, "complete"), "w").close()  # written last: a kill mid-save leaves no resumable half state
+        for _, old in state_dirs(config.output_dir)[: -config.checkpoint.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _progress(total: int, start: int, show: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, desc="training", unit="step", disable=not show, dynamic_ncols=True)
+

@@ -1,0 +1,99 @@
+"""The frozen Wan2.1-I2V base, loaded with ComfyUI's own loader, and one training prediction through it: the inputs
+are built with the model's own ComfyUI code (``process_latent_in``, ``concat_cond`` as WanImageToVideo's conditioning
+reaches it, ``model_sampling.timestep``) and the WanModel's own forward runs, with the FantasyTalking modules tapped in
+by the same injection layer as at inference. Gradient checkpointing uses ComfyUI's block-replace patch."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from fantasy_core.training.modules import WanShape
+
+from .comfy_env import pack_module
+from .rope_autograd import enable_rope_gradients
+
+BASE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp8_e4m3fn": torch.float8_e4m3fn, "fp32": torch.float32}
+
+
+class MissingBaseError(FileNotFoundError):
+    pass
+
+
+def base_path(name: str) -> str:
+    import folder_paths
+
+    if os.path.isfile(name):
+        return name
+    found = folder_paths.get_full_path("diffusion_models", name)
+    if found is None:
+        raise MissingBaseError(
+            f"model.wan: '{name}' was not found in {', '.join(folder_paths.get_folder_paths('diffusion_models'))}. Put "
+            "wan2.1_i2v_720p_14B_bf16.safetensors (Comfy-Org/Wan_2.1_ComfyUI_repackaged, split_files/diffusion_models/) "
+            "there, or give the file's path."
+        )
+    return found
+
+
+def _checkpointed_block(args: dict, extra: dict) -> dict:
+    original = extra["original_block"]
+    options = args["transformer_options"]
+
+    def run(img, txt, vec, pe):
+        return original({"img": img, "txt": txt, "vec": vec, "pe": pe, "transformer_options": options})["img"]
+
+    return {"img": checkpoint(run, args["img"], args["txt"], args["vec"], args["pe"], use_reentrant=False)}
+
+
+class FrozenWan:
+    def __init__(self, patcher):
+        self.patcher = patcher
+        self.base = patcher.model  # comfy.model_base.WAN21
+        self.dit = pack_module("nodes.patch").wan_i2v_model(patcher)
+        self.dit.requires_grad_(False)
+
+    @classmethod
+    def load(cls, name: str, base_dtype: str, device: torch.device, gpu_memory_gb: float = 0.0) -> FrozenWan:
+        import comfy.sd
+
+        enable_rope_gradients()
+        patcher = comfy.sd.load_diffusion_model(base_path(name), model_options={"dtype": BASE_DTYPES[base_dtype]})
+        wan = cls(patcher)
+        if gpu_memory_gb > 0:  # ComfyUI's low-VRAM loading: what does not fit is cast to the GPU block by block
+            patcher.load(device, lowvram_model_memory=int(gpu_memory_gb * 2**30))
+        else:
+            patcher.load(device, full_load=True)
+        return wan
+
+    @property
+    def shape(self) -> WanShape:
+        return WanShape(len(self.dit.blocks), self.dit.blocks[0].cross_attn.o.in_features)
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return self.base.manual_cast_dtype or self.base.get_dtype()
+
+    def clean_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """VAE latents as stored -> the model's latent space (what KSampler samples in)."""
+        return self.base.process_latent_in(latents.float())
+
+    def prediction(self, x_t: torch.Tensor, sigma: torch.Tensor, batch: dict, drop_reference: torch.Tensor,
+                   drop_prompt: torch.Tensor, gradient_checkpointing: bool) -> torch.Tensor:
+        """The model's velocity [B, 16, T, h, w] (fp32) for x_t at σ, conditioned as ComfyUI conditions Wan I2V."""
+        device, dtype = x_t.device, self.compute_dtype
+        concat = self.base.concat_cond(noise=x_t, concat_latent_image=batch["reference_latents"].float().to(device),
+                                       concat_mask=batch["reference_mask"].float().to(device), device=device)
+        # A dropped reference is ComfyUI's image-to-video input without a start image: zero latents and a zero mask.
+        concat = torch.where(drop_reference.to(device)[:, None, None, None, None], torch.zeros((), device=device), concat)
+        keep_prompt = (~drop_prompt).to(device, torch.float32)[:, None, None]
+        context = batch["text"].to(device, torch.float32) * keep_prompt
+        keep_reference = (~drop_reference).to(device, torch.float32)[:, None, None]
+        clip_fea = batch["clip_vision"].to(device, torch.float32) * keep_reference
+        options = {}
+        if gradient_checkpointing:
+            options["patches_replace"] = {"dit": {("double_block", i): _checkpointed_block for i in range(len(self.dit.blocks))}}
+        out = self.dit(torch.cat([x_t, concat], dim=1).to(dtype), self.base.model_sampling.timestep(sigma.to(device)).float(),
+                       context.to(dtype), clip_fea=clip_fea.to(dtype), transformer_options=options)
+        return out.float()
