@@ -149,7 +149,7 @@ def _guarded(function, task):
         return function(task)
     except (BrokenProcessPool, MemoryError):
         raise  # the machine, not the clip: stop; the next run continues from here
-    except Exception as error:  # noqa: BLE001 - one bad clip must not end a long run; it is reported and retried next run
+    except Exception as error:
         logger.exception("FantasyTalking prepare: %s failed", task.clip_id)
         return clip_analysis.DroppedClip(task, clip_analysis.ERROR, f"{type(error).__name__}: {error}")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from ..audio.adapter import AudioAdapter, AudioAdapterConfig, initialise_audio_adapter

@@ -1,0 +1,283 @@
+"""DAVA training end to end on CPU: a dataset made by the real data preparation, the tiny Wan2.1 I2V loaded by
+ComfyUI's own loader, the modules trained through the injection layer the nodes use. The loss falls in each stage,
+the checkpoint loads in the nodes and changes their output, the identity and motion modules learn, two processes
+equal one, a killed run resumes exactly, and bad inputs are refused with what to do."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest_helpers import free_port
+from safetensors.torch import load_file
+from test_identity_in_comfyui import face_embedding, load, talking_inputs
+from test_nodes import conditioning, denoise_once, run
+from training_setup import prepare_training_dataset, run_config
+
+from fantasy_core.motion.intensity import MotionIntensity
+
+pytestmark = pytest.mark.face
+NO_DROPOUT = {"dropout": {"reference": 0.0, "audio": 0.0, "prompt": 0.0}}
+RUNNER = os.path.join(os.path.dirname(__file__), "training_runner.py")
+
+
+@pytest.fixture(scope="module")
+def made(comfy, tmp_path_factory):
+    import torch
+
+    from fantasy_core.dataset.reader import CachedClips
+    from fantasy_train.wan import FrozenWan
+
+    made = prepare_training_dataset(comfy, str(tmp_path_factory.mktemp("training")))
+    made["clips"] = CachedClips(made["dataset"], {}, need_faces=True, need_omega=True)
+    made["frozen"] = FrozenWan.load(made["wan"], "fp32", torch.device("cpu"))
+    return made
+
+
+def config_of(made, output_dir, **sections):
+    from fantasy_core.training.config import config_from_dict
+
+    return config_from_dict(run_config(made, str(output_dir), **sections))
+
+
+def evaluation_loss(made, modules, stage) -> float:
+    """Mean loss over every clip at fixed draws (no dropout; stage 2: always the lip-focused loss)."""
+    from fantasy_core.training.draws import DropoutRates, draw
+    from fantasy_train.step import TrainingStep
+
+    clips = made["clips"]
+    batch = torch.utils.data.default_collate([clips[i] for i in range(len(clips))])
+    step = TrainingStep(modules, made["frozen"], stage, clips.settings.frames, 0.5, "masked_mean", gradient_checkpointing=False)
+    draws = draw(123, 0, list(range(len(clips))), tuple(batch["latents"].shape[1:]), 5.0, DropoutRates(0, 0, 0), eta=0.0)
+    with torch.no_grad(), step.installed():
+        return step(batch, draws)[0].mean().item()
+
+
+def fresh_modules(made, config):
+    from fantasy_core.training.modules import build_trainable
+
+    return build_trainable(config.modules, made["frozen"].shape, 768, 512, made["clips"].calibration, config.seed)[0]
+
+
+def states(modules) -> dict:
+    return {name: value.detach().clone() for name, value in modules.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def stages(made, tmp_path_factory):
+    """Stage 1 from zero, then stage 2 from stage 1's checkpoint, 30 steps each, overfitting the four clips."""
+    from fantasy_train.trainer import train
+
+    root = tmp_path_factory.mktemp("runs")
+    first = config_of(made, root / "stage1", steps=30, objective=NO_DROPOUT, checkpoint={"every": 15})
+    one = train(first, show_progress=False)
+    second = config_of(made, root / "stage2", stage=2, steps=30, objective=NO_DROPOUT, checkpoint={"every": 15},
+                       modules={"init": one["file"]}, optimizer={"learning_rate": 3e-3})
+    two = train(second, show_progress=False)
+    return {"first": first, "one": one, "second": second, "two": two, "root": root}
+
+
+def test_loss_falls_in_each_stage(made, stages):
+    fresh = evaluation_loss(made, fresh_modules(made, stages["first"]), 1)
+    after_one = evaluation_loss(made, stages["one"]["modules"], 1)
+    assert after_one < 0.8 * fresh, (fresh, after_one)
+    before_two = evaluation_loss(made, stages["one"]["modules"], 2)
+    after_two = evaluation_loss(made, stages["two"]["modules"], 2)
+    assert after_two < 0.95 * before_two, (before_two, after_two)  # the lips: a few latent cells, harder to fit
+
+
+def test_stage_two_starts_from_stage_one_and_trains_frame_level(made, stages):
+    from fantasy_core.modules_file import load_fantasytalking_file
+
+    stage_one = load_fantasytalking_file(stages["one"]["file"])
+    assert stage_one.modules == ("audio", "identity", "motion")
+    assert stage_one.motion.calibration == made["clips"].calibration  # the dataset's ω table travels with the weights
+    metadata = json.loads(__import__("safetensors").safe_open(stages["two"]["file"], "pt").metadata()["fantasytalking.training"])
+    assert (metadata["stage"], metadata["step"], metadata["config"]["modules"]["init"]) == (2, 30, stages["one"]["file"])
+    # clip-level and frame-level attention differ: the same modules give another loss under each stage's attention
+    assert evaluation_loss(made, stages["one"]["modules"], 1) != evaluation_loss(made, stages["one"]["modules"], 2)
+    files = sorted(os.listdir(stages["root"] / "stage2" / "checkpoints"))
+    assert files == ["fantasytalking-stage2-step0000015.safetensors", "fantasytalking-stage2-step0000030.safetensors"]
+
+
+def test_checkpoint_loads_in_the_nodes_and_changes_their_output(comfy_nodes, model_files, made, stages):
+    folder = model_files["root"] / "fantasytalking"
+    shutil.copy(stages["two"]["file"], folder / "trained_tiny.safetensors")
+    fresh_modules(made, stages["first"]).save(str(folder / "fresh_tiny.safetensors"))
+    talk = talking_inputs(comfy_nodes, model_files)
+    assert made["wan"] != model_files["wan"] and load_file(made["wan"]).keys() == load_file(model_files["wan"]).keys()
+
+    def sample(name):
+        modules = load(comfy_nodes, name)
+        model, positive, negative = run(comfy_nodes, "FantasyTalkingApply", model=talk["wan"], fantasytalking_model=modules,
+                                        audio_embeds=talk["embeds"], audio_scale=1.0, positive=conditioning(31), negative=conditioning(32),
+                                        identity=face_embedding(), motion=MotionIntensity(0.8, 0.3))
+        return denoise_once(model, positive, negative, cfg=3.0)
+
+    plain = denoise_once(talk["wan"], conditioning(31), conditioning(32), cfg=3.0)
+    assert torch.equal(sample("fresh_tiny.safetensors"), plain)  # untrained modules add exactly nothing
+    trained = sample("trained_tiny.safetensors")
+    assert torch.isfinite(trained).all() and (trained - plain).abs().max() > 1e-3
+
+
+def test_identity_and_motion_get_gradients_and_their_weights_move(made, tmp_path):
+    from fantasy_core.training.draws import DropoutRates, draw
+    from fantasy_train.step import TrainingStep
+    from fantasy_train.trainer import train
+
+    config = config_of(made, tmp_path / "run", steps=3, objective=NO_DROPOUT)
+    fresh = states(fresh_modules(made, config))
+    trained = states(train(config, show_progress=False)["modules"])
+    for prefix in ("identity.qformer", "identity.blocks", "motion.lip_mlp", "motion.body_mlp", "motion.resnet", "motion.out", "audio."):
+        moved = [name for name in fresh if name.startswith(prefix) and not torch.equal(fresh[name], trained[name])]
+        assert moved, prefix
+    # after the first steps every identity and motion tensor has a gradient (the zero-initialised outputs open the way)
+    modules = train(config_of(made, tmp_path / "run", steps=3, objective=NO_DROPOUT), show_progress=False)["modules"]  # resumed: nothing left to do
+    clips = made["clips"]
+    batch = torch.utils.data.default_collate([clips[i] for i in range(2)])
+    step = TrainingStep(modules, made["frozen"], 1, clips.settings.frames, 0.5, "masked_mean", gradient_checkpointing=False)
+    with step.installed():
+        step(batch, draw(5, 0, [0, 1], tuple(batch["latents"].shape[1:]), 5.0, DropoutRates(0, 0, 0), 0.2))[0].mean().backward()
+    for name, parameter in list(modules.identity.named_parameters()) + list(modules.motion.named_parameters()):
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+# Adam's first steps move each weight by about ±lr whatever the size of its gradient, so a gradient of ~0 whose
+# rounding differs would move a weight by 2·lr. With eps = 1 the update is ~lr·gradient: runs that should be equal
+# are compared on what they compute, not on the signs of rounding noise.
+LINEAR_ADAM = {"eps": 1.0, "learning_rate": 0.05}
+
+
+@pytest.mark.xfail(strict=True, reason="known defect: recomputing ComfyUI's Wan blocks under torch.utils.checkpoint gives "
+                   "gradients that differ from the true ones (finite differences agree with the plain pass), even with no "
+                   "FantasyTalking module installed; the config refuses gradient_checkpointing until this passes")
+def test_gradient_checkpointing_gives_the_same_gradients(made, tmp_path):
+    """Checkpointed blocks recompute in the backward pass with the modules still installed: same gradients (up to the
+    order float sums are taken in)."""
+    from fantasy_core.training.draws import DropoutRates, draw
+    from fantasy_train.step import TrainingStep
+    from fantasy_train.trainer import train
+
+    modules = train(config_of(made, tmp_path / "run", steps=2), show_progress=False)["modules"]  # non-zero keys/values
+    clips = made["clips"]
+    batch = torch.utils.data.default_collate([clips[i] for i in range(2)])
+    draws = draw(5, 0, [0, 1], tuple(batch["latents"].shape[1:]), 5.0, DropoutRates(0.5, 0.5, 0.5), 0.2)
+    gradients = []
+    for checkpointing in (False, True):  # the step module itself, not the config, which refuses checkpointing for now
+        modules.zero_grad(set_to_none=True)
+        step = TrainingStep(modules, made["frozen"], 2, clips.settings.frames, 0.5, "masked_mean", gradient_checkpointing=checkpointing)
+        with step.installed():
+            step(batch, draws)[0].mean().backward()
+        gradients.append({name: p.grad.clone() for name, p in modules.named_parameters() if p.grad is not None})
+    assert gradients[0].keys() == gradients[1].keys() and len(gradients[0]) > 10
+    for name, plain in gradients[0].items():
+        torch.testing.assert_close(gradients[1][name], plain, rtol=1e-4, atol=1e-6 * plain.abs().max().item(), msg=name)
+
+
+def runner(config_json: str, processes: int = 1, comfy_path: str = "") -> subprocess.Popen:
+    env = {**os.environ, "COMFYUI_PATH": comfy_path, "OMP_NUM_THREADS": "2"}
+    if processes == 1:
+        command = [sys.executable, RUNNER, config_json]
+    else:
+        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}", f"--master_port={free_port()}", RUNNER, config_json]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def write_config(made, path, **sections) -> str:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(run_config(made, str(path).replace(".json", ""), **sections), f)
+    return str(path)
+
+
+def finished(process, timeout=600) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+def test_two_processes_equal_one_process_on_the_combined_batch(made, tmp_path, comfyui_path):
+    from fantasy_core.modules_file import load_fantasytalking_file
+
+    common = {"steps": 3, "checkpoint": {"every": 3}, "optimizer": LINEAR_ADAM}
+    one = write_config(made, tmp_path / "one.json", data={"batch_size": 2}, **common)
+    two = write_config(made, tmp_path / "two.json", data={"batch_size": 1}, **common)
+    finished(runner(one, 1, str(comfyui_path)))
+    output = finished(runner(two, 2, str(comfyui_path)))
+    assert "2 process(es)" in output
+    name = "checkpoints/fantasytalking-stage1-step0000003.safetensors"
+    single, double = (load_fantasytalking_file(str(tmp_path / run / name)) for run in ("one", "two"))
+    for module in ("audio", "identity", "motion"):
+        a, b = getattr(single, module).state_dict, getattr(double, module).state_dict
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=f"{module}.{key}")
+    start = states(fresh_modules(made, config_of(made, tmp_path / "x")))
+    assert not torch.equal(start["audio.blocks.0.v_proj.weight"], single.audio.state_dict["blocks.0.v_proj.weight"])  # they trained
+
+
+def test_resume_after_a_kill_equals_the_uninterrupted_run(made, tmp_path, comfyui_path):
+    from fantasy_core.modules_file import load_fantasytalking_file
+
+    common = {"steps": 6, "checkpoint": {"every": 2}, "objective": {"dropout": {"audio": 0.3}}, "stage": 2}
+    straight = write_config(made, tmp_path / "straight.json", **common)
+    killed = write_config(made, tmp_path / "killed.json", **common)
+    finished(runner(straight, 1, str(comfyui_path)))
+    process = runner(killed, 1, str(comfyui_path))
+    marker = tmp_path / "killed" / "state" / "step-0000002" / "complete"
+    deadline = time.time() + 300
+    while not marker.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert marker.exists() and not (tmp_path / "killed" / "checkpoints" / "fantasytalking-stage2-step0000006.safetensors").exists()
+    output = finished(runner(killed, 1, str(comfyui_path)))
+    assert "resumed at step" in output
+    name = "checkpoints/fantasytalking-stage2-step0000006.safetensors"
+    a, b = (load_fantasytalking_file(str(tmp_path / run / name)) for run in ("straight", "killed"))
+    for module in ("audio", "identity", "motion"):
+        for key, value in getattr(a, module).state_dict.items():
+            assert torch.equal(getattr(b, module).state_dict[key], value), f"{module}.{key}"
+
+
+def test_tensorboard_logs_every_figure(made, stages):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = stages["root"] / "stage2" / "logs" / "fantasytalking"
+    events = EventAccumulator(str(logs)).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train/grad_norm", "train/lip_loss_fraction", "train/dropped_audio",
+            "train/dropped_reference", "train/dropped_prompt", "train/sigma", "train/stage", "train/steps_per_second"} <= tags
+    assert [event.step for event in events.Scalars("train/loss")] == list(range(1, 31))
+    fractions = [event.value for event in events.Scalars("train/lip_loss_fraction")]
+    assert 0.6 < sum(fractions) / len(fractions) < 0.95  # η = 0.2: about 80% of rows use the lip-focused loss
+    assert all(event.value == 0.0 for event in events.Scalars("train/dropped_audio"))
+
+
+def test_bad_inputs_are_refused_with_what_to_do(made, tmp_path, comfyui_path):
+    from fantasy_core.dataset.reader import DatasetMismatchError
+    from fantasy_train.trainer import RunFolderError, train
+    from fantasy_train.wan import MissingBaseError
+
+    with pytest.raises(DatasetMismatchError, match=r"width 128 there, 256 in the config; fps 12 there, 25.0 in the config.*--width"):
+        train(config_of(made, tmp_path / "a", data={"width": 256, "fps": 25.0}), show_progress=False)
+    with pytest.raises(MissingBaseError, match="model.wan: 'nowhere.safetensors' was not found in .*diffusion_models"):
+        train(config_of(made, tmp_path / "b", model={"wan": "nowhere.safetensors"}), show_progress=False)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "notes.txt").write_text("mine")
+    with pytest.raises(RunFolderError, match="not empty"):
+        train(config_of(made, tmp_path / "c"), show_progress=False)
+    train(config_of(made, tmp_path / "d", steps=1), show_progress=False)
+    with pytest.raises(RunFolderError, match=r"holds another run \(optimizer.learning_rate: 0.001 there, 0.002 now\)"):
+        train(config_of(made, tmp_path / "d", steps=2, optimizer={"learning_rate": 2e-3}), show_progress=False)
+    config = tmp_path / "bad.toml"
+    config.write_text(f'output_dir = "{tmp_path / "e"}"\n[data]\ndataset = "{made["dataset"]}"\nfpz = 3\n')
+    result = subprocess.run([sys.executable, "-m", "fantasy_train", "train", str(config), "--comfyui", str(comfyui_path)],
+                            cwd=os.path.dirname(RUNNER) + "/../..", capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 2 and "config key data.fpz does not exist in [data]" in result.stderr
