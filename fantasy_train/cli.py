@@ -84,12 +84,11 @@ def train(args) -> int:
         pack_module("nodes.folders").register_folders()
         from .trainer import RunFolderError
         from .trainer import train as run_training
-        from .wan import MissingBaseError
 
         result = run_training(config, show_progress=not args.no_progress)
     except ComfyUINotFoundError as error:
         return _fail(str(error), EXIT_USAGE)
-    except MissingBaseError as error:
+    except FileNotFoundError as error:  # a model file (MissingModelError), named with its folder
         return _fail(str(error), EXIT_MISSING_MODEL)
     except (RunFolderError, DatasetMismatchError, StartError, CheckpointError, ModuleNotFoundError) as error:
         return _fail(str(error), EXIT_FAILED)

@@ -17,6 +17,7 @@ MODEL_FOLDERS = {
     "vae": ("vae", "wan_2.1_vae.safetensors (Comfy-Org/Wan_2.1_ComfyUI_repackaged, split_files/vae/)"),
     "text_encoder": ("text_encoders", "umt5_xxl_fp8_e4m3fn_scaled.safetensors (Comfy-Org/Wan_2.1_ComfyUI_repackaged, split_files/text_encoders/)"),
     "clip_vision": ("clip_vision", "clip_vision_h.safetensors (Comfy-Org/Wan_2.1_ComfyUI_repackaged, split_files/clip_vision/)"),
+    "wan": ("diffusion_models", "wan2.1_i2v_720p_14B_bf16.safetensors (Comfy-Org/Wan_2.1_ComfyUI_repackaged, split_files/diffusion_models/)"),
 }
 
 
@@ -24,8 +25,9 @@ class MissingModelError(FileNotFoundError):
     pass
 
 
-def model_path(kind: str, name: str) -> str:
-    """A file name in its ComfyUI models folder, or a path to the file."""
+def model_path(kind: str, name: str, option: str | None = None) -> str:
+    """A file name in its ComfyUI models folder, or a path to the file. ``option``: how the user gave it, for the
+    message (default: the command-line flag)."""
     import folder_paths
 
     if os.path.isfile(name):
@@ -34,7 +36,7 @@ def model_path(kind: str, name: str) -> str:
     found = folder_paths.get_full_path(folder, name) if folder in folder_paths.folder_names_and_paths else None
     if found is None:
         searched = ", ".join(folder_paths.get_folder_paths(folder)) if folder in folder_paths.folder_names_and_paths else folder
-        raise MissingModelError(f"--{kind.replace('_', '-')}: '{name}' was not found in {searched}. Put {download} there, "
+        raise MissingModelError(f"{option or '--' + kind.replace('_', '-')}: '{name}' was not found in {searched}. Put {download} there, "
                                 "or give the file's path.")
     return found
 

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import replace
 
 import torch
 
@@ -19,6 +20,8 @@ from fantasy_core.training.config import TrainConfig, config_json
 from fantasy_core.training.draws import batch_samples, draw
 from fantasy_core.training.modules import build_trainable
 
+from .comfy_env import pack_module
+from .encoders import MissingModelError
 from .step import TrainingStep
 from .wan import FrozenWan
 
@@ -106,10 +109,11 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
     accelerate = _accelerate()
     from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
+    mixed_precision = config.optimizer.mixed_precision if torch.cuda.is_available() else "no"  # no autocast on CPU
     trackers = (["tensorboard"] if config.logging.tensorboard else []) + (["wandb"] if config.logging.wandb else [])
     accelerator = accelerate.Accelerator(
         cpu=not torch.cuda.is_available(),
-        mixed_precision=config.optimizer.mixed_precision if torch.cuda.is_available() else "no",
+        mixed_precision=mixed_precision,
         gradient_accumulation_steps=config.optimizer.gradient_accumulation,
         log_with=trackers or None,
         project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=os.path.join(config.output_dir, "logs")),
@@ -128,7 +132,8 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
     wan = FrozenWan.load(config.model.wan, config.model.base_dtype, accelerator.device, config.model.base_gpu_memory_gb)
     sample = dataset[0]
     face_dim = sample["face_embedding"].shape[-1] if "face_embedding" in sample else 512
-    modules, report = build_trainable(config.modules, wan.shape, sample["audio_features"].shape[-1], face_dim, dataset.calibration, config.seed)
+    modules_config = replace(config.modules, init=_init_path(config.modules.init))
+    modules, report = build_trainable(modules_config, wan.shape, sample["audio_features"].shape[-1], face_dim, dataset.calibration, config.seed)
     modules.to(accelerator.device)
     step_module = TrainingStep(modules, wan, config.stage, data.frames, config.modules.identity_scale, config.objective.lip_loss,
                                config.model.gradient_checkpointing, config.model.shard_base)
@@ -147,9 +152,10 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
         start, path = states[-1]
         accelerator.load_state(path)
     if accelerator.is_main_process:
-        accelerator.init_trackers("fantasytalking", config=_flat(config.to_json()))
+        accelerator.init_trackers(config.logging.project, config=_flat(config.to_json()))
         print(f"FantasyTalking training, stage {config.stage}: {len(dataset)} clips, {accelerator.num_processes} process(es) "
-              f"on {accelerator.device}, {sum(p.numel() for p in trainable) / 1e6:.2f} M trainable parameters; "
+              f"on {accelerator.device}, mixed precision {mixed_precision}, {sum(p.numel() for p in trainable) / 1e6:.2f} M "
+              "trainable parameters; "
               + ("; ".join(report)) + (f"; resumed at step {start}" if start else ""), flush=True)
 
     rows_per_micro = data.batch_size * accelerator.num_processes
@@ -194,6 +200,16 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
     accelerator.end_training()
     final = accelerator.unwrap_model(model).trainable
     return {"step": end, "modules": final, "file": module_file(config.output_dir, config.stage, end)}
+
+
+def _init_path(name: str) -> str:
+    """modules.init: a path, or a file name in ComfyUI/models/fantasytalking (where the nodes find it)."""
+    if not name or os.path.isfile(name):
+        return name
+    try:
+        return pack_module("nodes.folders").adapter_path(name)
+    except FileNotFoundError as error:
+        raise MissingModelError(f"modules.init: {error}") from error
 
 
 def _save(accelerator, step_module: TrainingStep, config: TrainConfig, step: int) -> None:

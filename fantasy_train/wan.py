@@ -5,36 +5,15 @@ by the same injection layer as at inference. Gradient checkpointing uses ComfyUI
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from fantasy_core.training.config import BASE_DTYPES
 from fantasy_core.training.modules import WanShape
 
 from .comfy_env import pack_module
+from .encoders import model_path
 from .rope_autograd import enable_rope_gradients
-
-BASE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp8_e4m3fn": torch.float8_e4m3fn, "fp32": torch.float32}
-
-
-class MissingBaseError(FileNotFoundError):
-    pass
-
-
-def base_path(name: str) -> str:
-    import folder_paths
-
-    if os.path.isfile(name):
-        return name
-    found = folder_paths.get_full_path("diffusion_models", name)
-    if found is None:
-        raise MissingBaseError(
-            f"model.wan: '{name}' was not found in {', '.join(folder_paths.get_folder_paths('diffusion_models'))}. Put "
-            "wan2.1_i2v_720p_14B_bf16.safetensors (Comfy-Org/Wan_2.1_ComfyUI_repackaged, split_files/diffusion_models/) "
-            "there, or give the file's path."
-        )
-    return found
 
 
 def _checkpointed_block(args: dict, extra: dict) -> dict:
@@ -59,7 +38,7 @@ class FrozenWan:
         import comfy.sd
 
         enable_rope_gradients()
-        patcher = comfy.sd.load_diffusion_model(base_path(name), model_options={"dtype": BASE_DTYPES[base_dtype]})
+        patcher = comfy.sd.load_diffusion_model(model_path("wan", name, "model.wan"), model_options={"dtype": BASE_DTYPES[base_dtype]})
         wan = cls(patcher)
         if gpu_memory_gb > 0:  # ComfyUI's low-VRAM loading: what does not fit is cast to the GPU block by block
             patcher.load(device, lowvram_model_memory=int(gpu_memory_gb * 2**30))

@@ -37,7 +37,7 @@ def run_config(made: dict, output_dir: str, **sections) -> dict:
     config = {
         "stage": 1, "steps": 4, "output_dir": output_dir, "seed": 0,
         "data": {"dataset": made["dataset"], "width": SETTINGS.width, "height": SETTINGS.height, "fps": SETTINGS.fps,
-                 "frames": SETTINGS.frames, "batch_size": 2, "workers": 0},
+                 "frames": SETTINGS.frames, "batch_size": 2},
         "model": {"wan": made["wan"], "base_dtype": "fp32"},
         "modules": dict(TINY_MODULES),
         "optimizer": {"learning_rate": 1e-3, "mixed_precision": "no"},

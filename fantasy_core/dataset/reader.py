@@ -33,7 +33,7 @@ def _read_json(path: str, what: str) -> dict:
 
 class CachedClips(torch.utils.data.Dataset):
     """Item: a dict of the clip's tensors as stored, ``text`` [512, 4096], ``omega`` [2] (ω_l, ω_b; when a calibration
-    exists), ``face_embedding`` [512] (when cached) and ``index``."""
+    exists) and ``face_embedding`` [512] (when cached)."""
 
     def __init__(self, root: str, expected: dict, need_faces: bool = False, need_omega: bool = False):
         self.root = root
@@ -41,7 +41,6 @@ class CachedClips(torch.utils.data.Dataset):
         if header.get("format") != FORMAT:
             raise DatasetMismatchError(f"{root}/{HEADER} is not a FantasyTalking dataset header.")
         self.settings = DatasetSettings.from_json(header["settings"])
-        self.models = header.get("models", {})
         differences = [f"{key} {getattr(self.settings, key)!r} there, {value!r} in the config" for key, value in expected.items()
                        if getattr(self.settings, key) != value]
         if differences:
@@ -50,7 +49,6 @@ class CachedClips(torch.utils.data.Dataset):
                 "Prepare the videos again with the run's --width/--height/--fps/--frames, or set the config's [data] "
                 "values to the dataset's."
             )
-        self.rows = []
         with open(os.path.join(root, MANIFEST), encoding="utf-8") as f:
             self.rows = [json.loads(line) for line in f if line.strip()]
         if not self.rows:
@@ -88,5 +86,4 @@ class CachedClips(torch.utils.data.Dataset):
         if self.calibration is not None:
             item["omega"] = torch.tensor([self.calibration.omega_lip(row["omega_lip_raw"]),
                                           self.calibration.omega_body(row["omega_body_raw"])], dtype=torch.float32)
-        item["index"] = torch.tensor(index)
         return item

@@ -8,10 +8,12 @@ import math
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 
+import torch
+
 from .draws import DropoutRates
 from .objective import LIP_LOSS_REDUCTIONS
 
-BASE_DTYPES = ("bf16", "fp16", "fp8_e4m3fn", "fp32")
+BASE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp8_e4m3fn": torch.float8_e4m3fn, "fp32": torch.float32}
 MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
@@ -28,7 +30,6 @@ class DataConfig:
     fps: float = 23.0
     frames: int = 81
     batch_size: int = 1  # per process and micro-step
-    workers: int = 2  # DataLoader worker processes per training process
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class LoggingConfig:
     every: int = 10
     tensorboard: bool = True
     wandb: bool = False
-    wandb_project: str = "fantasytalking"
+    project: str = "fantasytalking"  # the TensorBoard folder under output_dir/logs, and the W&B project
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,6 @@ class TrainConfig:
         _check(bool(self.data.dataset), "data.dataset", self.data.dataset, "the folder `python -m fantasy_train prepare` made")
         for name in ("batch_size", "width", "height", "frames"):
             _check(getattr(self.data, name) >= 1, f"data.{name}", getattr(self.data, name), "a positive integer")
-        _check(self.data.workers >= 0, "data.workers", self.data.workers, "0 or more")
         _check(self.model.base_dtype in BASE_DTYPES, "model.base_dtype", self.model.base_dtype, f"one of {list(BASE_DTYPES)}")
         _check(not self.model.gradient_checkpointing, "model.gradient_checkpointing", True,
                "false for now: recomputing ComfyUI's Wan blocks gives gradients that differ from the true ones (the "

@@ -79,7 +79,7 @@ def stages(made, tmp_path_factory):
     first = config_of(made, root / "stage1", steps=30, objective=NO_DROPOUT, checkpoint={"every": 15})
     one = train(first, show_progress=False)
     second = config_of(made, root / "stage2", stage=2, steps=30, objective=NO_DROPOUT, checkpoint={"every": 15},
-                       modules={"init": one["file"]}, optimizer={"learning_rate": 3e-3})
+                       modules={"init": one["file"]}, optimizer={"learning_rate": 3e-3}, logging={"every": 1, "project": "dava"})
     two = train(second, show_progress=False)
     return {"first": first, "one": one, "second": second, "two": two, "root": root}
 
@@ -125,6 +125,23 @@ def test_checkpoint_loads_in_the_nodes_and_changes_their_output(comfy_nodes, mod
     assert torch.equal(sample("fresh_tiny.safetensors"), plain)  # untrained modules add exactly nothing
     trained = sample("trained_tiny.safetensors")
     assert torch.isfinite(trained).all() and (trained - plain).abs().max() > 1e-3
+
+
+def test_init_by_name_comes_from_the_models_folder(comfy_nodes, model_files, made, tmp_path, capsys):
+    """modules.init = "fantasytalking_tiny.ckpt" is found where the nodes find it (models/fantasytalking)."""
+    from fantasy_core.modules_file import load_fantasytalking_file
+    from fantasy_train.trainer import train
+
+    result = train(config_of(made, tmp_path / "run", steps=1, modules={"init": "fantasytalking_tiny.ckpt", "identity": False,
+                                                                       "motion": False}), show_progress=False)
+    printed = capsys.readouterr().out
+    assert "audio adapter: from fantasytalking_tiny.ckpt" in printed and "mixed precision no" in printed
+    released = load_fantasytalking_file(model_files["adapter"]).audio.state_dict
+    trained = result["modules"].audio.state_dict()
+    assert trained.keys() == released.keys()
+    # one step of AdamW at lr 1e-3 moves each weight by at most about lr from the released one
+    assert max((trained[k] - released[k].float()).abs().max().item() for k in released) < 2e-3
+    assert load_fantasytalking_file(result["file"]).modules == ("audio",)
 
 
 def test_identity_and_motion_get_gradients_and_their_weights_move(made, tmp_path):
@@ -249,7 +266,7 @@ def test_resume_after_a_kill_equals_the_uninterrupted_run(made, tmp_path, comfyu
 def test_tensorboard_logs_every_figure(made, stages):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    logs = stages["root"] / "stage2" / "logs" / "fantasytalking"
+    logs = stages["root"] / "stage2" / "logs" / "dava"  # logging.project names the run's folder
     events = EventAccumulator(str(logs)).Reload()
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "train/lr", "train/grad_norm", "train/lip_loss_fraction", "train/dropped_audio",
@@ -262,13 +279,15 @@ def test_tensorboard_logs_every_figure(made, stages):
 
 def test_bad_inputs_are_refused_with_what_to_do(made, tmp_path, comfyui_path):
     from fantasy_core.dataset.reader import DatasetMismatchError
+    from fantasy_train.encoders import MissingModelError
     from fantasy_train.trainer import RunFolderError, train
-    from fantasy_train.wan import MissingBaseError
 
     with pytest.raises(DatasetMismatchError, match=r"width 128 there, 256 in the config; fps 12 there, 25.0 in the config.*--width"):
         train(config_of(made, tmp_path / "a", data={"width": 256, "fps": 25.0}), show_progress=False)
-    with pytest.raises(MissingBaseError, match="model.wan: 'nowhere.safetensors' was not found in .*diffusion_models"):
+    with pytest.raises(MissingModelError, match="model.wan: 'nowhere.safetensors' was not found in .*diffusion_models"):
         train(config_of(made, tmp_path / "b", model={"wan": "nowhere.safetensors"}), show_progress=False)
+    with pytest.raises(MissingModelError, match="modules.init: FantasyTalking adapter 'nowhere.ckpt' was not found in .*fantasytalking"):
+        train(config_of(made, tmp_path / "b2", modules={"init": "nowhere.ckpt"}), show_progress=False)
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "notes.txt").write_text("mine")
     with pytest.raises(RunFolderError, match="not empty"):
