@@ -5,6 +5,8 @@ by the same injection layer as at inference. Gradient checkpointing uses ComfyUI
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch.utils.checkpoint import checkpoint
 
@@ -16,14 +18,23 @@ from .encoders import model_path
 from .rope_autograd import enable_rope_gradients
 
 
-def _checkpointed_block(args: dict, extra: dict) -> dict:
-    original = extra["original_block"]
-    options = args["transformer_options"]
+def _checkpointed_block(args: dict, extra: dict, *, block: torch.nn.Module, context_img_len: int | None) -> dict:
+    """One Wan block under non-reentrant checkpointing. ComfyUI's ``original_block`` closes over its loop variable, so
+    a recompute during backward (after the loop) would run the last block: the block is bound here at forward time.
+    The options are copied for the same reason (``block_index`` is overwritten by later blocks)."""
+    del extra
+    options = dict(args["transformer_options"])
 
     def run(img, txt, vec, pe):
-        return original({"img": img, "txt": txt, "vec": vec, "pe": pe, "transformer_options": options})["img"]
+        return block(img, context=txt, e=vec, freqs=pe, context_img_len=context_img_len, transformer_options=options)
 
     return {"img": checkpoint(run, args["img"], args["txt"], args["vec"], args["pe"], use_reentrant=False)}
+
+
+def checkpointed_blocks(dit: torch.nn.Module, context_img_len: int | None) -> dict:
+    """ComfyUI block-replace patches (``patches_replace["dit"]``) that checkpoint every block of ``dit``."""
+    return {("double_block", i): functools.partial(_checkpointed_block, block=block, context_img_len=context_img_len)
+            for i, block in enumerate(dit.blocks)}
 
 
 class FrozenWan:
@@ -72,7 +83,7 @@ class FrozenWan:
         clip_fea = batch["clip_vision"].to(device, torch.float32) * keep_reference
         options = {}
         if gradient_checkpointing:
-            options["patches_replace"] = {"dit": {("double_block", i): _checkpointed_block for i in range(len(self.dit.blocks))}}
+            options["patches_replace"] = {"dit": checkpointed_blocks(self.dit, clip_fea.shape[-2])}
         out = self.dit(torch.cat([x_t, concat], dim=1).to(dtype), self.base.model_sampling.timestep(sigma.to(device)).float(),
                        context.to(dtype), clip_fea=clip_fea.to(dtype), transformer_options=options)
         return out.float()

@@ -127,8 +127,8 @@ def test_config_errors_name_the_key():
         config_from_dict({**MINIMAL, "objective": {"dropout": {"prompt": 1.5}}})
     with pytest.raises(ConfigError, match="'optimizer.learning_rate' must be a number, got 'fast'"):
         config_from_dict({**MINIMAL, "optimizer": {"learning_rate": "fast"}})
-    with pytest.raises(ConfigError, match="'model.gradient_checkpointing' must be false for now"):
-        config_from_dict({**MINIMAL, "model": {"gradient_checkpointing": True}})
+    with pytest.raises(ConfigError, match="'model.gradient_checkpointing' must be true or false, got 'yes'"):
+        config_from_dict({**MINIMAL, "model": {"gradient_checkpointing": "yes"}})
     with pytest.raises(ConfigError, match="'data.dataset' must be the folder"):
         config_from_dict({"output_dir": "o"})
 
