@@ -16,6 +16,12 @@ from __future__ import annotations
 
 import torch
 
+# The official negative prompt (Wan's), which the shipped workflows and the training's validation renders use.
+OFFICIAL_NEGATIVE_PROMPT = (
+    "人物静止不动，静止，色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，"
+    "残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
+)
+
 
 def check_audio_guidance_range(start: float, end: float) -> None:
     if not 0.0 <= start <= end <= 1.0:

@@ -67,3 +67,13 @@ def pack_module(name: str):
         sys.modules[PACK_PACKAGE] = package
         spec.loader.exec_module(package)
     return importlib.import_module(f"{PACK_PACKAGE}.{name}")
+
+
+def comfyui_core_nodes():
+    """ComfyUI's own ``nodes`` module (CLIPTextEncode, VAEDecode, ...), not this pack's ``nodes`` package, which a
+    working directory inside the pack would put first on the import path."""
+    module = importlib.import_module("nodes")
+    if not hasattr(module, "CLIPTextEncode"):
+        raise ImportError(f"'nodes' was imported from {getattr(module, '__file__', '?')}, not from ComfyUI: put the ComfyUI "
+                          "folder before this pack's folder on the import path (run from the pack folder with -m, or pass --comfyui).")
+    return module

@@ -79,7 +79,12 @@ class DatasetEncoders:
         return pack_module("nodes.wav2vec").encode_voice(self.wav2vec, waveform)
 
 
-def load_encoders(vae: str, text_encoder: str, clip_vision: str, wav2vec: str) -> DatasetEncoders:
+def command_line_option(kind: str) -> str:
+    return "--" + kind.replace("_", "-")
+
+
+def load_encoders(vae: str, text_encoder: str, clip_vision: str, wav2vec: str, option=command_line_option) -> DatasetEncoders:
+    """``option(kind)``: how the user named each file, for the messages (default: the command-line flags)."""
     import comfy.clip_vision
     import comfy.sd
     import comfy.utils
@@ -89,14 +94,14 @@ def load_encoders(vae: str, text_encoder: str, clip_vision: str, wav2vec: str) -
     paths, missing = {}, []
     for kind, name in (("vae", vae), ("text_encoder", text_encoder), ("clip_vision", clip_vision), ("wav2vec", wav2vec)):
         try:
-            paths[kind] = (wav2vec if os.path.exists(wav2vec) else folders.wav2vec_path(wav2vec)) if kind == "wav2vec" else model_path(kind, name)
+            paths[kind] = (wav2vec if os.path.exists(wav2vec) else folders.wav2vec_path(wav2vec)) if kind == "wav2vec" else model_path(kind, name, option(kind))
         except FileNotFoundError as error:
-            missing.append(str(error) if kind != "wav2vec" else f"--wav2vec: {error}")
+            missing.append(str(error) if kind != "wav2vec" else f"{option(kind)}: {error}")
     if missing:  # every missing file at once, so one download round fixes them all
         raise MissingModelError("\n".join(missing))
     vae_model = comfy.sd.VAE(sd=comfy.utils.load_torch_file(paths["vae"], safe_load=True))
     text_model = comfy.sd.load_clip(ckpt_paths=[paths["text_encoder"]], clip_type=comfy.sd.CLIPType.WAN)
     vision_model = comfy.clip_vision.load(paths["clip_vision"])
     if vision_model is None:
-        raise ValueError(f"--clip-vision: {paths['clip_vision']} is not a CLIP-vision model ComfyUI knows. Use clip_vision_h.safetensors.")
+        raise ValueError(f"{option('clip_vision')}: {paths['clip_vision']} is not a CLIP-vision model ComfyUI knows. Use clip_vision_h.safetensors.")
     return DatasetEncoders(vae_model, text_model, vision_model, pack_module("nodes.wav2vec").load_wav2vec(paths["wav2vec"]))

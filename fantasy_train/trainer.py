@@ -23,6 +23,7 @@ from fantasy_core.training.modules import build_trainable
 from .comfy_env import pack_module
 from .encoders import MissingModelError
 from .step import TrainingStep
+from .validation import ValidationRenderer, render_file
 from .wan import FrozenWan
 
 RUN_FILE = "run.json"
@@ -66,7 +67,7 @@ def _check_run_folder(config: TrainConfig) -> None:
             differences = sorted(_differences(existing, wanted))
             raise RunFolderError(
                 f"output_dir {config.output_dir} holds another run ({'; '.join(differences[:6])}). To continue it, use "
-                "its configuration (only steps and [logging] may change); for a new run, choose another output_dir."
+                "its configuration (only steps, [logging] and [validation] may change); for a new run, choose another output_dir."
             )
     elif os.path.isdir(config.output_dir) and os.listdir(config.output_dir):
         raise RunFolderError(f"output_dir {config.output_dir} is not empty and holds no {RUN_FILE}. Choose a new or empty folder.")
@@ -104,8 +105,9 @@ class StepStats:
         return {key: value / max(self.rows, 1) for key, value in self.sums.items()}
 
 
-def train(config: TrainConfig, show_progress: bool = True, stop_after: int | None = None) -> dict:
-    """Run (or resume) the training; ``stop_after``: stop once this step is reached (tests simulate a kill)."""
+def train(config: TrainConfig, show_progress: bool = True, stop_after: int | None = None, validation_encoders=None) -> dict:
+    """Run (or resume) the training; ``stop_after``: stop once this step is reached (tests simulate a kill);
+    ``validation_encoders``: DatasetEncoders for the renders instead of loading [validation]'s files."""
     accelerate = _accelerate()
     from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
@@ -135,6 +137,9 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
     modules_config = replace(config.modules, init=_init_path(config.modules.init))
     modules, report = build_trainable(modules_config, wan.shape, sample["audio_features"].shape[-1], face_dim, dataset.calibration, config.seed)
     modules.to(accelerator.device)
+    renderer = None
+    if config.validation.every and accelerator.is_main_process:
+        renderer = ValidationRenderer.prepare(config, dataset, wan, validation_encoders)
     step_module = TrainingStep(modules, wan, config.stage, data.frames, config.modules.identity_scale, config.objective.lip_loss,
                                config.model.gradient_checkpointing, config.model.shard_base)
     model = accelerator.prepare(step_module)
@@ -196,6 +201,8 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
         progress.update(1)
         if done % config.checkpoint.every == 0 or done == config.steps:
             _save(accelerator, step_module, config, done)
+        if config.validation.every and (done % config.validation.every == 0 or done == config.steps):
+            _validate(accelerator, renderer, step_module, config, done, progress)
     progress.close()
     accelerator.end_training()
     final = accelerator.unwrap_model(model).trainable
@@ -217,12 +224,26 @@ def _save(accelerator, step_module: TrainingStep, config: TrainConfig, step: int
     state = os.path.join(config.output_dir, STATES, f"step-{step:07d}")
     accelerator.save_state(state)
     if accelerator.is_main_process:
-        metadata = {"fantasytalking.training": json.dumps({"stage": config.stage, "step": step, "config": json.loads(config_json(config))})}
         os.makedirs(os.path.join(config.output_dir, CHECKPOINTS), exist_ok=True)
-        step_module.trainable.save(module_file(config.output_dir, config.stage, step), metadata)
+        step_module.trainable.save(module_file(config.output_dir, config.stage, step), _metadata(config, step))
         open(os.path.join(state, "complete"), "w").close()  # written last: a kill mid-save leaves no resumable half state
         for _, old in state_dirs(config.output_dir)[: -config.checkpoint.keep]:
             shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _metadata(config: TrainConfig, step: int) -> dict[str, str]:
+    return {"fantasytalking.training": json.dumps({"stage": config.stage, "step": step, "config": json.loads(config_json(config))})}
+
+
+def _validate(accelerator, renderer, step_module: TrainingStep, config: TrainConfig, step: int, progress) -> None:
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        frames = renderer.render(step_module.trainable, step, _metadata(config, step))
+        if config.logging.tensorboard:
+            shown = frames[[0, frames.shape[0] // 2, frames.shape[0] - 1]]
+            accelerator.get_tracker("tensorboard", unwrap=True).add_images("validation/frames", shown, global_step=step, dataformats="NHWC")
+        progress.write(f"step {step}: validation render {render_file(config.output_dir, step)}")
     accelerator.wait_for_everyone()
 
 

@@ -43,6 +43,7 @@ class FrozenWan:
         self.base = patcher.model  # comfy.model_base.WAN21
         self.dit = pack_module("nodes.patch").wan_i2v_model(patcher)
         self.dit.requires_grad_(False)
+        self.device, self.gpu_memory_gb = torch.device("cpu"), 0.0
 
     @classmethod
     def load(cls, name: str, base_dtype: str, device: torch.device, gpu_memory_gb: float = 0.0) -> FrozenWan:
@@ -51,11 +52,16 @@ class FrozenWan:
         enable_rope_gradients()
         patcher = comfy.sd.load_diffusion_model(model_path("wan", name, "model.wan"), model_options={"dtype": BASE_DTYPES[base_dtype]})
         wan = cls(patcher)
-        if gpu_memory_gb > 0:  # ComfyUI's low-VRAM loading: what does not fit is cast to the GPU block by block
-            patcher.load(device, lowvram_model_memory=int(gpu_memory_gb * 2**30))
-        else:
-            patcher.load(device, full_load=True)
+        wan.device, wan.gpu_memory_gb = device, gpu_memory_gb
+        wan.reload()
         return wan
+
+    def reload(self) -> None:
+        """Puts the base where training keeps it (again after a validation render, which ComfyUI unloads)."""
+        if self.gpu_memory_gb > 0:  # ComfyUI's low-VRAM loading: what does not fit is cast to the GPU block by block
+            self.patcher.load(self.device, lowvram_model_memory=int(self.gpu_memory_gb * 2**30))
+        else:
+            self.patcher.load(self.device, full_load=True)
 
     @property
     def shape(self) -> WanShape:

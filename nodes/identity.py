@@ -31,6 +31,30 @@ def open_detector(choice: str):
     return ScrfdFaceDetector(detector_path(choice))
 
 
+def find_faces(image: torch.Tensor, detector: str, margin: float, min_face_size: int, crop_size: int) -> tuple[list, list]:
+    """The main face of each image [B, H, W, C] as (pixels, DetectedFace), and its square crop (Face Crop's work)."""
+    faces, crops = [], []
+    progress = comfy.utils.ProgressBar(image.shape[0])
+    with open_detector(detector) as found:
+        for index in range(image.shape[0]):
+            pixels = to_uint8(image[index])
+            face = detect_main_face(pixels, found, f"image {index + 1} of {image.shape[0]}", min_face_size)
+            box = square_crop_box(face.box, pixels.shape[0], pixels.shape[1], margin)
+            faces.append((pixels, face))
+            crops.append(crop_face(pixels, box, crop_size))
+            progress.update(1)
+    return faces, crops
+
+
+def embed_faces(faces: list, arcface_file: str, arcface_model: str, device: str) -> tuple[FaceEmbedding, np.ndarray]:
+    """The averaged ArcFace embedding of ``find_faces``' faces, and the aligned faces ArcFace saw (Face Embedding's work)."""
+    encoder = ArcFaceEncoder(arcface_file, device=device)
+    aligned = np.stack([align_face(pixels, found.keypoints, encoder.input_size) for pixels, found in faces])
+    embedding = FaceEmbedding.averaged(torch.from_numpy(encoder.embed(aligned)), arcface_model, encoder.provider)
+    logging.info("FantasyTalking: ArcFace (%s) ran on %s for %d face(s).", arcface_model, encoder.provider, len(faces))
+    return embedding, aligned
+
+
 class FantasyTalkingFaceCrop(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -61,16 +85,7 @@ class FantasyTalkingFaceCrop(io.ComfyNode):
 
     @classmethod
     def execute(cls, image: torch.Tensor, detector: str, margin: float, min_face_size: int, crop_size: int) -> io.NodeOutput:
-        faces, crops = [], []
-        progress = comfy.utils.ProgressBar(image.shape[0])
-        with open_detector(detector) as found:
-            for index in range(image.shape[0]):
-                pixels = to_uint8(image[index])
-                face = detect_main_face(pixels, found, f"image {index + 1} of {image.shape[0]}", min_face_size)
-                box = square_crop_box(face.box, pixels.shape[0], pixels.shape[1], margin)
-                faces.append((pixels, face))
-                crops.append(crop_face(pixels, box, crop_size))
-                progress.update(1)
+        faces, crops = find_faces(image, detector, margin, min_face_size, crop_size)
         return io.NodeOutput(faces, to_image(crops))
 
 
@@ -100,8 +115,5 @@ class FantasyTalkingFaceEmbedding(io.ComfyNode):
 
     @classmethod
     def execute(cls, face, arcface_model: str, device: str) -> io.NodeOutput:
-        encoder = ArcFaceEncoder(arcface_path(arcface_model), device=device)
-        aligned = np.stack([align_face(pixels, found.keypoints, encoder.input_size) for pixels, found in face])
-        embedding = FaceEmbedding.averaged(torch.from_numpy(encoder.embed(aligned)), arcface_model, encoder.provider)
-        logging.info("FantasyTalking: ArcFace (%s) ran on %s for %d face(s).", arcface_model, encoder.provider, len(face))
+        embedding, aligned = embed_faces(face, arcface_path(arcface_model), arcface_model, device)
         return io.NodeOutput(embedding, to_image(list(aligned)))

@@ -12,9 +12,13 @@ from __future__ import annotations
 import json
 import os
 import uuid
+import sys
 from dataclasses import dataclass, field
 
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, PACK_DIR)
+from fantasy_core.guidance import OFFICIAL_NEGATIVE_PROMPT
+
 WORKFLOWS_DIR = os.path.join(PACK_DIR, "workflows")
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
@@ -34,10 +38,6 @@ MODELS = {
     "lightx2v": ("lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors",
                  "https://huggingface.co/Kijai/WanVideo_comfy/resolve/main/Lightx2v/lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors", "loras"),
 }
-OFFICIAL_NEGATIVE = (
-    "人物静止不动，静止，色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，"
-    "残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
-)
 
 
 @dataclass
@@ -72,7 +72,7 @@ def talking_portrait(variant: str) -> list[Node]:
         Node(1, "LoadImage", "Portrait", INPUTS, {"image": "portrait.png"}),
         Node(2, "LoadAudio", "Voice", INPUTS, {"audio": "speech.wav"}),
         Node(3, "CLIPTextEncode", "Prompt", INPUTS, {"text": "A woman is talking."}, {"clip": (11, 0)}),
-        Node(4, "CLIPTextEncode", "Negative prompt (official)", INPUTS, {"text": OFFICIAL_NEGATIVE}, {"clip": (11, 0)}),
+        Node(4, "CLIPTextEncode", "Negative prompt (official)", INPUTS, {"text": OFFICIAL_NEGATIVE_PROMPT}, {"clip": (11, 0)}),
         Node(10, "UNETLoader", "Wan2.1 I2V 14B", MODELS_GROUP, {"unet_name": MODELS[wan][0], "weight_dtype": "default"}, model=wan),
         Node(11, "CLIPLoader", "Text encoder (umt5-xxl)", MODELS_GROUP, {"clip_name": MODELS["umt5"][0], "type": "wan", "device": "default"}, model="umt5"),
         Node(12, "VAELoader", "Wan VAE", MODELS_GROUP, {"vae_name": MODELS["vae"][0]}, model="vae"),

@@ -50,3 +50,10 @@ def run_config(made: dict, output_dir: str, **sections) -> dict:
         else:
             config[key] = value
     return config
+
+
+def config_of(made: dict, output_dir, **sections):
+    """The TrainConfig of ``run_config``."""
+    from fantasy_core.training.config import config_from_dict
+
+    return config_from_dict(run_config(made, str(output_dir), **sections))

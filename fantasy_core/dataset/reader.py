@@ -41,6 +41,7 @@ class CachedClips(torch.utils.data.Dataset):
         if header.get("format") != FORMAT:
             raise DatasetMismatchError(f"{root}/{HEADER} is not a FantasyTalking dataset header.")
         self.settings = DatasetSettings.from_json(header["settings"])
+        self.models = dict(header.get("models") or {})  # the encoders it was made with: vae, text_encoder, ..., arcface
         differences = [f"{key} {getattr(self.settings, key)!r} there, {value!r} in the config" for key, value in expected.items()
                        if getattr(self.settings, key) != value]
         if differences:

@@ -61,6 +61,14 @@ def probe(path: str) -> VideoInfo:
                          _stream_seconds(audio, container) if audio is not None else 0.0)
 
 
+def audio_seconds(path: str) -> float:
+    """How long the sound of a file (audio or video) lasts."""
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise UnreadableVideoError(f"{path} has no audio track.")
+        return _stream_seconds(container.streams.audio[0], container)
+
+
 def read_frames(path: str, start: float, count: int, fps: float) -> np.ndarray:
     """uint8 RGB [count, H, W, 3]: for each time start + i / fps (seconds from the video's start), the decoded frame
     nearest to it."""

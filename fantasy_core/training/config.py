@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 
 import torch
 
+from ..guidance import OFFICIAL_NEGATIVE_PROMPT
 from .draws import DropoutRates
 from .objective import LIP_LOSS_REDUCTIONS
 
@@ -97,6 +98,31 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class ValidationConfig:
+    """Renders during training through the nodes' own sampling (see fantasy_train/validation.py)."""
+
+    every: int = 0  # steps between renders (0: none); the last step always gets one when > 0
+    image: str = ""  # the portrait (PNG/JPEG)
+    audio: str = ""  # the voice (any file with sound); the render is as long as the run's clips, or the voice
+    prompt: str = "A person is talking."
+    negative_prompt: str = OFFICIAL_NEGATIVE_PROMPT
+    seed: int = 0
+    steps: int = 30
+    cfg: float = 5.0
+    audio_cfg: float = 4.5
+    shift: float = 5.0
+    omega_lip: float = 0.5  # the motion intensity rendered (with a motion module)
+    omega_body: float = 0.5
+    # The encoders: "" means the file the dataset was prepared with (its dataset.json); else a name or a path.
+    vae: str = ""
+    text_encoder: str = ""
+    clip_vision: str = ""
+    wav2vec: str = ""
+    arcface: str = ""
+    face_detector: str = ""
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     stage: int = 1  # 1: clip-level audio attention; 2: frame-level windows and the lip-focused loss
     steps: int = 1000  # optimizer steps in total (a resumed run continues to this)
@@ -109,6 +135,7 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def __post_init__(self):
         _check(self.stage in (1, 2), "stage", self.stage, "1 or 2")
@@ -128,14 +155,29 @@ class TrainConfig:
         _check(self.checkpoint.every >= 1, "checkpoint.every", self.checkpoint.every, "at least 1")
         _check(self.checkpoint.keep >= 1, "checkpoint.keep", self.checkpoint.keep, "at least 1")
         _check(self.logging.every >= 1, "logging.every", self.logging.every, "at least 1")
+        self._check_validation()
+
+    def _check_validation(self) -> None:
+        valid = self.validation
+        _check(valid.every >= 0, "validation.every", valid.every, "0 (no renders) or more")
+        if not valid.every:
+            return
+        _check(bool(valid.image), "validation.image", valid.image, "the portrait to render (renders are on: validation.every > 0)")
+        _check(bool(valid.audio), "validation.audio", valid.audio, "a voice file to render (renders are on: validation.every > 0)")
+        _check(not self.model.shard_base, "validation.every", valid.every,
+               "0 with model.shard_base = true: a sharded base cannot render on one process")
+        _check(valid.steps >= 1, "validation.steps", valid.steps, "at least 1")
+        _check(valid.shift > 0, "validation.shift", valid.shift, "positive")
+        for name in ("omega_lip", "omega_body"):
+            _check(0 <= getattr(valid, name) <= 1, f"validation.{name}", getattr(valid, name), "between 0 and 1")
 
     def to_json(self) -> dict:
         return asdict(self)
 
     def run_identity(self) -> dict:
-        """What must not change when a run is resumed (everything but the number of steps and the logging)."""
+        """What must not change when a run is resumed (everything but the number of steps, logging and validation)."""
         values = self.to_json()
-        for key in ("steps", "logging"):
+        for key in ("steps", "logging", "validation"):
             values.pop(key)
         values["checkpoint"].pop("keep")
         return values

@@ -11,10 +11,10 @@ import sys
 import time
 
 import pytest
-from conftest_helpers import free_port, http
+from conftest_helpers import free_port, http, save_astronaut
+from face_models import EncodedFace, write_model_pack
 from shipped import LOADER_FOLDERS, WORKFLOWS, load
 from tiers import PACK_DIR
-from face_models import EncodedFace, write_model_pack
 from tiny_models import (
     TINY_IDENTITY,
     TINY_MOTION,
@@ -25,8 +25,8 @@ from tiny_models import (
     random_motion_state,
     save_ctc_wav2vec_folder,
     save_media,
-    save_tiny_wan_lora,
     save_tiny_wan_i2v,
+    save_tiny_wan_lora,
     save_tiny_wan_vae,
     write_checkpoint,
 )
@@ -94,6 +94,7 @@ def model_files(comfy, comfy_nodes, tmp_path_factory):
 @pytest.fixture(scope="session")
 def workspace(comfy, comfy_nodes, model_files, tmp_path_factory):
     import folder_paths
+
     import nodes
 
     model_files["vae"] = save_tiny_wan_vae(comfy, str(model_files["root"] / "vae" / "wan_2.1_vae_tiny.safetensors"))
@@ -152,14 +153,6 @@ def server(comfyui_path, workspace, tmp_path_factory):
         log.close()
 
 
-def save_astronaut(path) -> None:
-    """scikit-image's astronaut photo: one real, frontal face (≈104 px wide in 512 x 512)."""
-    import skimage.data
-    from PIL import Image
-
-    Image.fromarray(skimage.data.astronaut()).save(path)
-
-
 @pytest.fixture(scope="session")
 def stand_ins(workspace, model_files):
     """Tiny models under the file names the shipped workflows use, and the inputs they name."""
@@ -180,3 +173,18 @@ def stand_ins(workspace, model_files):
     _, audio = workspace["media"][0]
     save_astronaut(workspace["inputs"] / "portrait.png")  # a real face, for the identity workflow
     shutil.copy(workspace["inputs"] / audio, workspace["inputs"] / "speech.wav")
+
+
+@pytest.fixture(scope="session")
+def made(comfy, tmp_path_factory):
+    """The training tests' prepared dataset (four clips), tiny Wan file and that Wan loaded as the trainer loads it."""
+    import torch
+    from training_setup import prepare_training_dataset
+
+    from fantasy_core.dataset.reader import CachedClips
+    from fantasy_train.wan import FrozenWan
+
+    made = prepare_training_dataset(comfy, str(tmp_path_factory.mktemp("training")))
+    made["clips"] = CachedClips(made["dataset"], {}, need_faces=True, need_omega=True)
+    made["frozen"] = FrozenWan.load(made["wan"], "fp32", torch.device("cpu"))
+    return made

@@ -29,3 +29,11 @@ def wait_for(server, prompt_id, timeout=600):
             return entry["outputs"]
         time.sleep(0.5)
     raise TimeoutError(server["log"].read_text()[-4000:])
+
+
+def save_astronaut(path) -> None:
+    """scikit-image's astronaut photo: one real, frontal face (≈104 px wide in 512 x 512)."""
+    import skimage.data
+    from PIL import Image
+
+    Image.fromarray(skimage.data.astronaut()).save(path)

@@ -19,32 +19,13 @@ from conftest_helpers import free_port
 from safetensors.torch import load_file
 from test_identity_in_comfyui import face_embedding, load, talking_inputs
 from test_nodes import conditioning, denoise_once, run
-from training_setup import prepare_training_dataset, run_config
+from training_setup import config_of, run_config
 
 from fantasy_core.motion.intensity import MotionIntensity
 
 pytestmark = pytest.mark.face
 NO_DROPOUT = {"dropout": {"reference": 0.0, "audio": 0.0, "prompt": 0.0}}
 RUNNER = os.path.join(os.path.dirname(__file__), "training_runner.py")
-
-
-@pytest.fixture(scope="module")
-def made(comfy, tmp_path_factory):
-    import torch
-
-    from fantasy_core.dataset.reader import CachedClips
-    from fantasy_train.wan import FrozenWan
-
-    made = prepare_training_dataset(comfy, str(tmp_path_factory.mktemp("training")))
-    made["clips"] = CachedClips(made["dataset"], {}, need_faces=True, need_omega=True)
-    made["frozen"] = FrozenWan.load(made["wan"], "fp32", torch.device("cpu"))
-    return made
-
-
-def config_of(made, output_dir, **sections):
-    from fantasy_core.training.config import config_from_dict
-
-    return config_from_dict(run_config(made, str(output_dir), **sections))
 
 
 def evaluation_loss(made, modules, stage) -> float:

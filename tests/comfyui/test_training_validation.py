@@ -1,0 +1,163 @@
+"""Validation renders during training: they come out as MP4s and TensorBoard images, equal what the nodes make from
+the same step's checkpoint (a workflow built here node by node, as the shipped one is), leave the training itself
+untouched, and bad inputs are refused with what to do."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict
+
+import av
+import numpy as np
+import pytest
+import torch
+from conftest_helpers import save_astronaut
+from dataset_media import speech
+from test_nodes import run
+from test_training_in_comfyui import LINEAR_ADAM, states
+from training_setup import config_of
+
+pytestmark = pytest.mark.face
+SPEECH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "media", "speech_a.wav")
+ARCFACE_CHOICE = "tiny_training/w600k_r50.onnx"  # the dataset's ArcFace, as a pack in models/insightface
+
+
+@pytest.fixture(scope="module")
+def rendered(comfy, made, model_files, tmp_path_factory):
+    """Stage 2, four steps, a render every two; and the same run without renders."""
+    from dataset_models import tiny_encoders
+
+    from fantasy_train.trainer import train
+
+    root = tmp_path_factory.mktemp("validation")
+    pack = model_files["root"] / "insightface" / "models" / "tiny_training"
+    pack.mkdir(parents=True, exist_ok=True)
+    shutil.copy(os.path.join(made["models"], "arcface.onnx"), pack / "w600k_r50.onnx")
+    save_astronaut(root / "portrait.png")
+    validation = {"every": 2, "image": str(root / "portrait.png"), "audio": SPEECH, "steps": 2, "seed": 7,
+                  "omega_lip": 0.8, "omega_body": 0.3, "arcface": ARCFACE_CHOICE}
+    encoders = tiny_encoders(comfy, made["models"])
+    common = {"stage": 2, "steps": 4, "optimizer": LINEAR_ADAM}
+    config = config_of(made, root / "with", validation=validation, **common)
+    with_renders = train(config, show_progress=False, validation_encoders=encoders)
+    without = train(config_of(made, root / "without", **common), show_progress=False)
+    return {"config": config, "with": with_renders, "without": without, "encoders": encoders, "root": root}
+
+
+def decoded(path) -> tuple[np.ndarray, bool]:
+    with av.open(str(path)) as container:
+        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+        return frames, bool(container.streams.audio)
+
+
+def test_renders_are_written_and_logged(rendered):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder = rendered["root"] / "with" / "validation"
+    assert sorted(os.listdir(folder)) == ["step-0000002.mp4", "step-0000004.mp4"]  # the modules' temporary file is gone
+    for name in os.listdir(folder):
+        frames, has_sound = decoded(folder / name)
+        assert frames.shape == (25, 128, 128, 3) and has_sound  # the run's clip length and size, with the voice
+        assert frames.std() > 1.0  # a picture, not a flat frame
+    first, _ = decoded(folder / "step-0000002.mp4")
+    last, _ = decoded(folder / "step-0000004.mp4")
+    assert np.abs(first.astype(float) - last.astype(float)).mean() > 0.5  # the modules trained in between
+    events = EventAccumulator(str(rendered["root"] / "with" / "logs" / "fantasytalking"), size_guidance={"images": 0}).Reload()
+    images = events.Images("validation/frames")
+    assert [(event.step, event.width, event.height) for event in images] == [(2, 384, 128), (4, 384, 128)]  # first, middle, last frame
+
+
+def test_renders_leave_the_training_untouched(rendered):
+    """The render loads, patches and unloads the base the run trains: the run ends bit-identical to one without."""
+    with_renders, without = states(rendered["with"]["modules"]), states(rendered["without"]["modules"])
+    assert with_renders.keys() == without.keys()
+    for name, value in without.items():
+        assert torch.equal(with_renders[name], value), name
+
+
+def test_a_render_is_what_the_nodes_make_from_the_checkpoint(comfy_nodes, model_files, made, rendered):
+    """The last step's checkpoint through a workflow built node by node (as the shipped identity/motion workflow):
+    the renderer's frames are these, and the MP4 holds them (up to h264)."""
+    import comfy.sd
+
+    from fantasy_train.validation import ValidationRenderer
+
+    config, encoders = rendered["config"], rendered["encoders"]
+    valid = config.validation
+    shutil.copy(rendered["with"]["file"], model_files["root"] / "fantasytalking" / "validation_tiny.safetensors")
+    shutil.copy(rendered["with"]["file"].replace("step0000004", "step0000002"), model_files["root"] / "fantasytalking" / "validation_step2_tiny.safetensors")
+    modules = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="validation_tiny.safetensors", weight_dtype="default")[0]
+    image = torch.from_numpy(decoded_portrait(rendered["root"] / "portrait.png")).float()[None] / 255
+    samples, rate = speech("a")
+    audio = {"waveform": torch.from_numpy(samples)[None, None], "sample_rate": rate}
+    embeds, num_frames, fps, _ = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=encoders.wav2vec, fps=12, max_frames=25)
+    positive = run(comfy_nodes, "CLIPTextEncode", clip=encoders.text_encoder, text=valid.prompt)[0]
+    negative = run(comfy_nodes, "CLIPTextEncode", clip=encoders.text_encoder, text=valid.negative_prompt)[0]
+    vision = run(comfy_nodes, "CLIPVisionEncode", clip_vision=encoders.clip_vision, image=image, crop="none")[0]
+    positive, negative, latent = run(comfy_nodes, "WanImageToVideo", positive=positive, negative=negative, vae=encoders.vae, width=128,
+                                     height=128, length=num_frames, batch_size=1, start_image=image, clip_vision_output=vision)
+    face = run(comfy_nodes, "FantasyTalkingFaceCrop", image=image, detector="mediapipe", margin=0.3, min_face_size=16, crop_size=112)[0]
+    identity = run(comfy_nodes, "FantasyTalkingFaceEmbedding", face=face, arcface_model=ARCFACE_CHOICE, device="cpu")[0]
+    motion = run(comfy_nodes, "FantasyTalkingMotionIntensity", preset="custom", omega_lip=0.8, omega_body=0.3)[0]
+    wan = comfy.sd.load_diffusion_model(made["wan"])
+    with torch.no_grad():
+        workflow = sample_and_decode(comfy_nodes, wan, modules, embeds, positive, negative, latent, identity, motion, valid, encoders.vae)
+        step_two = sample_and_decode(comfy_nodes, wan, run(comfy_nodes, "FantasyTalkingModelLoader", model_name="validation_step2_tiny.safetensors",
+                                                           weight_dtype="default")[0], embeds, positive, negative, latent, identity, motion, valid, encoders.vae)
+
+    renderer = ValidationRenderer.prepare(config, made["clips"], made["frozen"], encoders)
+    frames = renderer.render(rendered["with"]["modules"], 4, {})
+    assert (num_frames, fps) == (25, 12.0)
+    assert frames.shape == workflow.shape == (25, 128, 128, 3)
+    # equal up to the order float sums are taken in (4e-6 here); the previous checkpoint differs 100 times more
+    torch.testing.assert_close(frames, workflow, rtol=0, atol=2e-5)
+    assert (step_two - workflow).abs().max() > 2e-3
+    written, _ = decoded(rendered["root"] / "with" / "validation" / "step-0000004.mp4")
+    # h264 of these frames: each frame's colour (what lossy coding of noise-like tiny-model frames keeps)
+    np.testing.assert_allclose((written / 255).mean(axis=(1, 2)), frames.numpy().mean(axis=(1, 2)), atol=0.02)
+
+
+def sample_and_decode(comfy_nodes, wan, modules, embeds, positive, negative, latent, identity, motion, valid, vae) -> torch.Tensor:
+    model, positive, negative = run(comfy_nodes, "FantasyTalkingApply", model=wan, fantasytalking_model=modules, audio_embeds=embeds,
+                                    audio_scale=1.0, positive=positive, negative=negative, identity=identity, motion=motion)
+    samples = run(comfy_nodes, "FantasyTalkingSampler", model=model, positive=positive, negative=negative, latent_image=latent,
+                  seed=valid.seed, steps=valid.steps, cfg=valid.cfg, audio_cfg=valid.audio_cfg, sampler_name="euler",
+                  scheduler="fantasytalking", denoise=1.0, shift=valid.shift)[0]
+    return run(comfy_nodes, "VAEDecode", vae=vae, samples=samples)[0]
+
+
+def decoded_portrait(path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB")).copy()
+
+
+def test_bad_validation_inputs_are_refused(comfy, made, rendered, tmp_path):
+    from fantasy_core.training.config import ConfigError
+    from fantasy_train.encoders import MissingModelError
+    from fantasy_train.validation import ValidationInputError, ValidationRenderer
+
+    valid = asdict(rendered["config"].validation)
+    with pytest.raises(ConfigError, match="'validation.image' must be the portrait to render"):
+        config_of(made, tmp_path / "a", validation={"every": 5, "audio": SPEECH})
+    with pytest.raises(ConfigError, match="'validation.every' must be 0 with model.shard_base = true"):
+        config_of(made, tmp_path / "b", validation=valid, model={"shard_base": True})
+
+    def prepare(encoders=rendered["encoders"], **changes):
+        config = config_of(made, tmp_path / "c", validation={**valid, **changes})
+        return ValidationRenderer.prepare(config, made["clips"], made["frozen"], encoders)
+
+    with pytest.raises(ValidationInputError, match="validation.image: the file .*nowhere.png does not exist"):
+        prepare(image=str(tmp_path / "nowhere.png"))
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ValidationInputError, match="validation.image: .*text.png is not an image PIL can read"):
+        prepare(image=str(tmp_path / "text.png"))
+    with pytest.raises(ValidationInputError, match="validation.audio: the file .*nowhere.wav does not exist"):
+        prepare(audio=str(tmp_path / "nowhere.wav"))
+    with pytest.raises(MissingModelError, match="validation.arcface: ArcFace model 'missing/w600k_r50.onnx' was not found"):
+        prepare(arcface="missing/w600k_r50.onnx")
+    # no encoders given: the dataset's own names are looked up in ComfyUI's folders, every missing one named at once
+    with pytest.raises(MissingModelError, match="(?s)validation.text_encoder: 'umt5_tiny' was not found.*validation.clip_vision"):
+        prepare(encoders=None)
