@@ -56,8 +56,8 @@ def random_batch(frames: int, size: int, seed: int = 0) -> dict:
     gen = torch.Generator().manual_seed(seed)
     t, hw = latent_frames(frames), size // 8
     audio_tokens = round(frames / 23 * 50)
-    mask = torch.zeros(1, frames, size, size)
-    mask[..., size // 2 : size * 3 // 4, size // 3 : size * 2 // 3] = 1  # a mouth-sized box
+    mask = torch.zeros(1, t, hw, hw)  # the latent lip mask
+    mask[..., hw // 2 : hw * 3 // 4, hw // 3 : hw * 2 // 3] = 1  # a mouth-sized box
     reference_mask = torch.ones(1, 1, t, hw, hw)
     reference_mask[:, :, 0] = 0
     return {"latents": torch.randn(1, 16, t, hw, hw, generator=gen), "reference_latents": torch.randn(1, 16, t, hw, hw, generator=gen),

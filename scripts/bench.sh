@@ -12,6 +12,7 @@ if [ -n "$comfy" ]; then
   "$venv/bin/python" benchmarks/bench_comfyui.py
   "$venv/bin/python" benchmarks/bench_long_video.py
   "$venv/bin/python" benchmarks/bench_dataset.py
+  "$venv/bin/python" benchmarks/bench_training.py
 else
   echo "ComfyUI benchmark skipped: no ComfyUI checkout found (set COMFYUI_PATH)"
 fi
