@@ -57,7 +57,7 @@ def module_file(output_dir: str, stage: int, step: int) -> str:
 
 
 def _check_run_folder(config: TrainConfig) -> None:
-    """A folder holds one run: resuming with another configuration (other than steps and logging) is refused."""
+    """A folder holds one run: resuming with another configuration (other than steps, logging and validation) is refused."""
     path = os.path.join(config.output_dir, RUN_FILE)
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:

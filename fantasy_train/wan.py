@@ -38,12 +38,12 @@ def checkpointed_blocks(dit: torch.nn.Module, context_img_len: int | None) -> di
 
 
 class FrozenWan:
-    def __init__(self, patcher):
+    def __init__(self, patcher, device: torch.device, gpu_memory_gb: float = 0.0):
         self.patcher = patcher
         self.base = patcher.model  # comfy.model_base.WAN21
         self.dit = pack_module("nodes.patch").wan_i2v_model(patcher)
         self.dit.requires_grad_(False)
-        self.device, self.gpu_memory_gb = torch.device("cpu"), 0.0
+        self.device, self.gpu_memory_gb = device, gpu_memory_gb  # where reload() puts the base
 
     @classmethod
     def load(cls, name: str, base_dtype: str, device: torch.device, gpu_memory_gb: float = 0.0) -> FrozenWan:
@@ -51,8 +51,7 @@ class FrozenWan:
 
         enable_rope_gradients()
         patcher = comfy.sd.load_diffusion_model(model_path("wan", name, "model.wan"), model_options={"dtype": BASE_DTYPES[base_dtype]})
-        wan = cls(patcher)
-        wan.device, wan.gpu_memory_gb = device, gpu_memory_gb
+        wan = cls(patcher, device, gpu_memory_gb)
         wan.reload()
         return wan
 
