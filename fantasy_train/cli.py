@@ -84,13 +84,15 @@ def train(args) -> int:
         pack_module("nodes.folders").register_folders()
         from .trainer import RunFolderError
         from .trainer import train as run_training
+        from .validation import ValidationInputError
 
         result = run_training(config, show_progress=not args.no_progress)
     except ComfyUINotFoundError as error:
         return _fail(str(error), EXIT_USAGE)
     except FileNotFoundError as error:  # a model file (MissingModelError), named with its folder
         return _fail(str(error), EXIT_MISSING_MODEL)
-    except (RunFolderError, DatasetMismatchError, StartError, CheckpointError, ModuleNotFoundError) as error:
+    except (RunFolderError, DatasetMismatchError, StartError, CheckpointError, ModuleNotFoundError, ValidationInputError,
+            FloatingPointError) as error:  # FloatingPointError: the run diverged
         return _fail(str(error), EXIT_FAILED)
     print(f"done: step {result['step']}; modules in {result['file']}")
     return 0

@@ -72,8 +72,9 @@ def pack_module(name: str):
 def comfyui_core_nodes():
     """ComfyUI's own ``nodes`` module (CLIPTextEncode, VAEDecode, ...), not this pack's ``nodes`` package, which a
     working directory inside the pack would put first on the import path."""
-    module = importlib.import_module("nodes")
-    if not hasattr(module, "CLIPTextEncode"):
-        raise ImportError(f"'nodes' was imported from {getattr(module, '__file__', '?')}, not from ComfyUI: put the ComfyUI "
-                          "folder before this pack's folder on the import path (run from the pack folder with -m, or pass --comfyui).")
-    return module
+    loaded = sys.modules.get("nodes")
+    origin = getattr(loaded, "__file__", None) if loaded is not None else getattr(importlib.util.find_spec("nodes"), "origin", None)
+    if origin is None or Path(origin).name != "nodes.py":  # ComfyUI's is one file; this pack's is a package
+        raise ImportError(f"'nodes' comes from {origin or 'nowhere'}, not from ComfyUI: put the ComfyUI folder before this "
+                          "pack's folder on the import path (run from the pack folder with -m, or pass --comfyui).")
+    return importlib.import_module("nodes")

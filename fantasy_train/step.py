@@ -22,6 +22,17 @@ from fantasy_core.training.objective import noisy_latents, row_losses, velocity_
 from .wan import FrozenWan
 
 
+class StepInputs:
+    """One forward's batch and draws, in a plain object on purpose: FSDP's mixed-precision policy casts every float
+    tensor it finds in a forward's arguments (dicts and dataclasses included) to bf16, and σ, the noise and the latents
+    must stay fp32 (σ in bf16 would move the timestep by up to 2)."""
+
+    __slots__ = ("batch", "draws")
+
+    def __init__(self, batch: dict, draws: SampleDraws):
+        self.batch, self.draws = batch, draws
+
+
 class TrainingStep(nn.Module):
     def __init__(self, modules: TrainableModules, wan: FrozenWan, stage: int, frames: int, identity_scale: float, lip_loss: str,
                  gradient_checkpointing: bool, shard_base: bool = False):
@@ -56,9 +67,10 @@ class TrainingStep(nn.Module):
             taps.append(MotionTap(self.trainable.motion, omegas, torch.ones(omegas.shape[0], dtype=torch.bool, device=device)))
         return branches, taps
 
-    def forward(self, batch: dict, draws: SampleDraws) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-row loss [b] and whether each row used the lip-focused loss [b]. The modules stay installed until
         ``release`` (inside ``installed()``), so that checkpointed blocks recompute with them in the backward pass."""
+        batch, draws = inputs.batch, inputs.draws
         device = next(self.trainable.parameters()).device
         x0 = self.wan.clean_latents(batch["latents"].to(device))
         noise = draws.noise.to(device)

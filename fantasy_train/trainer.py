@@ -22,7 +22,7 @@ from fantasy_core.training.modules import build_trainable
 
 from .comfy_env import pack_module
 from .encoders import MissingModelError
-from .step import TrainingStep
+from .step import StepInputs, TrainingStep
 from .validation import ValidationRenderer, render_file
 from .wan import FrozenWan
 
@@ -142,11 +142,11 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
         renderer = ValidationRenderer.prepare(config, dataset, wan, validation_encoders)
     step_module = TrainingStep(modules, wan, config.stage, data.frames, config.modules.identity_scale, config.objective.lip_loss,
                                config.model.gradient_checkpointing, config.model.shard_base)
-    model = accelerator.prepare(step_module)
     optim = config.optimizer
+    adam = torch.optim.AdamW([p for p in step_module.parameters() if p.requires_grad], lr=optim.learning_rate,
+                             betas=(optim.beta1, optim.beta2), eps=optim.eps, weight_decay=optim.weight_decay)
+    model, optimizer = accelerator.prepare(step_module, adam)  # together: FSDP2 swaps the optimizer's parameters for its shards
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = accelerator.prepare(torch.optim.AdamW(trainable, lr=optim.learning_rate, betas=(optim.beta1, optim.beta2),
-                                                      eps=optim.eps, weight_decay=optim.weight_decay))
     # stepped here once per optimizer step (not prepared: accelerate would step it once per process)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer, lambda s: min(1.0, (s + 1) / optim.warmup_steps) if optim.warmup_steps else 1.0)
     accelerator.register_for_checkpointing(scheduler)
@@ -163,30 +163,26 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
               "trainable parameters; "
               + ("; ".join(report)) + (f"; resumed at step {start}" if start else ""), flush=True)
 
-    rows_per_micro = data.batch_size * accelerator.num_processes
-    rows_per_step = rows_per_micro * optim.gradient_accumulation
-    latent_shape = tuple(sample["latents"].shape)
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     progress = _progress(config.steps, start, show_progress and accelerator.is_main_process)
     stats, began = StepStats(), time.time()
     for step in range(start, end):
-        indices = batch_samples(config.seed, step, len(dataset), rows_per_step)
         grad_norm = None
         for micro in range(optim.gradient_accumulation):
-            first = micro * rows_per_micro + accelerator.process_index * data.batch_size
-            positions = list(range(first, first + data.batch_size))
-            batch = torch.utils.data.default_collate([dataset[indices[p]] for p in positions])
-            draws = draw(config.seed, step, positions, latent_shape, config.objective.shift, config.objective.dropout, config.objective.eta)
+            inputs = micro_batch(config, dataset, step, micro, accelerator.process_index, accelerator.num_processes)
+            draws = inputs.draws
             with accelerator.accumulate(model), step_module.installed():
-                losses, used = model(batch, draws)
+                losses, used = model(inputs)
+                gathered = accelerator.gather(torch.stack([losses.detach().float(), used.float(), draws.drop_reference.float().to(losses.device),
+                                                           draws.drop_audio.float().to(losses.device), draws.drop_prompt.float().to(losses.device),
+                                                           draws.sigma.to(losses.device)], dim=1))
+                _stop_unless_finite(gathered[:, 0], "loss", step + 1, config)  # every process sees every row: all stop together
                 accelerator.backward(losses.mean())
                 if accelerator.sync_gradients:
                     grad_norm = accelerator.clip_grad_norm_(trainable, optim.max_grad_norm or float("inf"))
+                    _stop_unless_finite(grad_norm, "gradient norm", step + 1, config)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-            gathered = accelerator.gather(torch.stack([losses.detach(), used.float(), draws.drop_reference.float().to(losses.device),
-                                                       draws.drop_audio.float().to(losses.device), draws.drop_prompt.float().to(losses.device),
-                                                       draws.sigma.to(losses.device)], dim=1))
             stats.add(loss=gathered[:, 0], lip_loss_fraction=gathered[:, 1], dropped_reference=gathered[:, 2],
                       dropped_audio=gathered[:, 3], dropped_prompt=gathered[:, 4], sigma=gathered[:, 5])
         scheduler.step()
@@ -200,13 +196,67 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
             stats = StepStats()
         progress.update(1)
         if done % config.checkpoint.every == 0 or done == config.steps:
-            _save(accelerator, step_module, config, done)
+            _save(accelerator, model, step_module, config, done)
         if config.validation.every and (done % config.validation.every == 0 or done == config.steps):
             _validate(accelerator, renderer, step_module, config, done, progress)
     progress.close()
     accelerator.end_training()
     final = accelerator.unwrap_model(model).trainable
     return {"step": end, "modules": final, "file": module_file(config.output_dir, config.stage, end)}
+
+
+class DivergedError(FloatingPointError):
+    pass
+
+
+def _stop_unless_finite(values: torch.Tensor, what: str, step: int, config: TrainConfig) -> None:
+    """Stops the run before a non-finite loss or gradient reaches the weights (and so any checkpoint)."""
+    values = torch.as_tensor(values).detach().float()
+    if not torch.isfinite(values).all():
+        raise DivergedError(
+            f"Training stopped at step {step}: the {what} is not finite ({values.flatten()[:4].tolist()}); nothing of this "
+            f"step was applied or saved. Start a new run (another output_dir) from the last good checkpoint in "
+            f"{os.path.join(config.output_dir, CHECKPOINTS)} (modules.init) with a lower optimizer.learning_rate "
+            f"(now {config.optimizer.learning_rate:g}) or optimizer.max_grad_norm (now {config.optimizer.max_grad_norm:g}; 0 is none).")
+
+
+def micro_batch(config: TrainConfig, dataset: CachedClips, step: int, micro: int, process_index: int, num_processes: int) -> StepInputs:
+    """This process's rows of micro-batch ``micro`` of ``step`` (collated) and their draws. The step's whole batch is
+    ``batch_size`` rows per process per micro-batch; which clips and draws it holds depend on (seed, step) only."""
+    data, objective = config.data, config.objective
+    rows_per_micro = data.batch_size * num_processes
+    indices = batch_samples(config.seed, step, len(dataset), rows_per_micro * config.optimizer.gradient_accumulation)
+    first = micro * rows_per_micro + process_index * data.batch_size
+    positions = list(range(first, first + data.batch_size))
+    batch = torch.utils.data.default_collate([dataset[indices[p]] for p in positions])
+    draws = draw(config.seed, step, positions, tuple(batch["latents"].shape[1:]), objective.shift, objective.dropout, objective.eta)
+    return StepInputs(batch, draws)
+
+
+def gathered_trainable_state(modules: torch.nn.Module, keep: bool = True) -> dict[str, torch.Tensor]:
+    """The trainable modules' whole fp32 tensors on the CPU (where ``keep``; empty elsewhere). FSDP2 holds them as
+    DTensor shards, which are all-gathered here (only the modules, not the sharded base): every process must call this."""
+    from torch.distributed.tensor import DTensor
+
+    state = {}
+    for name, value in modules.state_dict().items():
+        if isinstance(value, DTensor):
+            value = value.full_tensor()  # a collective
+        if keep:
+            state[name] = value.detach().float().cpu()
+    return state
+
+
+def _trainable_state(accelerator, model, step_module: TrainingStep) -> dict[str, torch.Tensor]:
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.DEEPSPEED or (accelerator.distributed_type == DistributedType.FSDP
+                                                                      and not accelerator.is_fsdp2):
+        # ZeRO-3 partitions and FSDP1 flattens the parameters: accelerate gathers the whole model (on every process)
+        whole = accelerator.get_state_dict(model)
+        return {name.removeprefix("trainable."): value.float().cpu() for name, value in (whole or {}).items()
+                if name.startswith("trainable.")}
+    return gathered_trainable_state(step_module.trainable, keep=accelerator.is_main_process)
 
 
 def _init_path(name: str) -> str:
@@ -219,13 +269,14 @@ def _init_path(name: str) -> str:
         raise MissingModelError(f"modules.init: {error}") from error
 
 
-def _save(accelerator, step_module: TrainingStep, config: TrainConfig, step: int) -> None:
+def _save(accelerator, model, step_module: TrainingStep, config: TrainConfig, step: int) -> None:
     accelerator.wait_for_everyone()
     state = os.path.join(config.output_dir, STATES, f"step-{step:07d}")
     accelerator.save_state(state)
+    weights = _trainable_state(accelerator, model, step_module)  # a collective under FSDP / ZeRO-3: every process
     if accelerator.is_main_process:
         os.makedirs(os.path.join(config.output_dir, CHECKPOINTS), exist_ok=True)
-        step_module.trainable.save(module_file(config.output_dir, config.stage, step), _metadata(config, step))
+        step_module.trainable.save(module_file(config.output_dir, config.stage, step), _metadata(config, step), state=weights)
         open(os.path.join(state, "complete"), "w").close()  # written last: a kill mid-save leaves no resumable half state
         for _, old in state_dirs(config.output_dir)[: -config.checkpoint.keep]:
             shutil.rmtree(old, ignore_errors=True)

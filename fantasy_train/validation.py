@@ -20,6 +20,7 @@ from fantasy_core.dataset.video import UnreadableVideoError, audio_seconds, read
 from fantasy_core.motion.intensity import MotionIntensity
 from fantasy_core.training.config import TrainConfig, ValidationConfig
 from fantasy_core.training.modules import TrainableModules
+from fantasy_core.weights import all_finite
 
 from .comfy_env import comfyui_core_nodes, pack_module
 from .encoders import DatasetEncoders, MissingModelError, load_encoders
@@ -133,6 +134,10 @@ class ValidationRenderer:
         valid, inputs = self.config.validation, self.inputs
         path = render_file(self.config.output_dir, step)
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        broken = next((name for name, value in modules.state_dict().items() if not all_finite(value)), None)
+        if broken is not None:
+            raise FloatingPointError(f"The validation render at step {step} cannot run: the modules' weight '{broken}' holds NaN "
+                                     "or infinite values (the training diverged).")
         weights = path.replace(".mp4", ".safetensors")
         modules.save(weights, metadata)
         try:

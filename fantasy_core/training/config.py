@@ -146,6 +146,12 @@ class TrainConfig:
             _check(getattr(self.data, name) >= 1, f"data.{name}", getattr(self.data, name), "a positive integer")
         _check(self.model.base_dtype in BASE_DTYPES, "model.base_dtype", self.model.base_dtype, f"one of {list(BASE_DTYPES)}")
         _check(self.model.base_gpu_memory_gb >= 0, "model.base_gpu_memory_gb", self.model.base_gpu_memory_gb, "0 (all) or more")
+        if self.model.shard_base:  # the engine then owns where the base's weights live and gathers them layer by layer
+            _check(self.model.base_gpu_memory_gb == 0, "model.base_gpu_memory_gb", self.model.base_gpu_memory_gb,
+                   "0 with model.shard_base = true (ComfyUI's low-VRAM streaming cannot move sharded weights)")
+            _check(self.model.base_dtype != "fp8_e4m3fn", "model.base_dtype", self.model.base_dtype,
+                   "bf16, fp16 or fp32 with model.shard_base = true (the engines gather 16- and 32-bit weights; bf16 sharded "
+                   "over 8 GPUs is 3.5 GB each)")
         _check(self.objective.shift > 0, "objective.shift", self.objective.shift, "positive")
         _check(0 <= self.objective.eta <= 1, "objective.eta", self.objective.eta, "between 0 and 1")
         _check(self.objective.lip_loss in LIP_LOSS_REDUCTIONS, "objective.lip_loss", self.objective.lip_loss, f"one of {list(LIP_LOSS_REDUCTIONS)}")

