@@ -171,6 +171,25 @@ def test_shipped_configs_load():
     assert stages == {1, 2}
 
 
+def test_shipped_fsdp_config_reaches_accelerates_fsdp2_plugin(tmp_path):
+    """Through accelerate's own launcher (one process here): FSDP2 with the Wan blocks as the wrap unit, in bf16."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("accelerate")
+    config = os.path.join(os.path.dirname(__file__), "..", "..", "fantasy_train", "configs", "accelerate", "fsdp_8gpu.yaml")
+    script = tmp_path / "show_plugin.py"
+    script.write_text("import os\nfrom accelerate.utils import FullyShardedDataParallelPlugin\n"
+                      "plugin = FullyShardedDataParallelPlugin()\n"
+                      "print(plugin.fsdp_version, plugin.transformer_cls_names_to_wrap, plugin.reshard_after_forward, "
+                      "plugin.activation_checkpointing, os.environ['ACCELERATE_MIXED_PRECISION'])\n")
+    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, "--num_processes", "1", str(script)],
+                          check=False, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "2 ['WanAttentionBlock'] True False bf16"
+
+
 @torch.no_grad()
 def test_clip_level_audio_attention_hears_every_token_of_its_own_clip():
     config = AudioAdapterConfig(audio_dim=6, context_dim=8, model_dim=16, num_blocks=1)
