@@ -97,7 +97,7 @@ def bench_tiny(args) -> None:
     import_comfyui(os.environ.get("COMFYUI_PATH"), "" if torch.cuda.is_available() else "--cpu")
     import comfy
 
-    from fantasy_train.step import StepInputs, TrainingStep
+    from fantasy_train.step import TrainingStep
     from fantasy_train.wan import FrozenWan
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -120,9 +120,9 @@ def bench_tiny(args) -> None:
         with step.installed():
             if measure:
                 with saved:
-                    loss = step(StepInputs(batch, draws))[0].mean()
+                    loss = step(batch, draws)[0].mean()
             else:
-                loss = step(StepInputs(batch, draws))[0].mean()
+                loss = step(batch, draws)[0].mean()
             loss.backward()
         return saved.total
 

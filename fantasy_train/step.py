@@ -22,17 +22,6 @@ from fantasy_core.training.objective import noisy_latents, row_losses, velocity_
 from .wan import FrozenWan
 
 
-class StepInputs:
-    """One forward's batch and draws, in a plain object on purpose: FSDP's mixed-precision policy casts every float
-    tensor it finds in a forward's arguments (dicts and dataclasses included) to bf16, and σ, the noise and the latents
-    must stay fp32 (σ in bf16 would move the timestep by up to 2)."""
-
-    __slots__ = ("batch", "draws")
-
-    def __init__(self, batch: dict, draws: SampleDraws):
-        self.batch, self.draws = batch, draws
-
-
 class TrainingStep(nn.Module):
     def __init__(self, modules: TrainableModules, wan: FrozenWan, stage: int, frames: int, identity_scale: float, lip_loss: str,
                  gradient_checkpointing: bool, shard_base: bool = False):
@@ -67,10 +56,9 @@ class TrainingStep(nn.Module):
             taps.append(MotionTap(self.trainable.motion, omegas, torch.ones(omegas.shape[0], dtype=torch.bool, device=device)))
         return branches, taps
 
-    def forward(self, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, batch: dict, draws: SampleDraws) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-row loss [b] and whether each row used the lip-focused loss [b]. The modules stay installed until
         ``release`` (inside ``installed()``), so that checkpointed blocks recompute with them in the backward pass."""
-        batch, draws = inputs.batch, inputs.draws
         device = next(self.trainable.parameters()).device
         x0 = self.wan.clean_latents(batch["latents"].to(device))
         noise = draws.noise.to(device)
@@ -80,7 +68,14 @@ class TrainingStep(nn.Module):
         self._injection = DiTInjection(self.wan.dit, branches, taps).__enter__()
         prediction = self.wan.prediction(x_t, draws.sigma, batch, draws.drop_reference, draws.drop_prompt, self.gradient_checkpointing)
         lip_mask = batch["lip_mask"].to(device) if self.stage == 2 else None
-        return row_losses(prediction, velocity_target(x0, noise), lip_mask, draws.lip_loss, self.lip_loss)
+        losses, used = row_losses(prediction, velocity_target(x0, noise), lip_mask, draws.lip_loss, self.lip_loss)
+        return losses + self._every_parameter_takes_part(), used
+
+    def _every_parameter_takes_part(self) -> torch.Tensor:
+        """Zero, touching every trainable parameter: a branch no row of this process uses (audio or reference dropped
+        in all of them) still gets a zero gradient. FSDP2 reduces exactly the parameters that have gradients and every
+        process must reduce the same ones; DDP then needs no search for unused parameters."""
+        return sum(p.sum() for p in self.trainable.parameters() if p.requires_grad) * 0.0
 
     def release(self) -> None:
         if self._injection is not None:

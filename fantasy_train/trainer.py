@@ -17,12 +17,13 @@ import torch
 
 from fantasy_core.dataset.reader import CachedClips
 from fantasy_core.training.config import TrainConfig, config_json
-from fantasy_core.training.draws import batch_samples, draw
+from fantasy_core.training.draws import SampleDraws, batch_samples, draw
 from fantasy_core.training.modules import build_trainable
 
 from .comfy_env import pack_module
 from .encoders import MissingModelError
-from .step import StepInputs, TrainingStep
+from .engines import configure_engine
+from .step import TrainingStep
 from .validation import ValidationRenderer, render_file
 from .wan import FrozenWan
 
@@ -109,7 +110,7 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
     """Run (or resume) the training; ``stop_after``: stop once this step is reached (tests simulate a kill);
     ``validation_encoders``: DatasetEncoders for the renders instead of loading [validation]'s files."""
     accelerate = _accelerate()
-    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
+    from accelerate.utils import ProjectConfiguration
 
     mixed_precision = config.optimizer.mixed_precision if torch.cuda.is_available() else "no"  # no autocast on CPU
     trackers = (["tensorboard"] if config.logging.tensorboard else []) + (["wandb"] if config.logging.wandb else [])
@@ -119,8 +120,8 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
         gradient_accumulation_steps=config.optimizer.gradient_accumulation,
         log_with=trackers or None,
         project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=os.path.join(config.output_dir, "logs")),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],  # a row without audio leaves the adapter unused
     )
+    configure_engine(accelerator, config)
     if accelerator.is_main_process:
         _check_run_folder(config)
         os.makedirs(config.output_dir, exist_ok=True)
@@ -169,10 +170,10 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
     for step in range(start, end):
         grad_norm = None
         for micro in range(optim.gradient_accumulation):
-            inputs = micro_batch(config, dataset, step, micro, accelerator.process_index, accelerator.num_processes)
-            draws = inputs.draws
+            batch, draws = micro_batch(config, dataset, step, micro, accelerator.process_index, accelerator.num_processes)
             with accelerator.accumulate(model), step_module.installed():
-                losses, used = model(inputs)
+                with accelerator.autocast():  # accelerate wraps forward in autocast itself except under FSDP2
+                    losses, used = model(batch, draws)
                 gathered = accelerator.gather(torch.stack([losses.detach().float(), used.float(), draws.drop_reference.float().to(losses.device),
                                                            draws.drop_audio.float().to(losses.device), draws.drop_prompt.float().to(losses.device),
                                                            draws.sigma.to(losses.device)], dim=1))
@@ -180,7 +181,8 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
                 accelerator.backward(losses.mean())
                 if accelerator.sync_gradients:
                     grad_norm = accelerator.clip_grad_norm_(trainable, optim.max_grad_norm or float("inf"))
-                    _stop_unless_finite(grad_norm, "gradient norm", step + 1, config)
+                    if grad_norm is not None:  # DeepSpeed clips inside its engine and may not report it yet
+                        _stop_unless_finite(grad_norm, "gradient norm", step + 1, config)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             stats.add(loss=gathered[:, 0], lip_loss_fraction=gathered[:, 1], dropped_reference=gathered[:, 2],
@@ -210,17 +212,19 @@ class DivergedError(FloatingPointError):
 
 
 def _stop_unless_finite(values: torch.Tensor, what: str, step: int, config: TrainConfig) -> None:
-    """Stops the run before a non-finite loss or gradient reaches the weights (and so any checkpoint)."""
+    """Stops the run before a non-finite loss or gradient reaches a checkpoint. The loss is checked before backward
+    and the gradient norm before the optimizer step (DeepSpeed's engine steps inside backward: there only the
+    checkpoints are spared)."""
     values = torch.as_tensor(values).detach().float()
     if not torch.isfinite(values).all():
         raise DivergedError(
-            f"Training stopped at step {step}: the {what} is not finite ({values.flatten()[:4].tolist()}); nothing of this "
-            f"step was applied or saved. Start a new run (another output_dir) from the last good checkpoint in "
+            f"Training stopped at step {step}: the {what} is not finite ({values.flatten()[:4].tolist()}); this step was "
+            f"not saved. Start a new run (another output_dir) from the last good checkpoint in "
             f"{os.path.join(config.output_dir, CHECKPOINTS)} (modules.init) with a lower optimizer.learning_rate "
             f"(now {config.optimizer.learning_rate:g}) or optimizer.max_grad_norm (now {config.optimizer.max_grad_norm:g}; 0 is none).")
 
 
-def micro_batch(config: TrainConfig, dataset: CachedClips, step: int, micro: int, process_index: int, num_processes: int) -> StepInputs:
+def micro_batch(config: TrainConfig, dataset: CachedClips, step: int, micro: int, process_index: int, num_processes: int) -> tuple[dict, SampleDraws]:
     """This process's rows of micro-batch ``micro`` of ``step`` (collated) and their draws. The step's whole batch is
     ``batch_size`` rows per process per micro-batch; which clips and draws it holds depend on (seed, step) only."""
     data, objective = config.data, config.objective
@@ -230,7 +234,7 @@ def micro_batch(config: TrainConfig, dataset: CachedClips, step: int, micro: int
     positions = list(range(first, first + data.batch_size))
     batch = torch.utils.data.default_collate([dataset[indices[p]] for p in positions])
     draws = draw(config.seed, step, positions, tuple(batch["latents"].shape[1:]), objective.shift, objective.dropout, objective.eta)
-    return StepInputs(batch, draws)
+    return batch, draws
 
 
 def gathered_trainable_state(modules: torch.nn.Module, keep: bool = True) -> dict[str, torch.Tensor]:

@@ -54,7 +54,7 @@ def main(config_file: str, out_file: str) -> None:
                                   weight_decay=optim.weight_decay)
     for step in range(config.steps):
         with step_module.installed():
-            losses, _ = step_module(micro_batch(config, dataset, step, 0, rank, world))
+            losses, _ = step_module(*micro_batch(config, dataset, step, 0, rank, world))
             losses.mean().backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

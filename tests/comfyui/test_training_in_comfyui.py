@@ -33,7 +33,7 @@ def evaluation_loss(made, modules, stage) -> float:
     """Mean loss over every clip at fixed draws, four noise levels and noises per clip (one draw per clip is too noisy an
     estimate to compare runs by); no dropout; stage 2: always the lip-focused loss."""
     from fantasy_core.training.draws import DropoutRates, draw
-    from fantasy_train.step import StepInputs, TrainingStep
+    from fantasy_train.step import TrainingStep
 
     clips = made["clips"]
     batch = torch.utils.data.default_collate([clips[i] for i in range(len(clips))])
@@ -42,7 +42,7 @@ def evaluation_loss(made, modules, stage) -> float:
     for repeat in range(4):
         draws = draw(123, repeat, list(range(len(clips))), tuple(batch["latents"].shape[1:]), 5.0, DropoutRates(0, 0, 0), eta=0.0)
         with torch.no_grad(), step.installed():
-            losses.append(step(StepInputs(batch, draws))[0].mean().item())
+            losses.append(step(batch, draws)[0].mean().item())
     return sum(losses) / len(losses)
 
 
@@ -135,7 +135,7 @@ def test_init_by_name_comes_from_the_models_folder(comfy_nodes, model_files, mad
 
 def test_identity_and_motion_get_gradients_and_their_weights_move(made, tmp_path):
     from fantasy_core.training.draws import DropoutRates, draw
-    from fantasy_train.step import StepInputs, TrainingStep
+    from fantasy_train.step import TrainingStep
     from fantasy_train.trainer import train
 
     config = config_of(made, tmp_path / "run", steps=3, objective=NO_DROPOUT)
@@ -150,7 +150,7 @@ def test_identity_and_motion_get_gradients_and_their_weights_move(made, tmp_path
     batch = torch.utils.data.default_collate([clips[i] for i in range(2)])
     step = TrainingStep(modules, made["frozen"], 1, clips.settings.frames, 0.5, "masked_mean", gradient_checkpointing=False)
     with step.installed():
-        step(StepInputs(batch, draw(5, 0, [0, 1], tuple(batch["latents"].shape[1:]), 5.0, DropoutRates(0, 0, 0), 0.2)))[0].mean().backward()
+        step(batch, draw(5, 0, [0, 1], tuple(batch["latents"].shape[1:]), 5.0, DropoutRates(0, 0, 0), 0.2))[0].mean().backward()
     for name, parameter in list(modules.identity.named_parameters()) + list(modules.motion.named_parameters()):
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
@@ -166,7 +166,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(made, tmp_path):
     order float sums are taken in). Each block must recompute with its own weights: ComfyUI's ``original_block``
     closes over its loop variable, and recomputing through it ran the last block (gradients off by 70%)."""
     from fantasy_core.training.draws import DropoutRates, draw
-    from fantasy_train.step import StepInputs, TrainingStep
+    from fantasy_train.step import TrainingStep
     from fantasy_train.trainer import train
 
     modules = train(config_of(made, tmp_path / "run", steps=2), show_progress=False)["modules"]  # non-zero keys/values
@@ -178,7 +178,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(made, tmp_path):
         modules.zero_grad(set_to_none=True)
         step = TrainingStep(modules, made["frozen"], 2, clips.settings.frames, 0.5, "masked_mean", gradient_checkpointing=checkpointing)
         with step.installed():
-            step(StepInputs(batch, draws))[0].mean().backward()
+            step(batch, draws)[0].mean().backward()
         gradients.append({name: p.grad.clone() for name, p in modules.named_parameters() if p.grad is not None})
     assert gradients[0].keys() == gradients[1].keys() and len(gradients[0]) > 10
     for name, plain in gradients[0].items():
@@ -260,11 +260,16 @@ def test_two_processes_equal_one_process_on_the_combined_batch(made, tmp_path, c
 def test_fsdp2_with_the_base_sharded_equals_one_process(made, tmp_path, comfyui_path):
     """accelerate runs FSDP on GPUs only, so torch's ``fully_shard`` shards the step here as accelerate's FSDP2 config
     does (each Wan block, then the root with the frozen base registered), with checkpointed blocks, on two CPU
-    processes: the weights gathered for the checkpoint equal one process's on the combined batch. Then a bf16 base
+    processes: the weights gathered for the checkpoint equal one process's on the combined batch. Some rows drop the
+    audio or the reference on one process only, so a branch is idle there and busy on the other. Then a bf16 base
     next to the fp32 modules, the mix FSDP1 refuses to flatten, shards and trains."""
     from fantasy_core.modules_file import load_fantasytalking_file
+    from fantasy_core.training.draws import DropoutRates, draw
 
-    common = {"steps": 3, "checkpoint": {"every": 3}, "optimizer": LINEAR_ADAM}
+    dropout = {"audio": 0.5, "reference": 0.5, "prompt": 0.1}
+    drawn = [draw(0, step, [0, 1], (1,), 5.0, DropoutRates(**dropout), 0.2) for step in range(3)]  # rank 0 and rank 1's rows
+    assert any(d.drop_audio.tolist() == [True, False] for d in drawn) and any(d.drop_reference.tolist() == [False, True] for d in drawn)
+    common = {"steps": 3, "checkpoint": {"every": 3}, "optimizer": LINEAR_ADAM, "objective": {"dropout": dropout}}
     one = write_config(made, tmp_path / "one.json", data={"batch_size": 2}, model={"gradient_checkpointing": True}, **common)
     two = write_config(made, tmp_path / "two.json", data={"batch_size": 1}, model={"gradient_checkpointing": True, "shard_base": True}, **common)
     finished(runner(one, 1, str(comfyui_path)))

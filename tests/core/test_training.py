@@ -190,6 +190,43 @@ def test_shipped_fsdp_config_reaches_accelerates_fsdp2_plugin(tmp_path):
     assert done.stdout.strip().splitlines()[-1] == "2 ['WanAttentionBlock'] True False bf16"
 
 
+def test_the_runs_settings_reach_deepspeed_and_engine_mismatches_are_refused():
+    from types import SimpleNamespace
+
+    from fantasy_train.engines import (
+        EngineError,
+        apply_deepspeed_settings,
+        configure_engine,
+    )
+
+    accelerate = pytest.importorskip("accelerate")
+    config = config_from_dict({**MINIMAL, "data": {"dataset": "d", "batch_size": 3},
+                               "optimizer": {"gradient_accumulation": 4, "max_grad_norm": 0.5}})
+    generated = {"train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": 1,
+                 "gradient_clipping": 1.0, "zero_optimization": {"stage": 3}}
+    assert apply_deepspeed_settings(generated, config) is generated  # in place: accelerate reads this very dict
+    assert generated == {"train_batch_size": "auto", "train_micro_batch_size_per_gpu": 3, "gradient_accumulation_steps": 4,
+                         "gradient_clipping": 0.5, "zero_optimization": {"stage": 3, "stage3_gather_16bit_weights_on_model_save": True}}
+    assert apply_deepspeed_settings({"zero_optimization": {"stage": 2}}, config)["zero_optimization"] == {"stage": 2}
+
+    def launched(kind, fsdp2=True, accumulation=4):
+        plugin = SimpleNamespace(mixed_precision_policy="bf16 casts")
+        return SimpleNamespace(distributed_type=getattr(accelerate.utils.DistributedType, kind), is_fsdp2=fsdp2,
+                               gradient_accumulation_steps=accumulation, state=SimpleNamespace(fsdp_plugin=plugin))
+
+    sharded = config_from_dict({**MINIMAL, "model": {"shard_base": True}, "optimizer": {"gradient_accumulation": 4}})
+    with pytest.raises(EngineError, match=r"FSDP1 \(fsdp_version: 1\).*Set fsdp_version: 2"):
+        configure_engine(launched("FSDP", fsdp2=False), sharded)
+    with pytest.raises(EngineError, match=r"set \[model\] shard_base = true, or use DDP"):
+        configure_engine(launched("FSDP"), config)
+    fsdp = launched("FSDP")
+    configure_engine(fsdp, sharded)
+    policy = fsdp.state.fsdp_plugin.mixed_precision_policy  # no casts: autocast computes in bf16, as under DDP
+    assert (policy.param_dtype, policy.reduce_dtype, policy.output_dtype) == (None, None, None)
+    with pytest.raises(EngineError, match=r"sets gradient accumulation to 2 but \[optimizer\] gradient_accumulation is 4"):
+        configure_engine(launched("MULTI_GPU", accumulation=2), config)
+
+
 @torch.no_grad()
 def test_clip_level_audio_attention_hears_every_token_of_its_own_clip():
     config = AudioAdapterConfig(audio_dim=6, context_dim=8, model_dim=16, num_blocks=1)
