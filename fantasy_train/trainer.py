@@ -280,21 +280,21 @@ def _save(accelerator, model, step_module: TrainingStep, config: TrainConfig, st
     weights = _trainable_state(accelerator, model, step_module)  # a collective under FSDP / ZeRO-3: every process
     if accelerator.is_main_process:
         os.makedirs(os.path.join(config.output_dir, CHECKPOINTS), exist_ok=True)
-        step_module.trainable.save(module_file(config.output_dir, config.stage, step), _metadata(config, step), state=weights)
+        step_module.trainable.save(module_file(config.output_dir, config.stage, step), checkpoint_metadata(config, step), state=weights)
         open(os.path.join(state, "complete"), "w").close()  # written last: a kill mid-save leaves no resumable half state
         for _, old in state_dirs(config.output_dir)[: -config.checkpoint.keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
 
 
-def _metadata(config: TrainConfig, step: int) -> dict[str, str]:
+def checkpoint_metadata(config: TrainConfig, step: int) -> dict[str, str]:
     return {"fantasytalking.training": json.dumps({"stage": config.stage, "step": step, "config": json.loads(config_json(config))})}
 
 
 def _validate(accelerator, renderer, step_module: TrainingStep, config: TrainConfig, step: int, progress) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        frames = renderer.render(step_module.trainable, step, _metadata(config, step))
+        frames = renderer.render(step_module.trainable, step, checkpoint_metadata(config, step))
         if config.logging.tensorboard:
             shown = frames[[0, frames.shape[0] // 2, frames.shape[0] - 1]]
             accelerator.get_tracker("tensorboard", unwrap=True).add_images("validation/frames", shown, global_step=step, dataformats="NHWC")
