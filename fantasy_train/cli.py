@@ -79,16 +79,16 @@ def train(args) -> int:
         config = load_config(args.config, args.set)
     except ConfigError as error:
         return _fail(str(error), EXIT_USAGE)
-    try:
-        import_comfyui(args.comfyui, args.comfyui_args)
-        pack_module("nodes.folders").register_folders()
-        from .trainer import RunFolderError
-        from .trainer import train as run_training
-        from .validation import ValidationInputError
+    failed = _start_comfyui(args)
+    if failed is not None:
+        return failed
+    from .trainer import RunFolderError
+    from .trainer import train as run_training
+    from .validation import ValidationInputError
 
+    try:
+        pack_module("nodes.folders").register_folders()
         result = run_training(config, show_progress=not args.no_progress)
-    except ComfyUINotFoundError as error:
-        return _fail(str(error), EXIT_USAGE)
     except FileNotFoundError as error:  # a model file (MissingModelError), named with its folder
         return _fail(str(error), EXIT_MISSING_MODEL)
     except (RunFolderError, DatasetMismatchError, StartError, CheckpointError, ModuleNotFoundError, ValidationInputError,
@@ -117,10 +117,12 @@ def prepare(args) -> int:
         return _fail(str(error), EXIT_USAGE)
     if not os.path.isdir(args.videos):
         return _fail(f"VIDEOS: the folder {args.videos} does not exist.", EXIT_USAGE)
-    try:
-        import_comfyui(args.comfyui, args.comfyui_args)
-        from .encoders import load_encoders
+    failed = _start_comfyui(args)
+    if failed is not None:
+        return failed
+    from .encoders import load_encoders
 
+    try:
         folders = pack_module("nodes.folders")
         folders.register_folders()
         analysis = AnalysisModels(
@@ -133,8 +135,6 @@ def prepare(args) -> int:
         if args.syncnet and not os.path.isfile(args.syncnet):
             raise FileNotFoundError(f"--syncnet: {args.syncnet} does not exist. Download syncnet_v2.model (joonson/syncnet_python, download_model.sh).")
         encoders = load_encoders(args.vae, args.text_encoder, args.clip_vision, args.wav2vec)
-    except ComfyUINotFoundError as error:
-        return _fail(str(error), EXIT_USAGE)
     except FileNotFoundError as error:
         return _fail(str(error), EXIT_MISSING_MODEL)
     names = {"vae": os.path.basename(args.vae), "text_encoder": os.path.basename(args.text_encoder),
@@ -150,6 +150,17 @@ def prepare(args) -> int:
         return _fail(f"{len(summary['errors'])} clips failed unexpectedly (see the log and summary.json); run the same "
                      "command again to retry them.", EXIT_FAILED)
     return 0
+
+
+def _start_comfyui(args) -> int | None:
+    """Imports ComfyUI; when it cannot start, says why and returns the exit code."""
+    try:
+        import_comfyui(args.comfyui, args.comfyui_args)
+    except ComfyUINotFoundError as error:
+        return _fail(str(error), EXIT_USAGE)
+    except RuntimeError as error:  # e.g. no GPU driver: ComfyUI looks for a GPU unless started with --cpu
+        return _fail(f"ComfyUI could not start: {error} Without a GPU, pass --comfyui-args=--cpu.", EXIT_USAGE)
+    return None
 
 
 def _fail(message: str, code: int) -> int:

@@ -254,10 +254,8 @@ def gathered_trainable_state(modules: torch.nn.Module, keep: bool = True) -> dic
 def _trainable_state(accelerator, model, step_module: TrainingStep) -> dict[str, torch.Tensor]:
     from accelerate.utils import DistributedType
 
-    if accelerator.distributed_type == DistributedType.DEEPSPEED or (accelerator.distributed_type == DistributedType.FSDP
-                                                                      and not accelerator.is_fsdp2):
-        # ZeRO-3 partitions and FSDP1 flattens the parameters: accelerate gathers the whole model (on every process)
-        whole = accelerator.get_state_dict(model)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:  # ZeRO-3 partitions the parameters: accelerate gathers them
+        whole = accelerator.get_state_dict(model)  # on every process
         return {name.removeprefix("trainable."): value.float().cpu() for name, value in (whole or {}).items()
                 if name.startswith("trainable.")}
     return gathered_trainable_state(step_module.trainable, keep=accelerator.is_main_process)

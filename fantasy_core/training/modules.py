@@ -44,9 +44,9 @@ class TrainableModules(nn.Module):
         """``state``: this object's ``state_dict`` gathered elsewhere (a distributed engine's shards made whole);
         by default the module's own tensors."""
         whole = self.state_dict() if state is None else state
-        expected = self.state_dict().keys()
-        if whole.keys() != expected:
-            missing, extra = sorted(set(expected) - set(whole)), sorted(set(whole) - set(expected))
+        if state is not None and state.keys() != self.state_dict().keys():
+            expected = set(self.state_dict())
+            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
             raise ValueError(f"The weights to save do not match the modules: missing {missing[:4]}, unexpected {extra[:4]}.")
 
         def part(prefix):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -331,12 +332,34 @@ def test_tensorboard_logs_every_figure(made, stages):
     assert all(event.value == 0.0 for event in events.Scalars("train/dropped_audio"))
 
 
-def test_a_diverging_run_stops_before_the_step_reaches_the_weights(made, tmp_path):
-    from fantasy_train.trainer import DivergedError, train
+def toml_text(values: dict, table: str = "") -> str:
+    """A run config as the TOML file users write (tables for nested sections)."""
+    def literal(value):
+        return json.dumps(value) if isinstance(value, (str, bool)) or value is None else repr(value)
 
-    config = config_of(made, tmp_path / "run", steps=4, optimizer={"learning_rate": 1e30}, checkpoint={"every": 1})
-    with pytest.raises(DivergedError, match=r"Training stopped at step 2: the loss is not finite .*learning_rate \(now 1e\+30\)"):
-        train(config, show_progress=False)
+    lines = [f"[{table}]"] if table else []
+    lines += [f"{key} = {literal(value)}" for key, value in values.items() if not isinstance(value, dict)]
+    nested = [toml_text(value, f"{table}.{key}" if table else key) for key, value in values.items() if isinstance(value, dict)]
+    return "\n".join(lines + nested) + "\n"
+
+
+def test_a_diverging_run_stops_before_the_step_reaches_a_checkpoint(made, tmp_path, comfyui_path):
+    """Through the command line: exit 1, the reason and what to lower, no traceback; step 1's checkpoint only."""
+    config = tmp_path / "run.toml"
+    config.write_text(toml_text(run_config(made, str(tmp_path / "run"), steps=4, optimizer={"learning_rate": 1e30}, checkpoint={"every": 1})))
+    command = [sys.executable, "-m", "fantasy_train", "train", str(config), "--comfyui", str(comfyui_path), "--no-progress"]
+
+    def train_command(*extra):
+        return subprocess.run([*command, *extra], cwd=os.path.dirname(RUNNER) + "/../..", capture_output=True, text=True, timeout=600, check=False)
+
+    if not torch.cuda.is_available():  # ComfyUI looks for a GPU unless started with --cpu: the error says so
+        result = train_command()
+        assert result.returncode == 2 and "error: ComfyUI could not start: " in result.stderr, result.stderr[-2000:]
+        assert "Without a GPU, pass --comfyui-args=--cpu." in result.stderr and "Traceback" not in result.stderr
+    result = train_command("--comfyui-args=--cpu")
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert re.search(r"error: Training stopped at step 2: the loss is not finite .*learning_rate \(now 1e\+30\)", result.stderr)
+    assert "Traceback" not in result.stderr
     assert os.listdir(tmp_path / "run" / "checkpoints") == ["fantasytalking-stage1-step0000001.safetensors"]
 
 

@@ -12,6 +12,7 @@ from test_injection import IMG, setup
 from fantasy_core import AudioAdapter, AudioAdapterConfig, AudioBranch, DiTInjection
 from fantasy_core.audio.adapter import AudioContext, initialise_audio_adapter
 from fantasy_core.audio.windows import compute_audio_windows
+from fantasy_core.modules_file import load_fantasytalking_file
 from fantasy_core.training.config import ConfigError, config_from_dict, load_config
 from fantasy_core.training.draws import DropoutRates, batch_samples, draw
 from fantasy_core.training.objective import (
@@ -225,6 +226,20 @@ def test_the_runs_settings_reach_deepspeed_and_engine_mismatches_are_refused():
     assert (policy.param_dtype, policy.reduce_dtype, policy.output_dtype) == (None, None, None)
     with pytest.raises(EngineError, match=r"sets gradient accumulation to 2 but \[optimizer\] gradient_accumulation is 4"):
         configure_engine(launched("MULTI_GPU", accumulation=2), config)
+
+
+def test_gathered_weights_that_do_not_match_the_modules_are_not_saved(tmp_path):
+    from fantasy_core.training.config import ModulesConfig
+    from fantasy_core.training.modules import WanShape, build_trainable
+
+    modules, _ = build_trainable(ModulesConfig(identity=False, motion=False, audio_context_dim=8), WanShape(2, 16), 12, 512, None)
+    state = modules.state_dict()
+    modules.save(str(tmp_path / "whole.safetensors"), state={key: value * 2 for key, value in state.items()})
+    saved = load_fantasytalking_file(str(tmp_path / "whole.safetensors")).audio.state_dict
+    assert all(torch.equal(saved[key.removeprefix("audio.")], value * 2) for key, value in state.items())  # the given weights
+    del state["audio.blocks.1.k_proj.weight"]
+    with pytest.raises(ValueError, match=r"do not match the modules: missing \['audio.blocks.1.k_proj.weight'\], unexpected \[\]"):
+        modules.save(str(tmp_path / "part.safetensors"), state=state)
 
 
 @torch.no_grad()
