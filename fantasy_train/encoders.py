@@ -36,7 +36,7 @@ def model_path(kind: str, name: str, option: str | None = None) -> str:
     found = folder_paths.get_full_path(folder, name) if folder in folder_paths.folder_names_and_paths else None
     if found is None:
         searched = ", ".join(folder_paths.get_folder_paths(folder)) if folder in folder_paths.folder_names_and_paths else folder
-        raise MissingModelError(f"{option or '--' + kind.replace('_', '-')}: '{name}' was not found in {searched}. Put {download} there, "
+        raise MissingModelError(f"{option or command_line_option(kind)}: '{name}' was not found in {searched}. Put {download} there, "
                                 "or give the file's path.")
     return found
 
