@@ -1,11 +1,13 @@
 """Per-call cost of the audio path under context windows, for a short and a long track.
 
-Each model call under core context windows builds the audio context of its own 21 latent frames (gather the window
-tokens, project them, zero the padding) and runs the audio attention of every block. The cost must not grow with the
-track. This measures the median time of one call, with the calls for the two track lengths alternating in one process
-so that drift of the machine's speed cancels, and the memory one call allocates (every new tensor storage its
-operations create, counted exactly through a dispatch mode), and prints the long/short ratios. The earlier way
-(project the whole track on every call, then cut the windows) is measured beside it for comparison.
+Each model call under core context windows takes the audio keys and values of its own 21 latent frames and runs the
+audio attention of every block. The cost must not grow with the track: a short track's keys and values are made once
+per run for every frame (``fantasy_core.sampling_run``) and a call takes views of its frames; a track whose cache would
+outgrow the adapter's k/v weights has them made per call for the call's frames only. This measures the median time of
+one steady-state call, with the calls for the two track lengths alternating in one process so that drift of the
+machine's speed cancels, and the memory one call allocates (every new tensor storage its operations create, counted
+exactly through a dispatch mode), and prints the long/short ratios. The earlier way (project the whole track on every
+call, then cut the windows) is measured beside it for comparison.
 
     python benchmarks/bench_audio_path.py                        # 10 s and 10 min, real adapter widths, 4 blocks
     python benchmarks/bench_audio_path.py --one 600 --calls 100  # one track length only (for whole-process timing)
@@ -26,9 +28,13 @@ from torch.utils._pytree import tree_leaves
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fantasy_core import AudioAdapter, AudioAdapterConfig, AudioBranch, AudioContext, compute_audio_windows  # noqa: E402
+from fantasy_core import AudioAdapter, AudioAdapterConfig, AudioContext, AudioEmbeds, PreparedAudio, compute_audio_windows  # noqa: E402
 from fantasy_core.audio.windows import gather_windows  # noqa: E402
+from fantasy_core.dit.attention import frame_groups  # noqa: E402
+from fantasy_core.dit.injection import branch_terms  # noqa: E402
 from fantasy_core.frames import official_num_frames  # noqa: E402
+from fantasy_core.passes import PassSettings  # noqa: E402
+from fantasy_core.sampling_run import RunInputs, SamplingRun  # noqa: E402
 
 TOKENS_PER_SECOND = 50  # wav2vec2: 16 kHz / hop 320
 WINDOW_LATENT_FRAMES = 21  # one 81-frame context window
@@ -67,15 +73,23 @@ def call_for(seconds: float, whole_track: bool):
     middle = windows.latent_frames // 2 - WINDOW_LATENT_FRAMES // 2
     window = windows.select(list(range(middle, middle + WINDOW_LATENT_FRAMES)))
     q = torch.randn(2, WINDOW_LATENT_FRAMES * TOKENS_PER_FRAME, CONFIG.model_dim)
-    scales = torch.tensor([1.0, 0.0])  # positive hears the audio, negative does not
+    hidden = torch.zeros_like(q)
+    rows = (PassSettings(1.0), PassSettings(0.0))  # positive hears the audio, negative does not
+    frames = list(range(middle, middle + WINDOW_LATENT_FRAMES))
+    embeds = AudioEmbeds(features, windows, PreparedAudio(torch.zeros(1), windows.num_frames, 23))
+    run = SamplingRun(RunInputs(adapter, embeds), torch.device("cpu"), torch.float32)
+    run.call(rows, frames)  # the run's first call makes what the run keeps
 
     def one_call():
-        context = whole_track_context(adapter, features, window) if whole_track else adapter.frame_context(features, window)
-        branch = AudioBranch(adapter, context, scales)
-        active = scales.nonzero().flatten()
-        for index in range(CONFIG.num_blocks):
-            branch.attend(index, q[active], HEADS)
+        if whole_track:
+            context = whole_track_context(adapter, features, window)
+            terms = branch_terms([0], torch.ones(2), adapter.keys_values(context, torch.float32), frame_groups(window.k_lens.tolist()))
+        else:
+            (terms,) = run.call(rows, frames).branches
+        for term in terms:
+            term.add_to(hidden, q, HEADS)
 
+    one_call.mode = "whole track" if whole_track else ("keys/values cached for the run" if run.cache_audio else "keys/values per call")
     return one_call
 
 
@@ -92,7 +106,7 @@ def measure(lengths: list[float], calls: int, whole_track: bool) -> list[dict]:
     for seconds, run, spent in zip(lengths, runs, times):
         with AllocationCounter() as counter:
             run()
-        results.append({"seconds": seconds, "tokens": int(seconds * TOKENS_PER_SECOND),
+        results.append({"seconds": seconds, "tokens": int(seconds * TOKENS_PER_SECOND), "mode": run.mode,
                         "call_ms": 1000 * statistics.median(spent), "allocated_mb": counter.bytes / 2**20})
     return results
 
@@ -114,7 +128,7 @@ def main() -> None:
         short, long = measure([args.short, args.long], args.calls, whole)
         for result in (short, long):
             print(f"  {label:22s} {result['seconds']:6.0f} s track ({result['tokens']:6d} tokens): "
-                  f"{result['call_ms']:8.2f} ms/call, {result['allocated_mb']:7.1f} MB allocated/call")
+                  f"{result['call_ms']:8.2f} ms/call, {result['allocated_mb']:7.1f} MB allocated/call ({result['mode']})")
         print(f"  {label:22s} ratio {args.long:.0f} s / {args.short:.0f} s: time {long['call_ms'] / short['call_ms']:.3f}, "
               f"memory {long['allocated_mb'] / short['allocated_mb']:.3f}")
 

@@ -1,19 +1,20 @@
 """FantasyTalking in pure PyTorch (no ComfyUI imports), one package per modality:
 
 - ``audio/``: voice track preparation, wav2vec2 chunking, official windows, the audio adapter and its files;
-- ``dit/``: what every modality shares inside Wan's DiT: the injection layer (cross-attention branches, time-embedding
-  taps), its attention and casting layers;
+- ``dit/``: what every modality shares inside Wan's DiT: the injection layer (twins of Wan's cross-attention and time
+  embedding that add the modalities' terms), its attention and casting layers;
+- ``sampling_run``: what stays constant while a patched model samples (keys, values, embeddings), made once per run;
 - ``frames``: frame arithmetic (4k+1 videos, latent <-> video frames); ``passes``: what each sampling pass hears;
   ``guidance``: guidance schedule and sigmas; ``long_video``: segment planning and blending.
 """
 
-from .audio.adapter import AudioAdapter, AudioAdapterConfig, AudioBranch, AudioContext
+from .audio.adapter import AudioAdapter, AudioAdapterConfig, AudioContext
 from .audio.checkpoint import AdapterCheckpointError, AdapterWeights, build_adapter, load_adapter_weights
 from .audio.embeds import AudioEmbeds
 from .audio.track import AudioInputError, PreparedAudio, prepare_audio
 from .audio.wav2vec import AudioEncoderError
 from .audio.windows import AudioWindows, compute_audio_windows, gather_windows
-from .dit.injection import DiTInjection, ModelMismatchError
+from .dit.injection import Injection, ModelMismatchError
 from .frames import official_num_frames
 from .passes import PassSettings
 
@@ -22,13 +23,12 @@ __all__ = [
     "AdapterWeights",
     "AudioAdapter",
     "AudioAdapterConfig",
-    "AudioBranch",
     "AudioContext",
     "AudioEmbeds",
     "AudioEncoderError",
     "AudioInputError",
     "AudioWindows",
-    "DiTInjection",
+    "Injection",
     "ModelMismatchError",
     "PassSettings",
     "PreparedAudio",

@@ -8,10 +8,7 @@ level, not a scale: a pass's ``motion`` is the ω it is sampled with, None meani
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
-
-import torch
 
 from .motion.intensity import MotionIntensity
 
@@ -40,13 +37,3 @@ class PassSettings:
 
     def with_motion(self, motion: MotionIntensity) -> PassSettings:
         return replace(self, motion=motion)
-
-
-def audio_scales(rows: Sequence[PassSettings], device=None) -> torch.Tensor:
-    """One audio scale per batch row, in fp32 (the scale is applied in the model's dtype, as officially)."""
-    return torch.tensor([row.audio_scale for row in rows], dtype=torch.float32, device=device)
-
-
-def identity_scales(rows: Sequence[PassSettings], device=None) -> torch.Tensor:
-    """One identity scale (λ2) per batch row, in fp32."""
-    return torch.tensor([row.identity_scale for row in rows], dtype=torch.float32, device=device)

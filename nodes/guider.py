@@ -33,7 +33,7 @@ import torch
 
 from ..fantasy_core.guidance import audio_guidance_active, check_audio_guidance_range, step_of_sigma
 from .passes import require_settings, set_pass
-from .patch import WRAPPER_KEY
+from .patch import has_fantasytalking
 
 
 class FantasyTalkingGuider(comfy.samplers.CFGGuider):
@@ -48,7 +48,7 @@ class FantasyTalkingGuider(comfy.samplers.CFGGuider):
         return self.audio_cfg_start == 0.0 and self.audio_cfg_end == 1.0
 
     def set_conds(self, positive, negative):
-        if not self.model_patcher.get_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY):
+        if not has_fantasytalking(self.model_patcher):
             raise ValueError(
                 "FantasyTalking guidance: the model does not have FantasyTalking applied, so no pass would hear the audio. "
                 "Connect the model output of 'FantasyTalking Apply' (not the loader's model)."

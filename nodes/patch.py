@@ -1,16 +1,18 @@
 """Everything the pack does to a native Wan2.1 model, in one place.
 
-``FantasyTalkingPatch.apply`` clones the ModelPatcher and adds two things, both owned by the clone: a DIFFUSION_MODEL
-wrapper (key ``fantasytalking``) and the modules' own ModelPatchers (audio adapter, identity module, motion network)
-as additional models, so ComfyUI loads, offloads and streams them with the diffusion model. For each model call the
-wrapper reads every batch row's ``PassSettings`` (carried by the row's conditioning, see ``passes.py``), builds the
-modality branches (audio per latent frame, identity per clip) and the motion tap on the time embedding, and installs
-them through ``fantasy_core.dit.injection.DiTInjection`` for that call only (removed in ``finally``). Nothing is
-stored in ``model_options``, so later ``clone()`` calls never copy the modules.
+``FantasyTalkingPatch.apply`` clones the ModelPatcher and adds, all owned by the clone:
 
-With core context windows (WanContextWindowsManual) each model call sees a subset of the latent frames, listed in
-``transformer_options["context_window"].index_list``; those frames get exactly their own audio windows, sliced from
-the whole track's windows (computed once), so window boundaries never shift the audio.
+* **object patches**: the injection layer's twins (``fantasy_core.dit.injection``) at every block's ``cross_attn`` and
+  at ``time_embedding``. Wan's own code runs; the twins are new module objects, so torch.compile (the whole model, as
+  core TorchCompileModel does, or block by block) traces them and never reuses a graph traced without them;
+* an **APPLY_MODEL wrapper** (per model call, outside any compiled region): reads every batch row's ``PassSettings``
+  (carried by the row's conditioning, see ``passes.py``) and the call's latent frames (a core context window's own
+  frames, ``transformer_options["context_window"]``), then tells the twins what this call adds;
+* an **OUTER_SAMPLE wrapper** (per sampling run): scopes the run's constants (``fantasy_core.sampling_run``): the audio
+  and identity keys and values of every block and the motion embeddings, computed on the first call of the run and
+  dropped when it ends. The modules' weights are only read then, so they need not stay on the GPU while sampling.
+
+Nothing is stored in ``model_options``, so later ``clone()`` calls never copy the modules.
 """
 
 from __future__ import annotations
@@ -20,17 +22,17 @@ from dataclasses import dataclass
 
 import comfy.ldm.wan.model
 import comfy.model_base
-import comfy.patcher_extension
+from comfy.patcher_extension import WrappersMP
 
-from ..fantasy_core.audio.adapter import AudioAdapter, AudioBranch
+from ..fantasy_core.audio.adapter import AudioAdapter
 from ..fantasy_core.audio.embeds import AudioEmbeds
-from ..fantasy_core.dit.injection import DiTInjection, ModelMismatchError, check_blocks_fit
+from ..fantasy_core.dit.injection import Injection, ModelMismatchError, check_blocks_fit
 from ..fantasy_core.frames import video_frames
 from ..fantasy_core.identity.embeds import FaceEmbedding
-from ..fantasy_core.identity.model import IdentityBranch, IdentityModule
+from ..fantasy_core.identity.model import IdentityModule
 from ..fantasy_core.motion.intensity import NEUTRAL, MotionIntensity
-from ..fantasy_core.motion.model import MotionTap, omega_rows
-from ..fantasy_core.passes import IDENTITY_SCALE, audio_scales, identity_scales
+from ..fantasy_core.passes import IDENTITY_SCALE
+from ..fantasy_core.sampling_run import RunInputs, SamplingRun, audio_cache_fits
 from .modules import FantasyTalkingModules
 from .passes import PASS_KEY, set_pass
 
@@ -59,6 +61,11 @@ def wan_i2v_model(model) -> comfy.ldm.wan.model.WanModel:
     return diffusion_model
 
 
+def has_fantasytalking(model) -> bool:
+    """Whether FantasyTalking Apply patched this MODEL (or a clone of what it returned)."""
+    return bool(model.get_wrappers(WrappersMP.APPLY_MODEL, WRAPPER_KEY))
+
+
 @dataclass(frozen=True)
 class Controls:
     """What FantasyTalking Apply (and Long Video) take beyond the audio: the identity and the motion intensity."""
@@ -71,8 +78,8 @@ class Controls:
 
 
 class FantasyTalkingPatch:
-    """The DIFFUSION_MODEL wrapper: each batch row gets the modalities its pass settings ask for, during one model call.
-    ``motion`` is the ω of rows whose settings name none (a guider's extra conditioning)."""
+    """Each batch row gets the modalities its pass settings ask for. ``motion`` is the ω of rows whose settings name
+    none (a guider's extra conditioning)."""
 
     def __init__(self, modules: FantasyTalkingModules, audio: AudioEmbeds, identity: FaceEmbedding | None = None,
                  motion: MotionIntensity | None = None):
@@ -80,6 +87,8 @@ class FantasyTalkingPatch:
         self.audio = audio
         self.identity = identity
         self.motion = motion if motion is not None or modules.motion is None else MotionIntensity()
+        self.injection: Injection | None = None  # made by apply(), for the model it patches
+        self._in_run, self._run = False, None
 
     @property
     def adapter(self) -> AudioAdapter:
@@ -131,20 +140,31 @@ class FantasyTalkingPatch:
                     "trained with."
                 )
 
+    def run_inputs(self) -> RunInputs:
+        modules = self.modules
+        return RunInputs(self.adapter, self.audio, self.identity_module, self.identity,
+                         None if modules.motion is None else modules.motion.model, self.motion or MotionIntensity())
+
     def apply(self, model):
+        """The patched clone. A patch object is applied once (it owns the taps of that clone)."""
         diffusion_model = wan_i2v_model(model)
         self._check_modules(diffusion_model.blocks)
         self._check_motion(diffusion_model)
         patched = model.clone()
-        patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
-        patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, self)
-        used = [self.modules.audio] + ([self.modules.identity] if self.identity is not None else [])
-        used += [self.modules.motion] if self.modules.motion is not None else []
-        patched.set_additional_models(WRAPPER_KEY, used)
+        for kind in (WrappersMP.DIFFUSION_MODEL, WrappersMP.APPLY_MODEL, WrappersMP.OUTER_SAMPLE):
+            patched.remove_wrappers_with_key(kind, WRAPPER_KEY)  # FantasyTalking applied again replaces the earlier one
+        self.injection = Injection(len(diffusion_model.blocks), diffusion_model.blocks[0].cross_attn.num_heads)
+        for path, twin in self.injection.twins(lambda path: patched.get_model_object(f"diffusion_model.{path}")).items():
+            patched.add_object_patch(f"diffusion_model.{path}", twin)
+        patched.add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, self.per_call)
+        patched.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, self.per_run)
+        # The run's constants stand in for the modules; only an audio cache too large to keep (a long track) leaves the
+        # audio keys and values to each call, and then ComfyUI keeps the adapter loaded while sampling.
+        patched.set_additional_models(WRAPPER_KEY, [] if audio_cache_fits(self.run_inputs()) else [self.modules.audio])
         return patched
 
-    def _windows_for(self, latent_frames: int, transformer_options: dict):
-        """The audio windows of the latent frames in this call: all of them, or a context window's own frames."""
+    def _frames_for(self, latent_frames: int, transformer_options: dict) -> tuple[int, ...]:
+        """The track's latent frames this call samples: all of them, or a context window's own frames."""
         windows = self.audio.windows
         context_window = transformer_options.get("context_window")
         if context_window is None:
@@ -160,9 +180,9 @@ class FantasyTalkingPatch:
                 f"frames ({video_frames(shown)} frames). Connect the audio embeds node's num_frames output "
                 "to WanImageToVideo's length."
             )
-        return windows if context_window is None else windows.select(frames)
+        return tuple(frames)
 
-    def __call__(self, executor, x, timestep, context, clip_fea=None, time_dim_concat=None, transformer_options={}, **kwargs):
+    def _rows(self, kwargs: dict, batch: int):
         rows = kwargs.pop(PASS_KEY, None)
         if rows is None:
             raise ValueError(
@@ -171,32 +191,41 @@ class FantasyTalkingPatch:
                 "the audio, negative does not); give any other conditioning (e.g. a guider's extra one) the "
                 "'FantasyTalking Conditioning Settings' node."
             )
-        if len(rows) != x.shape[0]:
-            raise RuntimeError(f"FantasyTalking: {len(rows)} pass settings for a batch of {x.shape[0]}.")
-        branches = []
-        scales = audio_scales(rows, device=x.device)
-        if bool((scales != 0).any()):
-            windows = self._windows_for(x.shape[2], transformer_options)
-            branches.append(AudioBranch(self.adapter, self.adapter.frame_context(self.audio.features, windows, x.device), scales))
-        scales = identity_scales(rows, device=x.device)
-        if self.identity is not None and bool((scales != 0).any()):
-            tokens = self.identity_module.identity_tokens(self.identity.vectors, x.device)
-            branches.append(IdentityBranch(self.identity_module, tokens, scales))
-        with DiTInjection(executor.class_obj, branches, self._motion_taps(rows, x.device)):
-            return executor(x, timestep, context, clip_fea, time_dim_concat, transformer_options, **kwargs)
+        if len(rows) != batch:
+            raise RuntimeError(f"FantasyTalking: {len(rows)} pass settings for a batch of {batch}.")
+        if self.modules.motion is None and any(row.motion is not None for row in rows):
+            raise ValueError(
+                "FantasyTalking: a conditioning asks for a motion intensity (from 'FantasyTalking Conditioning "
+                "Settings'), but the fantasytalking_model has no motion module. Load a motion file with a chained "
+                "'FantasyTalking Model Loader', or disconnect that motion input."
+            )
+        return rows
 
-    def _motion_taps(self, rows, device) -> list:
-        asked = [row.motion for row in rows]
-        if self.modules.motion is None:
-            if any(motion is not None for motion in asked):
-                raise ValueError(
-                    "FantasyTalking: a conditioning asks for a motion intensity (from 'FantasyTalking Conditioning "
-                    "Settings'), but the fantasytalking_model has no motion module. Load a motion file with a chained "
-                    "'FantasyTalking Model Loader', or disconnect that motion input."
-                )
-            return []
-        omegas, active = omega_rows([motion or self.motion for motion in asked], device)
-        return [MotionTap(self.modules.motion.model, omegas, active)]
+    def per_call(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+        """APPLY_MODEL wrapper: decides on the host what this call adds, then runs the (possibly compiled) model."""
+        rows = self._rows(kwargs, x.shape[0])
+        base = executor.class_obj
+        dtype = base.manual_cast_dtype or base.get_dtype()  # what BaseModel._apply_model casts the inputs to
+        run = self._run
+        if run is None or not run.matches(x.device, dtype):
+            run = SamplingRun(self.run_inputs(), x.device, dtype)
+            if self._in_run:
+                self._run = run
+        call = run.call(rows, self._frames_for(x.shape[2], transformer_options))
+        self.injection.set_call(call.branches, call.time_addition)
+        try:
+            return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        finally:
+            self.injection.clear()
+
+    def per_run(self, executor, *args, **kwargs):
+        """OUTER_SAMPLE wrapper: the run's constants live from its first model call to its end."""
+        scope = self._in_run, self._run
+        self._in_run, self._run = True, None
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            self._in_run, self._run = scope
 
 
 def apply_fantasytalking(model, modules: FantasyTalkingModules, audio: AudioEmbeds, audio_scale: float, positive, negative,

@@ -12,7 +12,7 @@ from fantasy_core import AudioAdapterConfig
 from fantasy_core.identity.model import IdentityConfig, IdentityModule
 from fantasy_core.motion.model import MotionConfig, MotionNetwork
 
-TINY_ADAPTER = AudioAdapterConfig(audio_dim=32, context_dim=24, model_dim=256, num_blocks=2)
+TINY_ADAPTER = AudioAdapterConfig(audio_dim=32, context_dim=512, model_dim=256, num_blocks=2)
 TINY_IDENTITY = IdentityConfig(face_dim=512, width=32, num_queries=4, num_layers=2, num_heads=4, ffn_dim=48, model_dim=256, num_blocks=2)
 TINY_MOTION = MotionConfig(hidden_dim=16, model_dim=256)
 

@@ -1,5 +1,5 @@
-"""The FantasyTalking audio adapter: audio projection plus one audio key/value pair per DiT block, and the audio
-branch it contributes to the shared cross-attention injection (``fantasy_core.dit.injection``).
+"""The FantasyTalking audio adapter: audio projection plus one audio key/value pair per DiT block. Its keys and values
+are what the audio term of every block's cross-attention attends to (``fantasy_core.dit.injection``).
 
 Shapes come from the checkpoint (``AudioAdapterConfig``), never from constants. Layers are built from an
 ``operations`` namespace so ComfyUI can pass its cast-on-demand layers (``comfy.ops.manual_cast``).
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..dit.attention import frame_attention, masked_attention
 from ..dit.layers import CastingOps
 from .windows import AudioWindows, gather_windows
 
@@ -49,13 +48,6 @@ class AudioContext:
     def clip_level(self) -> bool:
         return self.tokens.dim() == 3
 
-    def rows(self, index: torch.Tensor) -> AudioContext:
-        """The context of some batch rows (a context shared by all rows, batch 1, stays as it is)."""
-        if self.tokens.shape[0] == 1:
-            return self
-        index = index.to(self.tokens.device)
-        return AudioContext(self.tokens[index], self.k_lens[index])
-
 
 class AudioKeyValue(nn.Module):
     """One DiT block's audio keys and values: Linear context_dim -> model_dim, no bias, no norm."""
@@ -64,15 +56,6 @@ class AudioKeyValue(nn.Module):
         super().__init__()
         self.k_proj = operations.Linear(context_dim, model_dim, bias=False, device=device, dtype=dtype)
         self.v_proj = operations.Linear(context_dim, model_dim, bias=False, device=device, dtype=dtype)
-
-    def forward(self, q: torch.Tensor, audio: AudioContext, num_heads: int) -> torch.Tensor:
-        """Frame-level audio attention output [B, N, model_dim] for the shared cross-attention query q [B, N, model_dim]."""
-        tokens = audio.tokens.to(q)
-        keys, values = self.k_proj(tokens), self.v_proj(tokens)
-        if audio.clip_level:
-            return masked_attention(q, keys.expand(q.shape[0], -1, -1), values.expand(q.shape[0], -1, -1),
-                                    audio.k_lens.expand(q.shape[0]), num_heads)
-        return frame_attention(q, keys, values, audio.k_lens, num_heads)
 
 
 class AudioAdapter(nn.Module):
@@ -110,6 +93,12 @@ class AudioAdapter(nn.Module):
         tokens = torch.where(valid.to(raw.device)[..., None], tokens, torch.zeros((), dtype=tokens.dtype, device=tokens.device))
         return AudioContext(tokens.reshape(rows, *tokens.shape[-3:]), windows.k_lens[None].expand(rows, -1).to(raw.device))
 
+    def keys_values(self, context: AudioContext, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every block's audio keys and values for the context's tokens, in ``dtype`` (the model's compute dtype, in
+        which the official k/v projections run). Padding slots give zeros (no bias), never read by the attention."""
+        tokens = context.tokens.to(dtype)
+        return [(block.k_proj(tokens), block.v_proj(tokens)) for block in self.blocks]
+
     def clip_context(self, features: torch.Tensor, device=None) -> AudioContext:
         """Raw wav2vec features [B, L, audio_dim] of each row's clip -> a clip-level context: all L tokens for every frame."""
         self._check_width(features)
@@ -130,18 +119,3 @@ def initialise_audio_adapter(adapter: AudioAdapter, seed: int = 0) -> AudioAdapt
             block.k_proj.weight.zero_()
             block.v_proj.weight.zero_()
     return adapter
-
-
-class AudioBranch:
-    """The audio term of every block's cross-attention for one model call (a ``CrossAttentionBranch``)."""
-
-    def __init__(self, adapter: AudioAdapter, context: AudioContext, scales: torch.Tensor):
-        self.adapter = adapter
-        self.context = context
-        self.scales = scales
-
-    def attend(self, block_index: int, q: torch.Tensor, num_heads: int) -> torch.Tensor:
-        return self.adapter.blocks[block_index](q, self.context, num_heads)
-
-    def for_rows(self, index: torch.Tensor) -> AudioBranch:
-        return AudioBranch(self.adapter, self.context.rows(index), self.scales[index.to(self.scales.device)])

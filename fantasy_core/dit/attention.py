@@ -1,80 +1,60 @@
-"""Attention for the extra cross-attention branches, with a real key-padding mask (the official flash-attn path
-masks the audio windows with ``k_lens``).
+"""The attention of the extra cross-attention branches, added in place into the tensor that Wan's ``o`` reads.
 
-All tensors are flat over heads, as inside Wan's cross-attention: q [B, N, H*D], keys/values [..., H*D].
-A query row whose keys are all padding gets zeros (flash-attn's varlen result), never NaN.
+Tensors are flat over heads, as inside Wan's cross-attention: queries [G, S, H*D], keys/values [G, K, H*D].
+
+Frame-level audio attention needs no mask. The official path masks each window's padding (flash-attn varlen with
+``k_lens``), and the padding always sits at the end of a window, so attending to the first ``k_len`` keys alone is the
+same computation. Frames are grouped by window length (``frame_groups``: at 81 frames and 23 fps the lengths are
+6, 14, 17 × 18, 14: four groups), each group one mask-free SDPA call, so PyTorch may pick flash or cuDNN attention.
+A frame whose window holds no token adds nothing (flash-attn's varlen result for an empty window).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
-
-def _split_heads(width: int, num_heads: int):
-    if width % num_heads:
-        raise ValueError(f"model width {width} is not divisible by {num_heads} heads.")
-    head_dim = width // num_heads
-
-    def heads(t: torch.Tensor) -> torch.Tensor:  # [G, S, H*D] -> [G, H, S, D]
-        return t.unflatten(-1, (num_heads, head_dim)).transpose(1, 2)
-
-    return heads
+FrameGroup = tuple[int, int, int]  # (first frame, end frame, keys per frame) of consecutive frames of one call
 
 
-def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_lens: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """q [G, S, H*D], k/v [G, W, H*D], k_lens [G] -> [G, S, H*D]; keys at positions >= k_lens are ignored."""
-    heads = _split_heads(q.shape[-1], num_heads)
-    k_lens = k_lens.to(q.device)
-    key_is_real = torch.arange(k.shape[1], device=q.device)[None, :] < k_lens[:, None]  # [G, W]
-    has_keys = k_lens > 0
-    # An all-False row would give NaN; let such rows attend to everything and zero them afterwards.
-    mask = key_is_real | ~has_keys[:, None]
-    out = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=mask[:, None, None, :])
-    out = out.transpose(1, 2).flatten(2)
-    return torch.where(has_keys[:, None, None], out, torch.zeros((), dtype=out.dtype, device=out.device))
+def frame_groups(k_lens: Sequence[int]) -> tuple[FrameGroup, ...]:
+    """Runs of consecutive frames whose windows hold the same number of real tokens; empty windows are left out."""
+    groups, first = [], 0
+    for frame in range(1, len(k_lens) + 1):
+        if frame == len(k_lens) or k_lens[frame] != k_lens[first]:
+            if k_lens[first] > 0:
+                groups.append((first, frame, int(k_lens[first])))
+            first = frame
+    return tuple(groups)
 
 
-def _broadcast_batch(t: torch.Tensor, batch: int, name: str) -> torch.Tensor:
-    if t.shape[0] == batch:
-        return t
-    if t.shape[0] == 1:
-        return t.expand(batch, *t.shape[1:])
-    raise ValueError(f"{name} has batch {t.shape[0]} but the video latent has batch {batch}.")
+def _heads(t: torch.Tensor, num_heads: int) -> torch.Tensor:  # [G, S, H*D] -> [G, H, S, D], a view
+    return t.unflatten(-1, (num_heads, t.shape[-1] // num_heads)).transpose(-3, -2)
 
 
-def plain_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """Unmasked multi-head attention; every query sees every key (identity: one set of tokens for the whole clip).
+def add_attention_(out: torch.Tensor, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, num_heads: int,
+                   scale: torch.Tensor) -> None:
+    """out += scale · Attention(q, keys, values), in place; out/q [G, S, H*D], keys/values [G, K, H*D], scale 0-d."""
+    attended = F.scaled_dot_product_attention(_heads(q, num_heads), _heads(keys, num_heads), _heads(values, num_heads))
+    out.unflatten(-1, (num_heads, out.shape[-1] // num_heads)).addcmul_(attended.transpose(-3, -2), scale)
 
-    q [B, N, H*D]; keys/values [B or 1, K, H*D] -> [B, N, H*D].
+
+def add_frame_attention_(out: torch.Tensor, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                         groups: Sequence[FrameGroup], num_heads: int, scale: torch.Tensor) -> None:
+    """One batch row: each latent frame's video tokens attend only to that frame's window, added into ``out``.
+
+    out/q [T*S, H*D] (frame-major, as Wan flattens [T, h, w]); keys/values [T, W, H*D]; ``groups`` from ``frame_groups``.
     """
-    heads = _split_heads(q.shape[-1], num_heads)
-    keys = _broadcast_batch(keys, q.shape[0], "keys")
-    values = _broadcast_batch(values, q.shape[0], "values")
-    out = F.scaled_dot_product_attention(heads(q), heads(keys), heads(values))
-    return out.transpose(1, 2).flatten(2)
-
-
-def frame_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, k_lens: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """Each latent frame's video tokens attend only to that frame's keys.
-
-    q [B, T*S, H*D] (frame-major, as Wan flattens [T, h, w]); keys/values [B or 1, T, W, H*D]; k_lens [B or 1, T].
-    """
-    batch, num_tokens, width = q.shape
-    frames = keys.shape[1]
-    if num_tokens % frames:
+    frames = keys.shape[0]
+    if q.shape[0] % frames:
         raise ValueError(
-            f"the video has {num_tokens} tokens, which do not split into {frames} latent frames: the audio "
-            f"windows were made for a different frame count than the latent being sampled."
+            f"the video has {q.shape[0]} tokens, which do not split into {frames} latent frames: the audio windows "
+            "were made for a different frame count than the latent being sampled."
         )
-    keys = _broadcast_batch(keys, batch, "audio")
-    values = _broadcast_batch(values, batch, "audio")
-    k_lens = _broadcast_batch(k_lens, batch, "audio k_lens")
-    out = masked_attention(
-        q.reshape(batch * frames, num_tokens // frames, width),
-        keys.flatten(0, 1),
-        values.flatten(0, 1),
-        k_lens.flatten(),
-        num_heads,
-    )
-    return out.reshape(batch, num_tokens, width)
+    per_frame = q.shape[0] // frames
+    for first, end, length in groups:
+        tokens = slice(first * per_frame, end * per_frame)
+        add_attention_(out[tokens].unflatten(0, (end - first, per_frame)), q[tokens].unflatten(0, (end - first, per_frame)),
+                       keys[first:end, :length], values[first:end, :length], num_heads, scale)

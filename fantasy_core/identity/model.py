@@ -29,7 +29,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..dit.attention import plain_attention
 from ..dit.layers import CastingOps
 
 
@@ -59,7 +58,11 @@ class QFormerAttention(nn.Module):
         self.q, self.k, self.v, self.o = (operations.Linear(width, width, device=device, dtype=dtype) for _ in range(4))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        return self.o(plain_attention(self.q(x), self.k(context), self.v(context), self.num_heads))
+        def heads(t):  # [B, S, H*D] -> [B, H, S, D]
+            return t.unflatten(-1, (self.num_heads, t.shape[-1] // self.num_heads)).transpose(1, 2)
+
+        out = F.scaled_dot_product_attention(heads(self.q(x)), heads(self.k(context)), heads(self.v(context)))
+        return self.o(out.transpose(1, 2).flatten(2))
 
 
 class FeedForward(nn.Module):
@@ -117,11 +120,6 @@ class IdentityKeyValue(nn.Module):
         self.k_proj = operations.Linear(width, model_dim, bias=False, device=device, dtype=dtype)
         self.v_proj = operations.Linear(width, model_dim, bias=False, device=device, dtype=dtype)
 
-    def forward(self, q: torch.Tensor, tokens: torch.Tensor, num_heads: int) -> torch.Tensor:
-        """Identity attention output [B, N, model_dim] for the block's query q [B, N, model_dim] (every frame alike)."""
-        tokens = tokens.to(q)
-        return plain_attention(q, self.k_proj(tokens), self.v_proj(tokens), num_heads)
-
 
 class IdentityModule(nn.Module):
     def __init__(self, config: IdentityConfig, operations=CastingOps, device=None, dtype=None):
@@ -144,6 +142,12 @@ class IdentityModule(nn.Module):
             )
         return self.qformer(faces.to(device or faces.device, torch.float32))
 
+    def keys_values(self, tokens: torch.Tensor, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every block's identity keys and values [B, num_queries, model_dim] for the identity tokens, in ``dtype``
+        (the model's compute dtype): attended by every video token alike."""
+        tokens = tokens.to(dtype)
+        return [(block.k_proj(tokens), block.v_proj(tokens)) for block in self.blocks]
+
 
 def initialise_identity_module(module: IdentityModule, seed: int = 0) -> IdentityModule:
     """Training start: a random Q-Former and zero identity keys/values, so the untrained module changes nothing."""
@@ -161,21 +165,3 @@ def initialise_identity_module(module: IdentityModule, seed: int = 0) -> Identit
             block.k_proj.weight.zero_()
             block.v_proj.weight.zero_()
     return module
-
-
-class IdentityBranch:
-    """The identity term of every block's cross-attention for one model call (a ``CrossAttentionBranch``)."""
-
-    def __init__(self, module: IdentityModule, tokens: torch.Tensor, scales: torch.Tensor):
-        self.module = module
-        self.tokens = tokens
-        self.scales = scales
-
-    def attend(self, block_index: int, q: torch.Tensor, num_heads: int) -> torch.Tensor:
-        return self.module.blocks[block_index](q, self.tokens, num_heads)
-
-    def for_rows(self, index: torch.Tensor) -> IdentityBranch:
-        """The branch of some batch rows (tokens shared by every row, batch 1, stay as they are)."""
-        index = index.to(self.tokens.device)
-        tokens = self.tokens if self.tokens.shape[0] == 1 else self.tokens[index]
-        return IdentityBranch(self.module, tokens, self.scales[index.to(self.scales.device)])

@@ -1,5 +1,6 @@
 """The motion-intensity modulation network (paper Sec. 3.4): MLP layers, a ResNet layer and average pooling turn
-(ω_l, ω_b) into an embedding of Wan's time-embedding width, added to the time embedding ``e``. ``e`` feeds every
+(ω_l, ω_b) into an embedding of Wan's time-embedding width, added to the time embedding ``e`` (the injection layer's
+time-embedding tap, ``fantasy_core.dit.injection``). ``e`` feeds every
 block's six modulation vectors (through ``time_projection``) and the head, so the motion embedding reaches both.
 
 Structure (our reading of the paper's one sentence): each ω is its own token, embedded by its own MLP (ω_l and ω_b are
@@ -69,9 +70,13 @@ class MotionNetwork(nn.Module):
         self.out = operations.Linear(config.hidden_dim, config.model_dim, device=device, dtype=dtype)
 
     def forward(self, omegas: torch.Tensor) -> torch.Tensor:
-        """ω [B, 2] (ω_l, ω_b) -> motion embedding [B, model_dim]."""
+        """ω [B, 2] (ω_l, ω_b) -> motion embedding [B, model_dim], added to Wan's time embedding ``e`` of each row."""
         tokens = torch.stack([self.lip_mlp(omegas[:, 0]), self.body_mlp(omegas[:, 1])], dim=1)  # [B, 2, hidden]
         return self.out(F.silu(self.resnet(tokens).mean(dim=1)))
+
+    def embed(self, intensity: MotionIntensity, device=None) -> torch.Tensor:
+        """The motion embedding [model_dim] of one (ω_l, ω_b), in fp32."""
+        return self(torch.tensor([[intensity.lip, intensity.body]], dtype=torch.float32, device=device))[0]
 
 
 def initialise_motion_network(network: MotionNetwork, seed: int = 0) -> MotionNetwork:
@@ -86,26 +91,3 @@ def initialise_motion_network(network: MotionNetwork, seed: int = 0) -> MotionNe
         network.out.weight.zero_()
         network.out.bias.zero_()
     return network
-
-
-def omega_rows(rows: list[MotionIntensity | None], device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """ω [B, 2] in fp32 and which rows get a motion embedding [B] (rows with None get none)."""
-    values = [(row.lip, row.body) if row is not None else (0.0, 0.0) for row in rows]
-    active = torch.tensor([row is not None for row in rows], device=device)
-    return torch.tensor(values, dtype=torch.float32, device=device).reshape(-1, 2), active
-
-
-class MotionTap:
-    """A time-embedding tap (``dit.injection``): each batch row's motion embedding added to that row's ``e``."""
-
-    def __init__(self, network: MotionNetwork, omegas: torch.Tensor, active: torch.Tensor):
-        self.network = network
-        self.omegas = omegas
-        self.active = active
-
-    def __call__(self, e: torch.Tensor) -> torch.Tensor:
-        rows = self.omegas.shape[0]
-        if e.shape[0] % rows:
-            raise RuntimeError(f"FantasyTalking motion: a time embedding of {e.shape[0]} rows for a batch of {rows}.")
-        embedding = self.network(self.omegas.to(e.device)) * self.active.to(e.device, torch.float32)[:, None]
-        return embedding.repeat_interleave(e.shape[0] // rows, dim=0)  # Wan embeds t.flatten(): rows stay in order

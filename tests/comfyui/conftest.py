@@ -37,7 +37,7 @@ from fantasy_core.motion.intensity import MotionCalibration
 
 PACK_NAME = "fantasytalking-native"
 TESTING_PACK = os.path.join(os.path.dirname(__file__), "testing_pack")
-ADAPTER_768 = AudioAdapterConfig(audio_dim=768, context_dim=24, model_dim=TINY_WAN["dim"], num_blocks=TINY_WAN["num_layers"])
+ADAPTER_768 = AudioAdapterConfig(audio_dim=768, context_dim=512, model_dim=TINY_WAN["dim"], num_blocks=TINY_WAN["num_layers"])
 
 
 @pytest.fixture(scope="session")

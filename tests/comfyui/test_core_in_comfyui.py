@@ -1,14 +1,34 @@
 """The core adapter injected into ComfyUI's real Wan2.1 I2V model, loaded by ComfyUI's own loader."""
 
+import contextlib
+
 import pytest
 import torch
 from naive_reference import naive_attention, naive_frame_attention
 from tiny_models import TINY_WAN, random_adapter_state, in_layout, save_tiny_wan_i2v, write_checkpoint
 
-from fantasy_core import AudioAdapterConfig, AudioBranch, DiTInjection, build_adapter, load_adapter_weights
+from fantasy_core import AudioAdapterConfig, Injection, build_adapter, load_adapter_weights
 from fantasy_core.audio.windows import compute_audio_windows
+from fantasy_core.dit.attention import frame_groups
+from fantasy_core.dit.injection import branch_terms
 
 LATENT_FRAMES, LATENT_HW = 3, 8  # 9 video frames of 64x64 -> 3 * 4 * 4 = 48 video tokens
+
+
+@contextlib.contextmanager
+def tapped(wan, adapter=None, audio=None, scale=1.0, time_addition=None):
+    """The injection layer's twins in ComfyUI's WanModel for one call: the audio heard at ``scale`` by row 0."""
+    injection = Injection(len(wan.blocks), wan.blocks[0].cross_attn.num_heads)
+    remove = injection.install(wan)
+    branches = []
+    if audio is not None:
+        keys_values = adapter.keys_values(audio, torch.float32)
+        branches.append(branch_terms([0] if scale else [], torch.tensor([scale]), keys_values, frame_groups(audio.k_lens[0].tolist())))
+    injection.set_call(branches, time_addition)
+    try:
+        yield
+    finally:
+        remove()
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +40,7 @@ def wan(comfy, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory):
-    config = AudioAdapterConfig(audio_dim=32, context_dim=24, model_dim=TINY_WAN["dim"], num_blocks=TINY_WAN["num_layers"])
+    config = AudioAdapterConfig(audio_dim=32, context_dim=512, model_dim=TINY_WAN["dim"], num_blocks=TINY_WAN["num_layers"])
     path = write_checkpoint(str(tmp_path_factory.mktemp("ft") / "fantasytalking_model.ckpt"), in_layout(random_adapter_state(config), "nested"))
     return build_adapter(load_adapter_weights(path))
 
@@ -55,7 +75,7 @@ def naive_cross_attention(attn, kv, audio, scale):
 def test_one_model_evaluation_equals_the_naive_official_formula(wan, adapter):
     x, t, context, clip_fea, features = inputs()
     audio = adapter.frame_context(features, compute_audio_windows(40, 4 * (LATENT_FRAMES - 1) + 1))
-    with DiTInjection(wan, [AudioBranch(adapter, audio, torch.tensor([1.0]))]):
+    with tapped(wan, adapter, audio):
         patched = wan(x, t, context, clip_fea=clip_fea)
     for block, kv in zip(wan.blocks, adapter.blocks):
         block.cross_attn.forward = naive_cross_attention(block.cross_attn, kv, audio, 1.0)
@@ -73,14 +93,14 @@ def test_scale_zero_equals_unpatched_and_audio_changes_the_output(wan, adapter):
     x, t, context, clip_fea, features = inputs(1)
     audio = adapter.frame_context(features, compute_audio_windows(40, 4 * (LATENT_FRAMES - 1) + 1))
     plain = wan(x, t, context, clip_fea=clip_fea)
-    with DiTInjection(wan, [AudioBranch(adapter, audio, torch.tensor([0.0]))]):
+    with tapped(wan, adapter, audio, scale=0.0):
         silent = wan(x, t, context, clip_fea=clip_fea)
-    with DiTInjection(wan, [AudioBranch(adapter, audio, torch.tensor([1.0]))]):
+    with tapped(wan, adapter, audio):
         voiced = wan(x, t, context, clip_fea=clip_fea)
     assert torch.equal(silent, plain)
     assert (voiced - plain).abs().max() > 1e-4
-    for block in wan.blocks:
-        assert not block.cross_attn.norm_q._forward_hooks and not block.cross_attn.o._forward_pre_hooks
+    assert all(type(block.cross_attn) is type(wan.blocks[0].cross_attn) for block in wan.blocks)
+    assert type(wan.blocks[0].cross_attn).__name__ == "WanI2VCrossAttention"  # the originals are back
     assert torch.equal(wan(x, t, context, clip_fea=clip_fea), plain)
 
 
@@ -90,11 +110,9 @@ def test_time_embedding_tap_reaches_the_real_wan(wan):
     output through the blocks' modulation and the head."""
     x, t, context, clip_fea, _ = inputs(2)
     plain = wan(x, t, context, clip_fea=clip_fea)
-    with DiTInjection(wan, time_taps=[torch.zeros_like]):
+    with tapped(wan, time_addition=torch.zeros(1, TINY_WAN["dim"])):
         assert torch.equal(wan(x, t, context, clip_fea=clip_fea), plain)
-    seen = []
-    with DiTInjection(wan, time_taps=[lambda e: (seen.append(e.shape), 0.5 * torch.ones_like(e))[1]]):
+    with tapped(wan, time_addition=torch.full((1, TINY_WAN["dim"]), 0.5)):
         shifted = wan(x, t, context, clip_fea=clip_fea)
-    assert seen and seen[0][-1] == TINY_WAN["dim"]
     assert (shifted - plain).abs().max() > 1e-4
-    assert not wan.time_embedding._forward_hooks
+    assert torch.equal(wan(x, t, context, clip_fea=clip_fea), plain)

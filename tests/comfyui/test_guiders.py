@@ -33,7 +33,8 @@ def model_space(sample):
 
 
 class PassRecorder:
-    """An APPLY_MODEL wrapper recording, per model call, the audio scale of every batch row."""
+    """An APPLY_MODEL wrapper recording, per model call, the audio scale of every batch row. It runs outermost: the
+    pack's own APPLY_MODEL wrapper takes the pass settings out of the call's arguments."""
 
     def __init__(self, model):
         import comfy.patcher_extension
@@ -41,6 +42,8 @@ class PassRecorder:
         self.calls = []
         self.model = model.clone()
         self.model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "test_recorder", self)
+        wrappers = self.model.wrappers[comfy.patcher_extension.WrappersMP.APPLY_MODEL]
+        self.model.wrappers[comfy.patcher_extension.WrappersMP.APPLY_MODEL] = {"test_recorder": wrappers.pop("test_recorder"), **wrappers}
 
     def __call__(self, executor, x, t, *args, **kwargs):
         rows = kwargs.get("fantasytalking_pass")

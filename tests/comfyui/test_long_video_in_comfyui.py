@@ -6,6 +6,7 @@ import pytest
 import torch
 from graphs import mp4_streams
 from test_identity_in_comfyui import face_embedding
+from taps import CallRecorder
 from test_nodes import run
 from tiny_models import voice_like
 
@@ -38,24 +39,23 @@ def long_run(comfy_nodes, workspace, model_files, tmp_path_factory):
     adapter_module.frame_context = lambda features, windows, device=None: (seen.append(windows), original(features, windows, device))[1]
     faces, original_tokens = [], identity_module.identity_tokens
     identity_module.identity_tokens = lambda vectors, device=None: (faces.append((len(seen), vectors)), original_tokens(vectors, device))[1]
-    omegas = []
-    motion_hook = modules.motion.model.register_forward_hook(lambda _m, args, _out: omegas.append((len(seen), args[0].clone())))
+    recorder = CallRecorder()
     try:
-        (video,) = run(comfy_nodes, "FantasyTalkingLongVideo", model=wan, fantasytalking_model=modules, audio_embeds=embeds, audio_scale=1.0,
+        (video,) = run(comfy_nodes, "FantasyTalkingLongVideo", model=recorder.attach(wan), fantasytalking_model=modules, audio_embeds=embeds, audio_scale=1.0,
                        positive=text, negative=negative, vae=vae, clip_vision_output=clip, start_image=portrait, width=64, height=64,
                        segment_frames=81, overlap_frames=13, seed=0, steps=2, cfg=5.0, audio_cfg=4.5, sampler_name="euler",
                        scheduler="fantasytalking", shift=5.0, color_match=1.0, audio=trimmed, identity=face, identity_scale=0.5,
                        identity_guidance=False, motion=motion, motion_guidance=False)
     finally:
         del adapter_module.frame_context, identity_module.identity_tokens
-        motion_hook.remove()
-    return {"video": video, "embeds": embeds, "num_frames": num_frames, "seen": seen, "faces": faces, "face": face, "omegas": omegas}
+    return {"video": video, "embeds": embeds, "num_frames": num_frames, "seen": seen, "faces": faces, "face": face,
+            "calls": recorder.calls, "motion": modules.motion.model, "recorder": recorder}
 
 
 def test_every_model_call_of_every_segment_gets_the_motion_intensity(long_run):
-    # each record is (audio calls so far, ω of every row): positive and negative rows alike get (0.9, 0.2)
-    assert {index for index, _ in long_run["omegas"]} >= set(range(1, len(long_run["seen"]) + 1))
-    assert all(torch.equal(rows, torch.tensor([[0.9, 0.2]]).expand_as(rows)) for _, rows in long_run["omegas"])
+    # positive and negative rows alike get (0.9, 0.2), in every call of every segment (6 segments, 2 steps, 3 passes)
+    omegas = long_run["recorder"].omegas(long_run["motion"], (0.9, 0.2), (0.5, 0.5))
+    assert len(omegas) >= 6 * 2 and all(rows == [(0.9, 0.2)] * len(rows) for rows in omegas)
 
 
 def test_twenty_seconds_become_one_mp4_of_the_right_length_with_the_voice(long_run):
@@ -85,9 +85,12 @@ def test_each_segment_hears_its_slice_of_the_whole_track_windows(long_run):
 
 
 def test_every_model_call_of_every_segment_sees_the_same_identity(long_run):
-    # each record is (audio calls so far, face): every call that heard its segment's audio also saw the identity
-    assert {index for index, _ in long_run["faces"]} >= set(range(1, len(long_run["seen"]) + 1))
+    # each segment's run made its identity tokens once, from the same face; every row of every call saw them
+    from fantasy_core.long_video import plan_segments
+
+    assert len(long_run["faces"]) == len(long_run["seen"]) == len(plan_segments(465, 81, 13))
     assert all(torch.equal(vectors, long_run["face"].vectors) for _, vectors in long_run["faces"])
+    assert all(set(call.identity) == {0.5} for call in long_run["calls"])
 
 
 class FailingModel:

@@ -7,6 +7,7 @@ import pytest
 import torch
 from test_composition import forced_lowvram
 from test_identity_in_comfyui import context_windowed, face_embedding, load, talking_inputs
+from taps import CallRecorder
 from test_nodes import conditioning, denoise_once, run
 
 from fantasy_core.motion.intensity import MotionIntensity
@@ -32,35 +33,10 @@ def sample(comfy_nodes, talk, modules, cfg=3.0, **options):
     return denoise_once(model, positive, negative, cfg=cfg)
 
 
-class OmegaRecorder:
-    """Records the ω rows the motion network is run on (one row per batch row of a model call), and with
-    ``passes(model)`` each row's audio scale too, so positive (hears the audio) and negative rows are told apart."""
-
-    def __init__(self, modules):
-        self.rows, self.audio = [], []
-        self.handle = modules.motion.model.register_forward_hook(
-            lambda _m, args, _out: self.rows.extend(tuple(round(v, 5) for v in row) for row in args[0].tolist()))
-
-    def passes(self, model):
-        import comfy.patcher_extension
-
-        def record(executor, x, t, *args, **kwargs):
-            self.audio.extend(row.audio_scale for row in kwargs["fantasytalking_pass"])
-            return executor(x, t, *args, **kwargs)
-
-        model = model.clone()
-        model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "test_omega_recorder", record)
-        return model
-
-    def by_audio(self):
-        assert len(self.audio) == len(self.rows)
-        return sorted(zip(self.audio, self.rows))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.handle.remove()
+def by_audio(recorder, talk, *candidates):
+    """Every row of every recorded call as (audio scale, the ω of its motion embedding), sorted."""
+    omegas = recorder.omegas(talk["with_motion"].motion.model, *candidates)
+    return sorted(pair for call, names in zip(recorder.calls, omegas) for pair in zip(call.audio, names))
 
 
 def test_loader_reads_the_motion_network_and_its_calibration(comfy_nodes, model_files, talk):
@@ -96,9 +72,9 @@ def test_trained_motion_changes_the_video_and_each_level_differently(comfy_nodes
 @pytest.mark.parametrize("guidance, negative_omega", [(False, (0.8, 0.3)), (True, (0.5, 0.5))])
 def test_which_passes_get_the_motion_embedding(comfy_nodes, talk, guidance, negative_omega):
     model, positive, negative = apply(comfy_nodes, talk, talk["with_motion"], motion=MotionIntensity(0.8, 0.3), guidance=guidance)
-    with OmegaRecorder(talk["with_motion"]) as recorder:
-        denoise_once(recorder.passes(model), positive, negative, cfg=3.0)
-    assert recorder.by_audio() == [(0.0, negative_omega), (1.0, (0.8, 0.3))]
+    recorder = CallRecorder()
+    denoise_once(recorder.attach(model), positive, negative, cfg=3.0)
+    assert by_audio(recorder, talk, (0.8, 0.3), (0.5, 0.5)) == [(0.0, negative_omega), (1.0, (0.8, 0.3))]
 
 
 def test_motion_guidance_changes_the_guided_result(comfy_nodes, talk):
@@ -112,12 +88,12 @@ def test_conditioning_settings_give_a_pass_its_own_motion_or_apply_s(comfy_nodes
     negative = run(comfy_nodes, "FantasyTalkingConditioningSettings", conditioning=conditioning(40), audio_scale=0.0,
                    identity_scale=0.5, motion=MotionIntensity(0.2, 0.6))[0]
     fresh = run(comfy_nodes, "FantasyTalkingConditioningSettings", conditioning=conditioning(41), audio_scale=0.0, identity_scale=0.5)[0]
-    with OmegaRecorder(talk["with_motion"]) as recorder:
-        denoise_once(recorder.passes(model), positive, negative, cfg=3.0)
-        assert recorder.by_audio() == [(0.0, (0.2, 0.6)), (1.0, (0.8, 0.3))]
-        recorder.rows.clear()
-        denoise_once(model, positive, fresh, cfg=3.0)  # a conditioning that names no motion gets Apply's
-        assert recorder.rows == [(0.8, 0.3)] * 2
+    recorder = CallRecorder()
+    denoise_once(recorder.attach(model), positive, negative, cfg=3.0)
+    assert by_audio(recorder, talk, (0.2, 0.6), (0.8, 0.3)) == [(0.0, (0.2, 0.6)), (1.0, (0.8, 0.3))]
+    recorder.calls.clear()
+    denoise_once(recorder.attach(model), positive, fresh, cfg=3.0)  # a conditioning that names no motion gets Apply's
+    assert recorder.omegas(talk["with_motion"].motion.model, (0.8, 0.3), (0.5, 0.5)) == [[(0.8, 0.3)] * 2]
 
 
 def test_identical_with_lowvram_streaming_forced(comfy_nodes, talk):
@@ -138,7 +114,8 @@ def test_motion_and_identity_together(comfy_nodes, talk):
 
 
 def test_context_windows_carry_the_motion(comfy_nodes, talk):
-    sample_windows = context_windowed(comfy_nodes, talk["wan"])
+    recorder = CallRecorder()
+    sample_windows = context_windowed(comfy_nodes, recorder.attach(talk["wan"]))
 
     def windowed(modules, motion):
         return sample_windows(modules, motion=motion)
@@ -147,9 +124,10 @@ def test_context_windows_carry_the_motion(comfy_nodes, talk):
         audio_only = windowed(talk["adapter"], None)
     except RuntimeError as error:  # ComfyUI v0.3.64 does not cut Wan I2V's concat image per window
         pytest.skip(f"this ComfyUI's context windows cannot run Wan2.1 I2V: {error}")
-    with OmegaRecorder(talk["with_motion"]) as recorder:
-        moving = windowed(talk["with_motion"], MotionIntensity(0.7, 0.2))
-    assert len(recorder.rows) >= 2 and set(recorder.rows) == {(0.7, 0.2)}  # every window
+    recorder.calls.clear()
+    moving = windowed(talk["with_motion"], MotionIntensity(0.7, 0.2))
+    omegas = recorder.omegas(talk["with_motion"].motion.model, (0.7, 0.2), (0.5, 0.5))
+    assert len(omegas) >= 2 and {omega for rows in omegas for omega in rows} == {(0.7, 0.2)}  # every window, every row
     assert (moving - audio_only).abs().max() > 1e-4
     assert torch.equal(windowed(talk["untrained"], MotionIntensity(0.7, 0.2)), audio_only)
 
@@ -279,9 +257,9 @@ def test_measure_motion_decodes_a_video_file_at_its_own_frame_rate(comfy_nodes, 
 
 def test_three_pass_guider_keeps_the_positives_motion_in_its_audio_free_pass(comfy_nodes, talk):
     model, positive, negative = apply(comfy_nodes, talk, talk["with_motion"], motion=MotionIntensity(0.8, 0.3), guidance=True)
-    with OmegaRecorder(talk["with_motion"]) as recorder:
-        guider = run(comfy_nodes, "FantasyTalkingCFGGuider", model=recorder.passes(model), positive=positive, negative=negative,
-                     cfg=5.0, audio_cfg=4.5, audio_cfg_start=0.0, audio_cfg_end=1.0)[0]
-        denoise_once(None, positive, negative, guider=guider)
+    recorder = CallRecorder()
+    guider = run(comfy_nodes, "FantasyTalkingCFGGuider", model=recorder.attach(model), positive=positive, negative=negative,
+                 cfg=5.0, audio_cfg=4.5, audio_cfg_start=0.0, audio_cfg_end=1.0)[0]
+    denoise_once(None, positive, negative, guider=guider)
     # negative: neutral (motion guidance); the audio-free pass: the positive's ω; the positive: its ω
-    assert recorder.by_audio() == [(0.0, (0.5, 0.5)), (0.0, (0.8, 0.3)), (1.0, (0.8, 0.3))]
+    assert by_audio(recorder, talk, (0.5, 0.5), (0.8, 0.3)) == [(0.0, (0.5, 0.5)), (0.0, (0.8, 0.3)), (1.0, (0.8, 0.3))]

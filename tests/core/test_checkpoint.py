@@ -109,13 +109,13 @@ def test_extra_key_is_named(tmp_path, layout, name, description):
 def test_wrong_shape_is_named(tmp_path):
     mapping = in_layout(random_adapter_state(), "repack")
     mapping["blocks.1.cross_attn.k_proj.weight"] = torch.zeros(128, TINY_ADAPTER.context_dim)
-    _expect_error(tmp_path, mapping, "x.safetensors", "has shape [128, 24] while block 0 has [256, 24]", "blocks.1.cross_attn.k_proj.weight")
+    _expect_error(tmp_path, mapping, "x.safetensors", "has shape [128, 512] while block 0 has [256, 512]", "blocks.1.cross_attn.k_proj.weight")
 
 
 def test_projection_width_mismatch_is_named(tmp_path):
     mapping = in_layout(random_adapter_state(), "nested")
     mapping["proj_model"]["norm.weight"] = torch.ones(7)
-    _expect_error(tmp_path, mapping, "x.ckpt", "proj_model.norm.weight", "expected [24]")
+    _expect_error(tmp_path, mapping, "x.ckpt", "proj_model.norm.weight", "expected [512]")
 
 
 def test_non_contiguous_blocks_are_named(tmp_path):

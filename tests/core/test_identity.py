@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 from naive_reference import naive_attention, naive_qformer
-from test_injection import HEADS, IMG, audio_branch, naive_block_with_audio, setup
+from test_injection import HEADS, IMG, audio_branch, naive_block_with_audio, setup, tapped
 from tiny_models import TINY_IDENTITY, random_identity_state
 
-from fantasy_core import DiTInjection
+from fantasy_core.dit.injection import branch_terms
 from fantasy_core.identity.checkpoint import IdentityWeights, build_identity_module
 from fantasy_core.identity.embeds import FaceEmbedding
-from fantasy_core.identity.model import IdentityBranch, IdentityConfig, IdentityModule, initialise_identity_module
+from fantasy_core.identity.model import IdentityConfig, IdentityModule, initialise_identity_module
 
 SMALL = IdentityConfig(face_dim=10, width=8, num_queries=3, num_layers=2, num_heads=2, ffn_dim=12, model_dim=16, num_blocks=2)
 
@@ -19,6 +19,11 @@ SMALL = IdentityConfig(face_dim=10, width=8, num_queries=3, num_layers=2, num_he
 def identity_module(seed=1, zero_key_values=False, config=SMALL):
     state = random_identity_state(config, seed=seed, zero_key_values=zero_key_values)
     return build_identity_module(IdentityWeights(state, config, "test")), state
+
+
+def identity_branch(module, tokens, *scales):
+    rows = [i for i, scale in enumerate(scales) if scale != 0]
+    return branch_terms(rows, torch.tensor(scales), module.keys_values(tokens, torch.float32))
 
 
 def face(seed=5, width=SMALL.face_dim):
@@ -41,7 +46,7 @@ def test_identity_attention_equals_equation_4_block_by_block():
     wan, adapter, audio, x, context = setup()
     module, state = identity_module()
     tokens = module.identity_tokens(face())
-    with DiTInjection(wan, [audio_branch(adapter, audio, 1.0, 1.0), IdentityBranch(module, tokens, torch.tensor([0.5, 0.5]))]):
+    with tapped(wan, [audio_branch(adapter, audio, 1.0, 1.0), identity_branch(module, tokens, 0.5, 0.5)]):
         got = [block.cross_attn(x, context, IMG) for block in wan.blocks]
     for index, (block, out) in enumerate(zip(wan.blocks, got)):
         attn = block.cross_attn
@@ -59,10 +64,10 @@ def test_zero_initialised_key_values_give_exactly_the_audio_only_model():
     wan, adapter, audio, x, context = setup()
     module = initialise_identity_module(IdentityModule(SMALL), seed=3)
     assert any(p.abs().sum() > 0 for p in module.qformer.parameters())
-    with DiTInjection(wan, [audio_branch(adapter, audio, 1.0, 1.0)]):
+    with tapped(wan, [audio_branch(adapter, audio, 1.0, 1.0)]):
         audio_only = [block.cross_attn(x, context, IMG) for block in wan.blocks]
-    branch = IdentityBranch(module, module.identity_tokens(face()), torch.tensor([0.5, 0.5]))
-    with DiTInjection(wan, [audio_branch(adapter, audio, 1.0, 1.0), branch]):
+    branch = identity_branch(module, module.identity_tokens(face()), 0.5, 0.5)
+    with tapped(wan, [audio_branch(adapter, audio, 1.0, 1.0), branch]):
         with_identity = [block.cross_attn(x, context, IMG) for block in wan.blocks]
     for a, b in zip(audio_only, with_identity):
         assert torch.equal(a, b)
@@ -73,15 +78,15 @@ def test_trained_identity_changes_only_the_rows_that_see_it():
     wan, adapter, audio, x, context = setup(batch=3)
     module, _ = identity_module()
     tokens = module.identity_tokens(face())
-    with DiTInjection(wan, [audio_branch(adapter, audio, 1.0, 1.0, 1.0)]):
+    with tapped(wan, [audio_branch(adapter, audio, 1.0, 1.0, 1.0)]):
         audio_only = wan.blocks[1].cross_attn(x, context, IMG)
-    with DiTInjection(wan, [audio_branch(adapter, audio, 1.0, 1.0, 1.0), IdentityBranch(module, tokens, torch.tensor([0.5, 0.0, 1.5]))]):
+    with tapped(wan, [audio_branch(adapter, audio, 1.0, 1.0, 1.0), identity_branch(module, tokens, 0.5, 0.0, 1.5)]):
         mixed = wan.blocks[1].cross_attn(x, context, IMG)
     assert torch.equal(mixed[1], audio_only[1])
     for row in (0, 2):
         assert (mixed[row] - audio_only[row]).abs().max() > 1e-3
     # the identity term is linear in λ2: row 2's change is three times row 0's for the same input
-    with DiTInjection(wan, [audio_branch(adapter, audio, 1.0, 1.0, 1.0), IdentityBranch(module, tokens, torch.tensor([1.5, 1.5, 1.5]))]):
+    with tapped(wan, [audio_branch(adapter, audio, 1.0, 1.0, 1.0), identity_branch(module, tokens, 1.5, 1.5, 1.5)]):
         tripled = wan.blocks[1].cross_attn(x, context, IMG)
     torch.testing.assert_close(tripled[0] - audio_only[0], 3 * (mixed[0] - audio_only[0]), rtol=1e-4, atol=1e-5)
 

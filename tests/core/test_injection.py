@@ -1,11 +1,15 @@
+import contextlib
+
 import pytest
 import torch
 from torch import nn
 from naive_reference import naive_attention, naive_frame_attention
 
-from fantasy_core import AudioAdapter, AudioAdapterConfig, AudioBranch, DiTInjection, ModelMismatchError
+from fantasy_core import AudioAdapter, AudioAdapterConfig, Injection, ModelMismatchError
 from fantasy_core.audio.windows import compute_audio_windows
-from fantasy_core.dit.injection import check_blocks_fit
+from fantasy_core.dit import attention
+from fantasy_core.dit.attention import frame_groups
+from fantasy_core.dit.injection import ORIGINAL, branch_terms, check_blocks_fit, original_of
 
 DIM, HEADS, FRAMES, PER_FRAME, TXT, IMG = 16, 2, 3, 4, 6, 5
 
@@ -79,34 +83,48 @@ def naive_block_with_audio(attn, kv, x, context, audio, scale):
 
 
 def audio_branch(adapter, audio, *scales):
-    return AudioBranch(adapter, audio, torch.tensor(scales))
+    """The audio terms of every block, the rows with a non-zero scale hearing them (as the nodes and trainer build them)."""
+    rows = [i for i, scale in enumerate(scales) if scale != 0]
+    groups = frame_groups(audio.k_lens[0].tolist())
+    return branch_terms(rows, torch.tensor(scales), adapter.keys_values(audio, torch.float32), groups)
 
 
-def no_hooks_left(wan):
-    return not wan.time_embedding._forward_hooks and all(
-        not b.cross_attn.norm_q._forward_hooks and not b.cross_attn.o._forward_pre_hooks for b in wan.blocks
-    )
+@contextlib.contextmanager
+def tapped(wan, branches=(), time_addition=None):
+    """The injection layer's twins in ``wan`` with these terms set, as for one model call; the originals back afterwards."""
+    injection = Injection(len(wan.blocks), HEADS)
+    remove = injection.install(wan)
+    injection.set_call(list(branches), time_addition)
+    try:
+        yield injection
+    finally:
+        remove()
 
 
 @torch.no_grad()
 def test_injection_equals_official_block_formula():
     wan, adapter, audio, x, context = setup()
-    with DiTInjection(wan, [audio_branch(adapter, audio, 1.3, 1.3)]):
+    with tapped(wan, [audio_branch(adapter, audio, 1.3, 1.3)]):
         out = [block.cross_attn(x, context, IMG) for block in wan.blocks]
     for block, kv, got in zip(wan.blocks, adapter.blocks, out):
         torch.testing.assert_close(got, naive_block_with_audio(block.cross_attn, kv, x, context, audio, 1.3), rtol=1e-5, atol=1e-5)
 
 
 @torch.no_grad()
-def test_scale_zero_on_every_row_installs_nothing_and_is_exactly_the_model():
+def test_twins_with_nothing_to_add_are_exactly_the_model():
     wan, adapter, audio, x, context = setup()
     plain = wan.blocks[0].cross_attn(x, context, IMG)
-    with DiTInjection(wan, [audio_branch(adapter, audio, 0.0, 0.0)]):
-        assert no_hooks_left(wan)
-        silent = wan.blocks[0].cross_attn(x, context, IMG)
-    with DiTInjection(wan, [audio_branch(adapter, audio, 1.0, 1.0)]):
+    t = torch.randn(2, DIM)
+    plain_e = wan.time_embedding(t)
+    with tapped(wan, [audio_branch(adapter, audio, 0.0, 0.0)]) as injection:
+        assert all(not tap.terms for tap in injection.blocks)  # a branch no row gets is left out
+        assert type(wan.blocks[0].cross_attn) is not WanLikeI2VCrossAttention
+        assert torch.equal(wan.blocks[0].cross_attn(x, context, IMG), plain)
+        assert torch.equal(wan.time_embedding(t), plain_e)
+        injection.set_call([audio_branch(adapter, audio, 1.0, 1.0)])
         voiced = wan.blocks[0].cross_attn(x, context, IMG)
-    assert torch.equal(silent, plain)
+        injection.clear()
+        assert torch.equal(wan.blocks[0].cross_attn(x, context, IMG), plain)
     assert (voiced - plain).abs().max() > 1e-3
 
 
@@ -114,74 +132,95 @@ def test_scale_zero_on_every_row_installs_nothing_and_is_exactly_the_model():
 def test_rows_with_scale_zero_are_untouched_and_not_computed(monkeypatch):
     wan, adapter, audio, x, context = setup(batch=3)
     plain = wan.blocks[1].cross_attn(x, context, IMG)
-    branch = audio_branch(adapter, audio, 0.0, 1.5, 0.0)
     seen_rows = []
-    attend = AudioBranch.attend
-    monkeypatch.setattr(AudioBranch, "attend", lambda self, index, q, heads: (seen_rows.append(q.shape[0]), attend(self, index, q, heads))[1])
-    with DiTInjection(wan, [branch]):
+    add = attention.add_frame_attention_
+    monkeypatch.setattr(attention, "add_frame_attention_", lambda out, q, *args: (seen_rows.append(q.data_ptr()), add(out, q, *args))[1])
+    import fantasy_core.dit.injection as injection_module
+
+    monkeypatch.setattr(injection_module, "add_frame_attention_", attention.add_frame_attention_)
+    with tapped(wan, [audio_branch(adapter, audio, 0.0, 1.5, 0.0)]):
         mixed = wan.blocks[1].cross_attn(x, context, IMG)
-    assert seen_rows == [1]  # only the row that hears the audio
+    assert len(seen_rows) == 1  # only the row that hears the audio, in block 1 only
     assert torch.equal(mixed[0], plain[0]) and torch.equal(mixed[2], plain[2])
     expected = naive_block_with_audio(wan.blocks[1].cross_attn, adapter.blocks[1], x, context, audio, torch.tensor([0.0, 1.5, 0.0]))
     torch.testing.assert_close(mixed[1], expected[1], rtol=1e-5, atol=1e-5)
 
 
-class ConstantBranch:
-    """A second branch (as identity will be): adds scale * a fixed vector before o."""
-
-    def __init__(self, vector, scales):
-        self.vector, self.scales = vector, scales
-
-    def attend(self, block_index, q, num_heads):
-        return self.vector.expand_as(q) * (block_index + 1)
-
-
 @torch.no_grad()
 def test_branches_add_up_before_the_shared_output_projection():
     wan, adapter, audio, x, context = setup()
-    extra = ConstantBranch(torch.randn(DIM), torch.tensor([0.5, 2.0]))
-    with DiTInjection(wan, [audio_branch(adapter, audio, 1.0, 1.0), extra]):
+    tokens = torch.randn(1, 3, DIM)
+    extra = branch_terms([0, 1], torch.tensor([0.5, 2.0]), [(tokens, tokens * (i + 1)) for i in range(2)])
+    with tapped(wan, [audio_branch(adapter, audio, 1.0, 1.0), extra]):
         both = wan.blocks[1].cross_attn(x, context, IMG)
     attn = wan.blocks[1].cross_attn
     audio_only = naive_block_with_audio(attn, adapter.blocks[1], x, context, audio, 1.0)
+    q = attn.norm_q(attn.q(x))
+    extra_x = torch.stack([naive_attention(q[b], tokens[0], 2 * tokens[0], HEADS) for b in range(2)])
     # o is affine: o(h + d) = o(h) + W_o d
-    expected = audio_only + (extra.scales.reshape(-1, 1, 1) * 2 * extra.vector) @ attn.o.weight.T
+    expected = audio_only + (torch.tensor([0.5, 2.0]).reshape(-1, 1, 1) * extra_x) @ attn.o.weight.T
     torch.testing.assert_close(both, expected, rtol=1e-5, atol=1e-5)
 
 
 @torch.no_grad()
-def test_time_embedding_tap_adds_to_the_embedding_and_zero_is_exact():
+def test_time_embedding_gets_each_rows_addition_and_none_is_exact():
     wan, _, _, _, _ = setup()
     t = torch.randn(2, DIM)
     plain = wan.time_embedding(t)
-    with DiTInjection(wan, time_taps=[lambda e: torch.zeros_like(e)]):
+    with tapped(wan, time_addition=torch.zeros(2, DIM)):
         assert torch.equal(wan.time_embedding(t), plain)
     shift = torch.randn(2, DIM)
-    with DiTInjection(wan, time_taps=[lambda e: shift]):
+    with tapped(wan, time_addition=shift):
         torch.testing.assert_close(wan.time_embedding(t), plain + shift)
-    assert no_hooks_left(wan)
+        per_token = torch.randn(6, DIM)  # Wan embeds t.flatten(): three timesteps per row, rows in order
+        torch.testing.assert_close(wan.time_embedding(per_token), wan.time_embedding.__dict__[ORIGINAL](per_token) + shift.repeat_interleave(3, 0))
+        with pytest.raises(RuntimeError, match="time embedding of 5 rows for a batch of 2"):
+            wan.time_embedding(torch.randn(5, DIM))
+
+
+def test_twins_keep_every_name_and_share_the_real_layers_state():
+    wan, _, _, _, _ = setup()
+    names = [name for name, _ in wan.named_modules()]
+    parameters = dict(wan.named_parameters())
+    real_attn, real_o = wan.blocks[0].cross_attn, wan.blocks[0].cross_attn.o
+    with tapped(wan):
+        attn = wan.blocks[0].cross_attn
+        assert [name for name, _ in wan.named_modules()] == names
+        assert all(p is parameters[name] for name, p in wan.named_parameters())
+        assert attn is not real_attn and attn.o is not real_o and original_of(attn) is real_attn
+        assert attn.o.__dict__ is real_o.__dict__  # ComfyUI's casting and low-VRAM flags set on one are on the other
+        attn.o.comfy_cast_weights = True
+        assert real_o.comfy_cast_weights
+        assert real_attn.o is real_o and type(real_o) is nn.Linear  # the original itself is untouched
+    assert wan.blocks[0].cross_attn is real_attn and wan.time_embedding.__class__ is nn.Sequential
+
+
+def test_a_twin_is_made_from_the_original_never_from_another_twin():
+    wan, _, _, _, _ = setup()
+    first = Injection(2, HEADS)
+    remove = first.install(wan)
+    second = Injection(2, HEADS).twins(lambda path: wan.get_submodule(path))
+    assert type(second["blocks.0.cross_attn"]).__bases__[1] is WanLikeI2VCrossAttention  # not a twin of a twin
+    assert original_of(second["blocks.0.cross_attn"]) is original_of(wan.blocks[0].cross_attn)
+    remove()
 
 
 @torch.no_grad()
-def test_hooks_are_removed_after_use_and_after_errors():
+def test_output_projection_without_query_is_an_error_not_a_silent_skip():
     wan, adapter, audio, x, context = setup()
-    plain = wan.blocks[0].cross_attn(x, context, IMG)
-    with pytest.raises(RuntimeError, match="boom"):
-        with DiTInjection(wan, [audio_branch(adapter, audio, 1.0, 1.0)], [lambda e: e]):
-            raise RuntimeError("boom")
-    assert no_hooks_left(wan)
-    assert torch.equal(wan.blocks[0].cross_attn(x, context, IMG), plain)
+    with tapped(wan, [audio_branch(adapter, audio, 1.0, 1.0)]) as injection:
+        tap = injection.blocks[0]
+        import fantasy_core.dit.injection as injection_module
+
+        injection_module._current.tap = tap
+        try:
+            with pytest.raises(RuntimeError, match="ran without its query"):
+                wan.blocks[0].cross_attn.o(x)
+        finally:
+            injection_module._current.tap = None
 
 
 def test_module_for_another_model_size_is_rejected():
     wan = WanLike()
     with pytest.raises(ModelMismatchError, match="audio adapter has 40 blocks of width 5120 \\(Wan2.1-14B\\).*2 blocks of width 16"):
         check_blocks_fit("audio adapter", 40, 5120, wan.blocks)
-
-
-@torch.no_grad()
-def test_output_projection_without_query_is_an_error_not_a_silent_skip():
-    wan, adapter, audio, x, _ = setup()
-    with DiTInjection(wan, [audio_branch(adapter, audio, 1.0, 1.0)]):
-        with pytest.raises(RuntimeError, match="ran without its query"):
-            wan.blocks[0].cross_attn.o(x)

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 from naive_reference import naive_motion_embedding
-from test_injection import DIM, setup
+from test_injection import DIM, setup, tapped
 from test_modules_file import rewrite
 from tiny_models import (
     TINY_ADAPTER,
@@ -16,7 +16,6 @@ from tiny_models import (
     random_motion_state,
 )
 
-from fantasy_core import DiTInjection
 from fantasy_core.modules_file import load_fantasytalking_file, save_fantasytalking_file
 from fantasy_core.motion.checkpoint import (
     MotionCheckpointError,
@@ -32,9 +31,7 @@ from fantasy_core.motion.intensity import (
 from fantasy_core.motion.model import (
     MotionConfig,
     MotionNetwork,
-    MotionTap,
     initialise_motion_network,
-    omega_rows,
 )
 
 SMALL = MotionConfig(hidden_dim=8, model_dim=DIM)
@@ -45,9 +42,9 @@ def network(seed=1, zero_out=False, config=SMALL):
     return build_motion_network(MotionWeights(state, config, MotionCalibration(), "test")), state
 
 
-def tap(net, *levels):
-    omegas, active = omega_rows(list(levels))
-    return MotionTap(net, omegas, active)
+def addition(net, *levels):
+    """The time-embedding addition of a call whose rows get these intensities (as the nodes build it)."""
+    return torch.stack([net.embed(level) for level in levels])
 
 
 def test_intensity_accepts_0_to_1_and_names_the_input_otherwise():
@@ -117,25 +114,19 @@ def test_untrained_network_is_exactly_neutral_and_a_trained_one_is_not():
     t = torch.randn(2, DIM)
     plain = wan.time_embedding(t)
     untrained = initialise_motion_network(MotionNetwork(SMALL), seed=3)
-    with DiTInjection(wan, time_taps=[tap(untrained, MotionIntensity(1.0, 0.0), MotionIntensity(0.1, 0.9))]):
+    with tapped(wan, time_addition=addition(untrained, MotionIntensity(1.0, 0.0), MotionIntensity(0.1, 0.9))):
         assert torch.equal(wan.time_embedding(t), plain)
     trained, state = network()
-    with DiTInjection(wan, time_taps=[tap(trained, MotionIntensity(1.0, 0.0), MotionIntensity(0.1, 0.9))]):
+    with tapped(wan, time_addition=addition(trained, MotionIntensity(1.0, 0.0), MotionIntensity(0.1, 0.9))):
         moved = wan.time_embedding(t)
     torch.testing.assert_close(moved[0], plain[0] + naive_motion_embedding(state, 1.0, 0.0), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(moved[1], plain[1] + naive_motion_embedding(state, 0.1, 0.9), rtol=1e-5, atol=1e-5)
 
 
 @torch.no_grad()
-def test_rows_without_motion_keep_their_embedding_and_rows_follow_flattened_timesteps():
+def test_embed_is_the_network_of_one_intensity():
     net, state = network()
-    e = torch.randn(6, DIM)  # Wan embeds t.flatten(): batch 2 with 3 timesteps each
-    addition = tap(net, MotionIntensity(0.8, 0.2), None)(e)
-    assert torch.equal(addition[3:], torch.zeros(3, DIM))
-    for row in range(3):
-        torch.testing.assert_close(addition[row], naive_motion_embedding(state, 0.8, 0.2), rtol=1e-5, atol=1e-5)
-    with pytest.raises(RuntimeError, match="5 rows for a batch of 2"):
-        tap(net, MotionIntensity(), None)(torch.randn(5, DIM))
+    torch.testing.assert_close(net.embed(MotionIntensity(0.8, 0.2)), naive_motion_embedding(state, 0.8, 0.2), rtol=1e-5, atol=1e-5)
 
 
 @torch.no_grad()

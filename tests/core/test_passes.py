@@ -1,10 +1,7 @@
 import math
 
 import pytest
-import torch
-
 from fantasy_core import PassSettings
-from fantasy_core.passes import audio_scales
 
 
 def test_a_pass_without_settings_is_silent_and_with_audio_changes_only_the_audio():
@@ -17,8 +14,3 @@ def test_a_pass_without_settings_is_silent_and_with_audio_changes_only_the_audio
 def test_non_finite_scales_are_rejected(bad):
     with pytest.raises(ValueError, match="audio_scale must be a finite number"):
         PassSettings(audio_scale=bad)
-
-
-def test_scales_follow_the_rows_in_order():
-    rows = (PassSettings(0.0), PassSettings(2.0), PassSettings(0.5))
-    assert torch.equal(audio_scales(rows), torch.tensor([0.0, 2.0, 0.5]))

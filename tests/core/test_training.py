@@ -7,11 +7,12 @@ import math
 import pytest
 import torch
 from naive_reference import naive_attention
-from test_injection import IMG, setup
+from test_injection import IMG, setup, tapped
 
-from fantasy_core import AudioAdapter, AudioAdapterConfig, AudioBranch, DiTInjection
+from fantasy_core import AudioAdapter, AudioAdapterConfig
 from fantasy_core.audio.adapter import AudioContext, initialise_audio_adapter
 from fantasy_core.audio.windows import compute_audio_windows
+from fantasy_core.dit.injection import branch_terms
 from fantasy_core.modules_file import load_fantasytalking_file
 from fantasy_core.training.config import ConfigError, config_from_dict, load_config
 from fantasy_core.training.draws import DropoutRates, batch_samples, draw
@@ -252,7 +253,7 @@ def test_clip_level_audio_attention_hears_every_token_of_its_own_clip():
     context = adapter.clip_context(features)
     assert context.clip_level and context.tokens.shape == (2, 11, 8) and context.k_lens.tolist() == [11, 11]
     q = torch.randn(2, 20, 16)
-    out = adapter.blocks[0](q, context, 2)
+    out = clip_term(adapter, context, q)
     for b in range(2):
         tokens = adapter.proj_model(features[b])
         expected = naive_attention(q[b], tokens @ adapter.blocks[0].k_proj.weight.T, tokens @ adapter.blocks[0].v_proj.weight.T, 2)
@@ -279,21 +280,31 @@ def test_per_row_contexts_with_some_rows_off_equal_each_row_computed_alone():
     features = torch.randn(3, 30, adapter.config.audio_dim)
     per_row = adapter.clip_context(features)
     scales = torch.tensor([1.0, 0.0, 0.7])
-    with DiTInjection(wan, [AudioBranch(adapter, per_row, scales)]):
+    with tapped(wan, [branch_terms([0, 2], scales, adapter.keys_values(per_row, torch.float32))]):
         mixed = wan.blocks[0].cross_attn(x, context, IMG)
     for b in range(3):
         single = AudioContext(per_row.tokens[b : b + 1], per_row.k_lens[b : b + 1])
-        with DiTInjection(wan, [AudioBranch(adapter, single, scales[b : b + 1])]):
+        rows = [0] if scales[b] else []
+        with tapped(wan, [branch_terms(rows, scales[b : b + 1], adapter.keys_values(single, torch.float32))]):
             alone = wan.blocks[0].cross_attn(x[b : b + 1], context[b : b + 1], IMG)
         torch.testing.assert_close(mixed[b : b + 1], alone, rtol=1e-5, atol=1e-6)
+
+
+def clip_term(adapter, context, q):
+    """What every video token of each row hears of its own clip: the clip-level audio term of block 0 alone."""
+    out = torch.zeros_like(q)
+    term = branch_terms(range(q.shape[0]), torch.ones(q.shape[0]), adapter.keys_values(context, torch.float32))[0]
+    term.add_to(out, q, 2)
+    return out
 
 
 def test_fresh_audio_adapter_adds_nothing_but_learns():
     adapter = initialise_audio_adapter(AudioAdapter(AudioAdapterConfig(audio_dim=6, context_dim=8, model_dim=16, num_blocks=1)))
     context = adapter.clip_context(torch.randn(1, 9, 6))
     q = torch.randn(1, 5, 16)
-    out = adapter.blocks[0](q, context, 2)
+    with torch.no_grad():
+        out = clip_term(adapter, context, q)
     assert torch.equal(out, torch.zeros_like(out))
-    loss = (adapter.blocks[0](q, adapter.clip_context(torch.randn(1, 9, 6)), 2) - 1).pow(2).sum()
+    loss = (clip_term(adapter, adapter.clip_context(torch.randn(1, 9, 6)), q) - 1).pow(2).sum()
     loss.backward()
     assert adapter.blocks[0].v_proj.weight.grad.abs().sum() > 0
