@@ -224,3 +224,21 @@ def test_module_for_another_model_size_is_rejected():
     wan = WanLike()
     with pytest.raises(ModelMismatchError, match="audio adapter has 40 blocks of width 5120 \\(Wan2.1-14B\\).*2 blocks of width 16"):
         check_blocks_fit("audio adapter", 40, 5120, wan.blocks)
+
+
+def test_gradients_through_the_in_place_terms_equal_the_out_of_place_formula():
+    """The trainer's path: the same twins and terms, with autograd through the in-place adds."""
+    wan, adapter, audio, x, context = setup()
+    audio = type(audio)(audio.tokens.detach(), audio.k_lens)  # the projection's own graph is not under test
+    weights = torch.randn(2, x.shape[1], DIM)
+    with tapped(wan, [audio_branch(adapter, audio, 1.0, 0.7)]):
+        (wan.blocks[1].cross_attn(x, context, IMG) * weights).sum().backward()
+    got = [p.grad.clone() for p in (adapter.blocks[1].k_proj.weight, adapter.blocks[1].v_proj.weight, wan.blocks[1].cross_attn.q.weight)]
+    assert all(g.abs().sum() > 0 for g in got)
+    for module in (adapter, wan):
+        module.zero_grad()
+    attn = wan.blocks[1].cross_attn
+    (naive_block_with_audio(attn, adapter.blocks[1], x, context, audio, torch.tensor([1.0, 0.7])) * weights).sum().backward()
+    expected = [p.grad for p in (adapter.blocks[1].k_proj.weight, adapter.blocks[1].v_proj.weight, attn.q.weight)]
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
