@@ -9,6 +9,7 @@ export PYTHONPATH="$pack_dir"
 "$venv/bin/python" benchmarks/bench_identity.py
 "$venv/bin/python" benchmarks/bench_motion.py
 if [ -n "$comfy" ]; then
+  "$venv/bin/python" benchmarks/bench_speed.py
   "$venv/bin/python" benchmarks/bench_comfyui.py
   "$venv/bin/python" benchmarks/bench_long_video.py
   "$venv/bin/python" benchmarks/bench_dataset.py

@@ -11,14 +11,15 @@ import tempfile
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_comfyui_with_pack(comfyui_path: str | None = None) -> dict:
-    """ComfyUI's NODE_CLASS_MAPPINGS (core, extras and this pack), started with --cpu."""
+def load_comfyui_with_pack(comfyui_path: str | None = None, cpu: bool = True, options: tuple[str, ...] = ()) -> dict:
+    """ComfyUI's NODE_CLASS_MAPPINGS (core, extras and this pack), started with --cpu unless ``cpu`` is False (then on
+    the GPU ComfyUI finds) and with ComfyUI's command-line ``options``."""
     comfyui_path = comfyui_path or os.environ.get("COMFYUI_PATH") or os.path.expanduser("~/comfy/ComfyUI")
     sys.path.insert(0, comfyui_path)
     import comfy.options
 
     comfy.options.enable_args_parsing()
-    sys.argv = ["main.py", "--cpu"]
+    sys.argv = ["main.py", *(["--cpu"] if cpu else []), *options]
     import comfy.cli_args  # noqa: F401
     import utils.extra_config  # noqa: F401  (must precede `nodes`, which shadows `utils`)
     import nodes
