@@ -113,8 +113,6 @@ def test_easycache_runs_with_the_audio_patch(comfy_nodes, setup):
                                      end_percent=0.95, verbose=False)[0], setup["positive"], setup["negative"])
     assert torch.isfinite(with_cache).all()
     assert (with_cache - without_audio).abs().max() > 1e-3
-    for block in setup["wan"].model.diffusion_model.blocks:
-        assert not block.cross_attn.norm_q._forward_hooks and not block.cross_attn.o._forward_pre_hooks
 
 
 def test_torch_compile_model_matches_eager(comfy_nodes, setup):
@@ -123,8 +121,25 @@ def test_torch_compile_model_matches_eager(comfy_nodes, setup):
     (compiled,) = run(comfy_nodes, "TorchCompileModel", model=patched, backend="inductor")
     result = denoise_once(compiled, setup["positive"], setup["negative"])
     torch.testing.assert_close(result, eager, rtol=1e-4, atol=1e-4)
-    for block in setup["wan"].model.diffusion_model.blocks:
-        assert not block.cross_attn.norm_q._forward_hooks and not block.cross_attn.o._forward_pre_hooks
+
+
+def test_an_attention_override_changes_wans_attention_only(comfy_nodes, setup):
+    """What SageAttention switches do (KJNodes' Patch Sage Attention sets ComfyUI's optimized_attention_override; the
+    --use-sage-attention flag swaps the function it wraps): Wan's own attention goes through it, the pack's branch
+    attention (torch SDPA) never does, and a faithful override leaves the result as it was."""
+    patched = apply(comfy_nodes, setup, setup["wan"])
+    reference = denoise_once(patched, setup["positive"], setup["negative"])
+    shapes = []
+
+    def override(func, *args, **kwargs):
+        shapes.append(tuple(args[0].shape))
+        return func(*args, **kwargs)
+
+    overridden = patched.clone()
+    overridden.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = override
+    assert torch.equal(denoise_once(overridden, setup["positive"], setup["negative"]), reference)
+    blocks = len(setup["wan"].model.diffusion_model.blocks)
+    assert len(shapes) == 3 * blocks  # one call at cfg 1: self-attention, text and image cross-attention per block
 
 
 @pytest.mark.parametrize("frames, kept_for_the_run", [(21, True), (129, False)])
@@ -166,3 +181,20 @@ def test_context_windows_get_their_own_slice_of_the_whole_track_windows(comfy_no
         torch.testing.assert_close(call.audio_keys, whole_keys[:, frames], rtol=1e-6, atol=1e-6)
         covered.update(frames)
     assert covered == set(range(latent)) and len(recorder.calls) >= 2
+
+
+def test_fp8_weights_give_keys_in_the_compute_dtype(comfy_nodes, setup, model_files):
+    """fp8 Wan weights (manual casting) and fp8 module weights: the run's keys and values are made once in the dtype
+    Wan computes in, never in fp8, and the audio still changes the result."""
+    import comfy.sd
+
+    wan8 = comfy.sd.load_diffusion_model(model_files["wan"], model_options={"dtype": torch.float8_e4m3fn})
+    compute = wan8.model.manual_cast_dtype or wan8.model.get_dtype()
+    assert wan8.model.diffusion_model.blocks[0].cross_attn.q.weight.dtype == torch.float8_e4m3fn and compute != torch.float8_e4m3fn
+    (adapter8,) = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="fantasytalking_tiny.ckpt", weight_dtype="fp8_e4m3fn")
+    patched = run(comfy_nodes, "FantasyTalkingApply", model=wan8, fantasytalking_model=adapter8, audio_embeds=setup["embeds"], audio_scale=1.0,
+                  positive=setup["positive"], negative=setup["negative"])[0]
+    recorder = CallRecorder()
+    voiced = denoise_once(recorder.attach(patched), setup["positive"], setup["negative"], cfg=3.0)
+    assert torch.isfinite(voiced).all() and recorder.calls[0].audio_keys.dtype == compute
+    assert (voiced - denoise_once(wan8, setup["positive"], setup["negative"], cfg=3.0)).abs().max() > 1e-3
