@@ -216,14 +216,19 @@ class Injection:
 
     def install(self, dit: nn.Module) -> Callable[[], None]:
         """Puts the twins into ``dit`` directly (the trainer); returns what puts the originals back."""
+
+        def put(path: str, module: nn.Module) -> None:
+            parent, _, name = path.rpartition(".")
+            setattr(dit.get_submodule(parent), name, module)
+
         twins = self.twins(lambda path: dit.get_submodule(path))
         replaced = {path: dit.get_submodule(path) for path in twins}
         for path, twin in twins.items():
-            dit.set_submodule(path, twin)
+            put(path, twin)
 
         def remove() -> None:
             for path, module in replaced.items():
-                dit.set_submodule(path, module)
+                put(path, module)
 
         return remove
 

@@ -1,7 +1,7 @@
 """The motion-intensity modulation network (paper Sec. 3.4): MLP layers, a ResNet layer and average pooling turn
-(ω_l, ω_b) into an embedding of Wan's time-embedding width, added to the time embedding ``e`` (the injection layer's
-time-embedding tap, ``fantasy_core.dit.injection``). ``e`` feeds every
-block's six modulation vectors (through ``time_projection``) and the head, so the motion embedding reaches both.
+(ω_l, ω_b) into an embedding of Wan's time-embedding width, added to the time embedding ``e`` by the injection layer
+(``fantasy_core.dit.injection``). ``e`` feeds every block's six modulation vectors (through ``time_projection``) and
+the head, so the motion embedding reaches both.
 
 Structure (our reading of the paper's one sentence): each ω is its own token, embedded by its own MLP (ω_l and ω_b are
 different quantities); one residual MLP layer refines each token; the two tokens are averaged; a last linear
