@@ -1,8 +1,8 @@
 """FantasyTalking in pure PyTorch (no ComfyUI imports), one package per modality:
 
 - ``audio/``: voice track preparation, wav2vec2 chunking, official windows, the audio adapter and its files;
-- ``dit/``: what every modality shares inside Wan's DiT: the injection layer (twins of Wan's cross-attention and time
-  embedding that add the modalities' terms), its attention and casting layers;
+- ``dit/``: what every modality shares inside Wan's DiT: the injection layer (twins of layers of Wan's cross-attention
+  and time embedding that add the modalities' terms), its attention and casting layers;
 - ``sampling_run``: what stays constant while a patched model samples (keys, values, embeddings), made once per run;
 - ``frames``: frame arithmetic (4k+1 videos, latent <-> video frames); ``passes``: what each sampling pass hears;
   ``guidance``: guidance schedule and sigmas; ``long_video``: segment planning and blending.

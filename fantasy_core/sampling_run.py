@@ -11,6 +11,9 @@ compute dtype, outside any compiled code; each model call then only looks up wha
 * The motion embedding of each (ω_l, ω_b) a pass asks for.
 * Per call layout (which rows get which term, the frames' window lengths, the scales as a device tensor), keyed by the
   call's pass settings and frames, so a step's calls repeat the first call's objects.
+
+``prepare`` makes the keys and values when the run starts: ComfyUI then loads the models for sampling knowing that this
+memory is taken.
 """
 
 from __future__ import annotations
@@ -65,8 +68,17 @@ class SamplingRun:
         self._audio: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._identity: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._motion: dict[MotionIntensity, torch.Tensor] = {}
-        self._scales: dict[tuple[float, ...], torch.Tensor] = {}
+        self._scales: dict[tuple[str, tuple[float, ...]], torch.Tensor] = {}
         self._calls: dict[tuple, Call] = {}
+
+    @torch.no_grad()
+    def prepare(self) -> None:
+        """Makes what the run keeps now (rather than on its first call): the audio keys and values of every frame when
+        they are kept, and the identity's."""
+        if self.cache_audio:
+            self._audio_for((0,))
+        if self.inputs.face is not None:
+            self._identity_keys_values()
 
     def matches(self, device: torch.device, dtype: torch.dtype) -> bool:
         return (self.device, self.dtype) == (torch.device(device), dtype)
@@ -96,9 +108,9 @@ class SamplingRun:
         branches = []
         if hears:
             groups = frame_groups(self.inputs.audio.windows.k_lens[list(frames)].tolist())
-            branches.append(branch_terms(hears, self._scales_of(row.audio_scale for row in rows), self._audio_for(key[1]), groups))
+            branches.append(branch_terms(hears, self._scales_of("audio", (row.audio_scale for row in rows)), self._audio_for(key[1]), groups))
         if sees:
-            branches.append(branch_terms(sees, self._scales_of(row.identity_scale for row in rows), self._identity_keys_values()))
+            branches.append(branch_terms(sees, self._scales_of("identity", (row.identity_scale for row in rows)), self._identity_keys_values()))
         addition = None
         if self.inputs.motion is not None:
             addition = torch.stack([self._motion_of(row.motion or self.inputs.default_motion) for row in rows])
@@ -107,11 +119,13 @@ class SamplingRun:
             self._calls[key] = call
         return call
 
-    def _scales_of(self, values) -> torch.Tensor:
-        values = tuple(values)
-        if values not in self._scales:
-            self._scales[values] = torch.tensor(values, dtype=self.dtype, device=self.device)
-        return self._scales[values]
+    def _scales_of(self, branch: str, values) -> torch.Tensor:
+        # one tensor per branch: equal audio and identity scales in one tensor would make torch.compile guard on the
+        # two being the same object, and recompile when they are not
+        key = (branch, tuple(values))
+        if key not in self._scales:
+            self._scales[key] = torch.tensor(key[1], dtype=self.dtype, device=self.device)
+        return self._scales[key]
 
     def _audio_for(self, frames: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         adapter, audio = self.inputs.adapter, self.inputs.audio

@@ -36,6 +36,7 @@ class TrainingStep(nn.Module):
         dit = wan.dit
         self.injection = Injection(len(dit.blocks), dit.blocks[0].cross_attn.num_heads)
         self.injection.install(dit)  # for the process: the twins add nothing between steps
+        self._undo = None
 
     def branches(self, batch: dict, draws: SampleDraws, device) -> tuple[list, torch.Tensor | None]:
         """Each module's terms for this step (rows whose draw drops a modality do not get it) and the motion addition."""
@@ -68,7 +69,8 @@ class TrainingStep(nn.Module):
         noise = draws.noise.to(device)
         x_t = noisy_latents(x0, noise, draws.sigma.to(device))
         branches, addition = self.branches(batch, draws, device)
-        self.injection.set_call(branches, addition)
+        self.release()
+        self._undo = self.injection.set_call(branches, addition)
         prediction = self.wan.prediction(x_t, draws.sigma, batch, draws.drop_reference, draws.drop_prompt, self.gradient_checkpointing)
         lip_mask = batch["lip_mask"].to(device) if self.stage == 2 else None
         losses, used = row_losses(prediction, velocity_target(x0, noise), lip_mask, draws.lip_loss, self.lip_loss)
@@ -81,7 +83,9 @@ class TrainingStep(nn.Module):
         return sum(p.sum() for p in self.trainable.parameters() if p.requires_grad) * 0.0
 
     def release(self) -> None:
-        self.injection.clear()
+        if self._undo is not None:
+            self._undo()
+            self._undo = None
 
     @contextmanager
     def installed(self):

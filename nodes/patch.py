@@ -2,15 +2,17 @@
 
 ``FantasyTalkingPatch.apply`` clones the ModelPatcher and adds, all owned by the clone:
 
-* **object patches**: the injection layer's twins (``fantasy_core.dit.injection``) at every block's ``cross_attn`` and
-  at ``time_embedding``. Wan's own code runs; the twins are new module objects, so torch.compile (the whole model, as
-  core TorchCompileModel does, or block by block) traces them and never reuses a graph traced without them;
+* **object patches**: the injection layer's twins (``fantasy_core.dit.injection``) at every block's
+  ``cross_attn.norm_q`` and ``cross_attn.o`` and at the time embedding's last layer. Wan's own code runs; the twins
+  are new module objects sharing the real layers' state, so torch.compile (the whole model, as core TorchCompileModel
+  does, or block by block) traces them and never reuses a graph traced without them;
 * an **APPLY_MODEL wrapper** (per model call, outside any compiled region): reads every batch row's ``PassSettings``
   (carried by the row's conditioning, see ``passes.py``) and the call's latent frames (a core context window's own
   frames, ``transformer_options["context_window"]``), then tells the twins what this call adds;
-* an **OUTER_SAMPLE wrapper** (per sampling run): scopes the run's constants (``fantasy_core.sampling_run``): the audio
-  and identity keys and values of every block and the motion embeddings, computed on the first call of the run and
-  dropped when it ends. The modules' weights are only read then, so they need not stay on the GPU while sampling.
+* an **OUTER_SAMPLE wrapper** (per sampling run): makes the run's constants (``fantasy_core.sampling_run``): the audio
+  and identity keys and values of every block (and, on first use, each motion embedding), before ComfyUI loads the
+  models for sampling, and drops them when the run ends. The modules' weights are only read then, so they need not be
+  on the GPU while sampling.
 
 Nothing is stored in ``model_options``, so later ``clone()`` calls never copy the modules.
 """
@@ -212,16 +214,21 @@ class FantasyTalkingPatch:
             if self._in_run:
                 self._run = run
         call = run.call(rows, self._frames_for(x.shape[2], transformer_options))
-        self.injection.set_call(call.branches, call.time_addition)
+        undo = self.injection.set_call(call.branches, call.time_addition)
         try:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         finally:
-            self.injection.clear()
+            undo()
 
     def per_run(self, executor, *args, **kwargs):
-        """OUTER_SAMPLE wrapper: the run's constants live from its first model call to its end."""
+        """OUTER_SAMPLE wrapper: the run's constants are made before ComfyUI loads the models for sampling (so its
+        memory accounting sees them) and dropped when the run ends."""
+        patcher = executor.class_obj.model_patcher
+        base = patcher.model
+        run = SamplingRun(self.run_inputs(), patcher.load_device, base.manual_cast_dtype or base.get_dtype())
+        run.prepare()
         scope = self._in_run, self._run
-        self._in_run, self._run = True, None
+        self._in_run, self._run = True, run
         try:
             return executor(*args, **kwargs)
         finally:

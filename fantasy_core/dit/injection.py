@@ -8,17 +8,19 @@ Two kinds of tap:
 * **A time-embedding term.** Added to Wan's time embedding ``e``, which feeds both the blocks' modulation (through
   ``time_projection``) and the head (motion).
 
-The taps are *twins*: new module objects standing where Wan's ``blocks[i].cross_attn`` and ``time_embedding`` stand
-(ComfyUI puts them there as object patches; the trainer sets them itself). A twin is a copy of the original module
-whose class is a subclass of the original's: Wan's own ``forward`` runs unchanged. The cross-attention twin holds its
-own children table, in which ``norm_q`` and ``o`` are twins as well; these share the real layers' whole state (the
-same ``__dict__``: weights, ComfyUI's casting and low-VRAM flags), so LoRA, fp8, casting and streaming see the real
-layers, and every module keeps its name. Because the twins are new objects of new classes, torch.compile guards on
+The taps are *twins* of three layers: every block's ``cross_attn.norm_q`` and ``cross_attn.o`` and the last layer of
+``time_embedding`` (ComfyUI puts them in place as object patches; the trainer sets them itself). A twin is a new object
+of a subclass of the layer's class that shares the real layer's whole state (the same ``__dict__``: weights, LoRA
+patches, ComfyUI's casting and low-VRAM flags), so the layer's own ``forward`` runs on the real weights and every module
+keeps its name. Everything around them is Wan's (or another node's: a replaced cross-attention ``forward`` that calls
+``norm_q`` and ``o`` still gets the terms). Because the twins are new objects of new classes, torch.compile guards on
 them: a graph traced without FantasyTalking is never reused with it, whether the whole model or each block was
 compiled, and before or after FantasyTalking was applied. No hooks are registered.
 
 What a call adds is decided on the host before the call (``Injection.set_call``): per block a tuple of terms and for
-the time embedding one addition; the twins only read them. A twin with nothing to add runs exactly Wan's operations.
+the time embedding one addition, left in the twins' shared state for the span of that call only (so two patched
+clones of one model never see each other's); the twins only read them. A twin with nothing to add runs exactly the
+layer's operations.
 """
 
 from __future__ import annotations
@@ -31,8 +33,7 @@ from torch import nn
 
 from .attention import FrameGroup, add_attention_, add_frame_attention_
 
-TAP = "_fantasytalking_tap"
-ORIGINAL = "_fantasytalking_original"
+TAP = "_fantasytalking_tap"  # in a twin's shared state for the span of one call: what it adds
 
 
 class ModelMismatchError(ValueError):
@@ -83,7 +84,7 @@ def branch_terms(rows: Sequence[int], scales: torch.Tensor, keys_values: Sequenc
 
 
 class BlockTap:
-    """What one block's cross-attention adds during the current call (set on the host), and its query in between."""
+    """What one block's cross-attention adds during the current call, and its query between norm_q and o."""
 
     def __init__(self, num_heads: int):
         self.num_heads = num_heads
@@ -98,28 +99,10 @@ class TimeTap:
         self.addition: torch.Tensor | None = None
 
 
-class _Current:
-    """The block whose cross-attention is running: set by its twin for the span of its forward, read by the twins of
-    its norm_q and o (which share the real layers' state, so they hold nothing of their own)."""
-
-    tap: BlockTap | None = None
-
-
-_current = _Current()
-
-
-class _CrossAttentionTwin:
-    def forward(self, *args, **kwargs):
-        _current.tap = self.__dict__[TAP]
-        out = super().forward(*args, **kwargs)
-        _current.tap = None
-        return out
-
-
 class _QueryTwin:
     def forward(self, *args, **kwargs):
         q = super().forward(*args, **kwargs)
-        tap = _current.tap
+        tap = self.__dict__.get(TAP)
         if tap is not None and tap.terms:
             tap.query = q
         return q
@@ -127,13 +110,14 @@ class _QueryTwin:
 
 class _OutputTwin:
     def forward(self, hidden, *args, **kwargs):
-        tap = _current.tap
+        tap = self.__dict__.get(TAP)
         if tap is not None and tap.terms:
             q, tap.query = tap.query, None
             if q is None:
                 raise RuntimeError(
-                    "FantasyTalking: a cross-attention output ran without its query; another patch replaced Wan's "
-                    "cross-attention. Remove that patch or apply FantasyTalking after it."
+                    "FantasyTalking: a cross-attention output ran without its query: a patch replaced Wan's "
+                    "cross-attention with code that does not call its norm_q, so FantasyTalking cannot add its terms. "
+                    "Remove that patch."
                 )
             # ``hidden`` is x_text + x_image, a temporary only o reads: the terms are added into it in place.
             for term in tap.terms:
@@ -144,10 +128,10 @@ class _OutputTwin:
 class _TimeEmbeddingTwin:
     def forward(self, *args, **kwargs):
         e = super().forward(*args, **kwargs)
-        addition = self.__dict__[TAP].addition
-        if addition is None:
+        tap = self.__dict__.get(TAP)
+        if tap is None or tap.addition is None:
             return e
-        rows = addition.shape[0]
+        addition, rows = tap.addition, tap.addition.shape[0]
         if e.shape[0] % rows:
             raise RuntimeError(f"FantasyTalking motion: a time embedding of {e.shape[0]} rows for a batch of {rows}.")
         if e.shape[0] != rows:  # Wan embeds t.flatten(): per-token timesteps keep the rows in order
@@ -155,75 +139,62 @@ class _TimeEmbeddingTwin:
         return e + addition.to(e.dtype)
 
 
-_twin_classes: dict[tuple[type, type], type] = {}
+_TWIN = "_fantasytalking_twin"  # marks a twin class, and on a layer class holds its twins (they live as long as it)
 
 
-def _twin_class(mixin: type, cls: type) -> type:
-    key = (mixin, cls)
-    if key not in _twin_classes:
-        _twin_classes[key] = type(f"FantasyTalking{cls.__name__}", (mixin, cls), {"__module__": __name__})
-    return _twin_classes[key]
-
-
-def _shared_twin(layer: nn.Module, mixin: type) -> nn.Module:
-    """A new object of a subclass of the layer's class, with the layer's own ``__dict__`` (not a copy)."""
-    twin = object.__new__(_twin_class(mixin, type(layer)))
+def twin_of(layer: nn.Module, mixin: type) -> nn.Module:
+    """A new object of a subclass of the layer's class with the layer's own ``__dict__`` (not a copy). A twin of a twin
+    is a twin of the same real layer."""
+    cls = type(layer)
+    if cls.__dict__.get(_TWIN) is True:
+        cls = cls.__bases__[-1]
+    twins = cls.__dict__.get(_TWIN)
+    if twins is None:
+        twins = {}
+        setattr(cls, _TWIN, twins)
+    if mixin not in twins:
+        twins[mixin] = type(f"FantasyTalking{cls.__name__}", (mixin, cls), {"__module__": __name__, _TWIN: True})
+    twin = object.__new__(twins[mixin])
     twin.__dict__ = layer.__dict__
     return twin
 
 
-def original_of(module: nn.Module) -> nn.Module:
-    """The module a twin stands for (the module itself when it is not a twin)."""
-    return module.__dict__.get(ORIGINAL, module)
-
-
-def _own_twin(module: nn.Module, mixin: type, tap) -> nn.Module:
-    """A new object of a subclass of the module's class, with a copy of its ``__dict__`` holding the tap."""
-    original = original_of(module)
-    twin = object.__new__(_twin_class(mixin, type(original)))
-    twin.__dict__.update(original.__dict__)
-    twin.__dict__[TAP], twin.__dict__[ORIGINAL] = tap, original
-    return twin
-
-
-def cross_attention_twin(cross_attn: nn.Module, tap: BlockTap) -> nn.Module:
-    twin = _own_twin(cross_attn, _CrossAttentionTwin, tap)
-    children = dict(twin._modules)  # the twin's own table: the original keeps its real norm_q and o
-    children["norm_q"] = _shared_twin(children["norm_q"], _QueryTwin)
-    children["o"] = _shared_twin(children["o"], _OutputTwin)
-    twin.__dict__["_modules"] = children
-    return twin
-
-
-def time_embedding_twin(time_embedding: nn.Module, tap: TimeTap) -> nn.Module:
-    return _own_twin(time_embedding, _TimeEmbeddingTwin, tap)
+def is_twin(module: nn.Module) -> bool:
+    return type(module).__dict__.get(_TWIN) is True
 
 
 class Injection:
     """The taps of one Wan DiT and what they add during the current call."""
 
-    def __init__(self, num_blocks: int, num_heads: int):
+    def __init__(self, num_blocks: int, num_heads: int, time_layer: str = "2"):
         self.blocks = [BlockTap(num_heads) for _ in range(num_blocks)]
         self.time = TimeTap()
+        self.time_path = f"time_embedding.{time_layer}"  # the last layer of Wan's time embedding (Linear, SiLU, Linear)
+        self._states: list[tuple[dict, object]] = []  # (a twin's shared state, the tap it gets during a call)
 
     def twins(self, module_at: Callable[[str], nn.Module]) -> dict[str, nn.Module]:
-        """The twin for every tapped path of the DiT (``blocks.{i}.cross_attn``, ``time_embedding``), made from
-        ``module_at(path)``: what stands at that path now (a previous FantasyTalking twin is replaced, not wrapped)."""
-        twins = {f"blocks.{i}.cross_attn": cross_attention_twin(module_at(f"blocks.{i}.cross_attn"), tap)
-                 for i, tap in enumerate(self.blocks)}
-        twins["time_embedding"] = time_embedding_twin(module_at("time_embedding"), self.time)
+        """The twin for every tapped path of the DiT (``blocks.{i}.cross_attn.norm_q`` and ``.o``, the time embedding's
+        last layer), made from ``module_at(path)``: what stands at that path now."""
+        twins, self._states = {}, []
+        for index, tap in enumerate(self.blocks):
+            for name, mixin in (("norm_q", _QueryTwin), ("o", _OutputTwin)):
+                path = f"blocks.{index}.cross_attn.{name}"
+                twins[path] = twin_of(module_at(path), mixin)
+                self._states.append((twins[path].__dict__, tap))
+        twins[self.time_path] = twin_of(module_at(self.time_path), _TimeEmbeddingTwin)
+        self._states.append((twins[self.time_path].__dict__, self.time))
         return twins
 
     def install(self, dit: nn.Module) -> Callable[[], None]:
-        """Puts the twins into ``dit`` directly (the trainer); returns what puts the originals back."""
+        """Puts the twins into ``dit`` directly (the trainer); returns what puts the real layers back."""
 
         def put(path: str, module: nn.Module) -> None:
             parent, _, name = path.rpartition(".")
             setattr(dit.get_submodule(parent), name, module)
 
-        twins = self.twins(lambda path: dit.get_submodule(path))
-        replaced = {path: dit.get_submodule(path) for path in twins}
-        for path, twin in twins.items():
+        replaced = {}
+        for path, twin in self.twins(lambda path: dit.get_submodule(path)).items():
+            replaced[path] = dit.get_submodule(path)
             put(path, twin)
 
         def remove() -> None:
@@ -232,17 +203,31 @@ class Injection:
 
         return remove
 
-    def set_call(self, branches: Sequence[Sequence[CrossAttentionTerm]], time_addition: torch.Tensor | None = None) -> None:
+    def set_call(self, branches: Sequence[Sequence[CrossAttentionTerm]], time_addition: torch.Tensor | None = None) -> Callable[[], None]:
         """What the next model call adds: each branch's terms (one per block, from ``branch_terms``; a branch that no
-        row gets is left out), and [B, D] for the time embedding (or None)."""
+        row gets is left out), and [B, D] for the time embedding (or None). Returns what undoes it (restoring a call
+        this one runs inside, if any)."""
         for terms in branches:
             if len(terms) != len(self.blocks):
                 raise RuntimeError(f"FantasyTalking: terms for {len(terms)} blocks, but the model has {len(self.blocks)}.")
+        if not self._states:
+            raise RuntimeError("FantasyTalking: the injection has no twins yet (twins() or install() first).")
+        saved = [(tap, tap.terms, tap.query) for tap in self.blocks], self.time.addition, [state.get(TAP) for state, _ in self._states]
         for index, tap in enumerate(self.blocks):
             tap.terms, tap.query = tuple(terms[index] for terms in branches if terms[index].rows), None
         self.time.addition = time_addition
+        for state, tap in self._states:
+            state[TAP] = tap
 
-    def clear(self) -> None:
-        for tap in self.blocks:
-            tap.terms, tap.query = (), None
-        self.time.addition = None
+        def undo() -> None:
+            taps, addition, states = saved
+            for tap, terms, query in taps:
+                tap.terms, tap.query = terms, query
+            self.time.addition = addition
+            for (state, _), previous in zip(self._states, states):
+                if previous is None:
+                    state.pop(TAP, None)
+                else:
+                    state[TAP] = previous
+
+        return undo

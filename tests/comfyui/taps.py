@@ -39,7 +39,7 @@ class CallRecorder:
 
     def __call__(self, executor, x, *args, **kwargs):
         wan = executor.class_obj
-        block, time = wan.blocks[0].cross_attn.__dict__.get(TAP), wan.time_embedding.__dict__.get(TAP)
+        block, time = wan.blocks[0].cross_attn.o.__dict__.get(TAP), wan.time_embedding[-1].__dict__.get(TAP)
         audio, identity, keys = [0.0] * x.shape[0], [0.0] * x.shape[0], None
         for term in block.terms if block is not None else ():
             target = audio if term.frame_groups is not None else identity

@@ -113,14 +113,19 @@ def test_torch_compile_model_compiles_once_never_drops_a_modality_and_equals_eag
 
 
 def test_a_changed_scale_or_intensity_is_no_new_graph(comfy_nodes, talk):
-    """The pass settings are data: another audio scale, identity scale or ω uses the graph already compiled."""
+    """The pass settings are data: another audio scale, identity scale or ω uses the graph already compiled (also when
+    the first call's audio and identity scales happened to be alike, (0.5, 0) for both)."""
+    def settings(conditioning, audio, identity, **motion):
+        return run(comfy_nodes, "FantasyTalkingConditioningSettings", conditioning=conditioning, audio_scale=audio, identity_scale=identity,
+                   **motion)[0]
+
     counter = GraphCounter()
     model, heard, silent = patched(comfy_nodes, talk)
+    heard, silent = settings(heard, 0.5, 0.5), settings(silent, 0.0, 0.0)
     compiled = compile_whole(model, counter)
-    sample(compiled, heard, silent)
+    assert torch.equal(sample(compiled, heard, silent), sample(model, heard, silent))
     graphs = len(counter.graphs)
-    louder = run(comfy_nodes, "FantasyTalkingConditioningSettings", conditioning=heard, audio_scale=2.5, identity_scale=0.9,
-                 motion=MotionIntensity(0.2, 0.9))[0]
+    louder = settings(heard, 2.5, 0.9, motion=MotionIntensity(0.2, 0.9))
     eager = sample(model, louder, silent)
     assert torch.equal(sample(compiled, louder, silent), eager)
     assert len(counter.graphs) == graphs

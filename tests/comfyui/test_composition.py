@@ -198,3 +198,60 @@ def test_fp8_weights_give_keys_in_the_compute_dtype(comfy_nodes, setup, model_fi
     voiced = denoise_once(recorder.attach(patched), setup["positive"], setup["negative"], cfg=3.0)
     assert torch.isfinite(voiced).all() and recorder.calls[0].audio_keys.dtype == compute
     assert (voiced - denoise_once(wan8, setup["positive"], setup["negative"], cfg=3.0)).abs().max() > 1e-3
+
+
+def test_another_nodes_cross_attention_patch_composes_in_either_order(comfy_nodes, setup):
+    """Nodes such as KJNodes' WanVideoNAG replace every block's cross-attention forward with an object patch whose code
+    still calls norm_q and o. FantasyTalking's terms reach o in either order, and nothing stays on the base model."""
+    import types
+
+    import comfy.ldm.wan.model
+
+    ran = []
+
+    def other_node(model):
+        patched = model.clone()
+        for index in range(len(model.get_model_object("diffusion_model.blocks"))):
+            attn = model.get_model_object(f"diffusion_model.blocks.{index}.cross_attn")
+
+            def forward(self, *args, **kwargs):
+                ran.append(1)
+                return comfy.ldm.wan.model.WanI2VCrossAttention.forward(self, *args, **kwargs)
+
+            patched.add_object_patch(f"diffusion_model.blocks.{index}.cross_attn.forward", types.MethodType(forward, attn))
+        return patched
+
+    positive, negative = setup["positive"], setup["negative"]
+    plain = denoise_once(setup["wan"], positive, negative)
+    expected = denoise_once(apply(comfy_nodes, setup, setup["wan"]), positive, negative)
+    assert (expected - plain).abs().max() > 1e-3
+    for model in (apply(comfy_nodes, setup, other_node(setup["wan"])), other_node(apply(comfy_nodes, setup, setup["wan"]))):
+        ran.clear()
+        assert torch.equal(denoise_once(model, positive, negative), expected)
+        assert ran  # the other node's forward ran too
+        ran.clear()
+        assert torch.equal(denoise_once(model, positive, negative), expected)  # and again, in a second run
+    assert torch.equal(denoise_once(setup["wan"], positive, negative), plain)
+    # ComfyUI restores a patched forward as the bound original; what stands there now is Wan's own
+    assert all(block.cross_attn.forward.__func__ is comfy.ldm.wan.model.WanI2VCrossAttention.forward
+               for block in setup["wan"].model.diffusion_model.blocks)
+
+
+def test_the_runs_keys_exist_before_comfyui_loads_the_model_for_sampling(comfy_nodes, setup, monkeypatch):
+    """So ComfyUI's memory accounting, which reads the device's free memory when it loads, sees them."""
+    import comfy.model_management
+    import comfy.patcher_extension
+
+    patched = apply(comfy_nodes, setup, setup["wan"])
+    (wrapper,) = patched.get_wrappers(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "fantasytalking")
+    patch, seen = wrapper.__self__, []
+    load = comfy.model_management.load_models_gpu
+
+    def spy(models, *args, **kwargs):
+        seen.append(patch._run is not None and patch._run.cached_bytes() > 0)
+        return load(models, *args, **kwargs)
+
+    monkeypatch.setattr(comfy.model_management, "load_models_gpu", spy)
+    denoise_once(patched, setup["positive"], setup["negative"])
+    assert seen and all(seen)
+    assert patch._run is None  # dropped when the run ended

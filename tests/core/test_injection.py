@@ -9,7 +9,7 @@ from fantasy_core import AudioAdapter, AudioAdapterConfig, Injection, ModelMisma
 from fantasy_core.audio.windows import compute_audio_windows
 from fantasy_core.dit import attention
 from fantasy_core.dit.attention import frame_groups
-from fantasy_core.dit.injection import ORIGINAL, branch_terms, check_blocks_fit, original_of
+from fantasy_core.dit.injection import TAP, branch_terms, check_blocks_fit
 
 DIM, HEADS, FRAMES, PER_FRAME, TXT, IMG = 16, 2, 3, 4, 6, 5
 
@@ -94,10 +94,11 @@ def tapped(wan, branches=(), time_addition=None):
     """The injection layer's twins in ``wan`` with these terms set, as for one model call; the originals back afterwards."""
     injection = Injection(len(wan.blocks), HEADS)
     remove = injection.install(wan)
-    injection.set_call(list(branches), time_addition)
+    undo = injection.set_call(list(branches), time_addition)
     try:
         yield injection
     finally:
+        undo()
         remove()
 
 
@@ -118,12 +119,12 @@ def test_twins_with_nothing_to_add_are_exactly_the_model():
     plain_e = wan.time_embedding(t)
     with tapped(wan, [audio_branch(adapter, audio, 0.0, 0.0)]) as injection:
         assert all(not tap.terms for tap in injection.blocks)  # a branch no row gets is left out
-        assert type(wan.blocks[0].cross_attn) is not WanLikeI2VCrossAttention
+        assert type(wan.blocks[0].cross_attn.o) is not nn.Linear
         assert torch.equal(wan.blocks[0].cross_attn(x, context, IMG), plain)
         assert torch.equal(wan.time_embedding(t), plain_e)
-        injection.set_call([audio_branch(adapter, audio, 1.0, 1.0)])
+        undo = injection.set_call([audio_branch(adapter, audio, 1.0, 1.0)])  # a call inside the call
         voiced = wan.blocks[0].cross_attn(x, context, IMG)
-        injection.clear()
+        undo()  # the outer call's (empty) terms are back
         assert torch.equal(wan.blocks[0].cross_attn(x, context, IMG), plain)
     assert (voiced - plain).abs().max() > 1e-3
 
@@ -167,13 +168,14 @@ def test_time_embedding_gets_each_rows_addition_and_none_is_exact():
     wan, _, _, _, _ = setup()
     t = torch.randn(2, DIM)
     plain = wan.time_embedding(t)
+    per_token = torch.randn(6, DIM)  # Wan embeds t.flatten(): three timesteps per row, rows in order
+    plain_per_token = wan.time_embedding(per_token)
     with tapped(wan, time_addition=torch.zeros(2, DIM)):
         assert torch.equal(wan.time_embedding(t), plain)
     shift = torch.randn(2, DIM)
     with tapped(wan, time_addition=shift):
         torch.testing.assert_close(wan.time_embedding(t), plain + shift)
-        per_token = torch.randn(6, DIM)  # Wan embeds t.flatten(): three timesteps per row, rows in order
-        torch.testing.assert_close(wan.time_embedding(per_token), wan.time_embedding.__dict__[ORIGINAL](per_token) + shift.repeat_interleave(3, 0))
+        torch.testing.assert_close(wan.time_embedding(per_token), plain_per_token + shift.repeat_interleave(3, 0))
         with pytest.raises(RuntimeError, match="time embedding of 5 rows for a batch of 2"):
             wan.time_embedding(torch.randn(5, DIM))
 
@@ -187,37 +189,31 @@ def test_twins_keep_every_name_and_share_the_real_layers_state():
         attn = wan.blocks[0].cross_attn
         assert [name for name, _ in wan.named_modules()] == names
         assert all(p is parameters[name] for name, p in wan.named_parameters())
-        assert attn is not real_attn and attn.o is not real_o and original_of(attn) is real_attn
+        assert attn is real_attn and attn.o is not real_o  # only the layers are twins; Wan's cross-attention stays
         assert attn.o.__dict__ is real_o.__dict__  # ComfyUI's casting and low-VRAM flags set on one are on the other
         attn.o.comfy_cast_weights = True
         assert real_o.comfy_cast_weights
-        assert real_attn.o is real_o and type(real_o) is nn.Linear  # the original itself is untouched
-    assert wan.blocks[0].cross_attn is real_attn and wan.time_embedding.__class__ is nn.Sequential
+        assert type(real_o) is nn.Linear  # the real layer itself is untouched
+    assert wan.blocks[0].cross_attn.o is real_o and type(wan.time_embedding[2]) is nn.Linear
+    assert TAP not in real_o.__dict__  # nothing of a call stays in the layers' state
 
 
-def test_a_twin_is_made_from_the_original_never_from_another_twin():
+def test_a_twin_is_made_from_the_real_layer_never_from_another_twin():
     wan, _, _, _, _ = setup()
-    first = Injection(2, HEADS)
-    remove = first.install(wan)
+    remove = Injection(2, HEADS).install(wan)
     second = Injection(2, HEADS).twins(lambda path: wan.get_submodule(path))
-    assert type(second["blocks.0.cross_attn"]).__bases__[1] is WanLikeI2VCrossAttention  # not a twin of a twin
-    assert original_of(second["blocks.0.cross_attn"]) is original_of(wan.blocks[0].cross_attn)
+    twin = second["blocks.0.cross_attn.o"]
+    assert type(twin).__bases__ == (type(twin).__bases__[0], nn.Linear)  # not a twin of a twin
+    assert twin.__dict__ is wan.blocks[0].cross_attn.o.__dict__
     remove()
 
 
 @torch.no_grad()
 def test_output_projection_without_query_is_an_error_not_a_silent_skip():
     wan, adapter, audio, x, context = setup()
-    with tapped(wan, [audio_branch(adapter, audio, 1.0, 1.0)]) as injection:
-        tap = injection.blocks[0]
-        import fantasy_core.dit.injection as injection_module
-
-        injection_module._current.tap = tap
-        try:
-            with pytest.raises(RuntimeError, match="ran without its query"):
-                wan.blocks[0].cross_attn.o(x)
-        finally:
-            injection_module._current.tap = None
+    with tapped(wan, [audio_branch(adapter, audio, 1.0, 1.0)]):
+        with pytest.raises(RuntimeError, match="ran without its query"):
+            wan.blocks[0].cross_attn.o(x)
 
 
 def test_module_for_another_model_size_is_rejected():

@@ -113,10 +113,12 @@ def test_a_track_too_long_to_cache_gets_each_calls_keys_computed_for_its_frames(
 def test_the_run_knows_what_it_holds():
     run = SamplingRun(inputs(), torch.device("cpu"), torch.float32)
     assert run.cached_bytes() == 0
-    run.call((HEARD, SILENT), range(7))
+    run.prepare()  # at the run's start, before the model is loaded
     windows = run.inputs.audio.windows
     audio = 2 * SMALL_IDENTITY.num_blocks * windows.latent_frames * windows.window_length * DIM * 4
     identity = 2 * SMALL_IDENTITY.num_blocks * SMALL_IDENTITY.num_queries * DIM * 4
     assert run.cached_bytes() == audio + identity
+    run.call((HEARD, SILENT), range(7))
+    assert run.cached_bytes() == audio + identity  # the calls use what was prepared
     assert run.matches(torch.device("cpu"), torch.float32) and not run.matches(torch.device("cpu"), torch.float16)
 
