@@ -288,13 +288,20 @@ def sample_run(nodes, model, positive, middle, negative, latent_shape, steps: in
     return result
 
 
+def core_options(core_node) -> dict | None:
+    """The options core TorchCompileModel passes: its guard filter (dropping guards on transformer_options), which
+    ComfyUI v0.3.64 does not have yet."""
+    guard_filter = getattr(core_node, "skip_torch_compile_dict", None)
+    return None if guard_filter is None else {"guard_filter_fn": guard_filter}
+
+
 def compiled(nodes, model, backend: str):
     """Core TorchCompileModel's wrapper (its guard filter included), with the backend asked for."""
     from comfy_api.torch_helpers import set_torch_compile_wrapper
-    from comfy_extras.nodes_torch_compile import skip_torch_compile_dict
+    import comfy_extras.nodes_torch_compile as core_node
 
     model = model.clone()
-    set_torch_compile_wrapper(model=model, backend=backend, options={"guard_filter_fn": skip_torch_compile_dict})
+    set_torch_compile_wrapper(model=model, backend=backend, options=core_options(core_node))
     return model
 
 

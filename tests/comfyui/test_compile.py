@@ -69,13 +69,20 @@ def sample(model, positive, negative, cfg=3.0):
                                       torch.linspace(0.9, 0.0, STEPS + 1), positive, negative, latent, disable_pbar=True, seed=0)
 
 
+def core_options(core_node) -> dict | None:
+    """The options core TorchCompileModel passes: its guard filter (dropping guards on transformer_options), which
+    ComfyUI v0.3.64 does not have yet."""
+    guard_filter = getattr(core_node, "skip_torch_compile_dict", None)
+    return None if guard_filter is None else {"guard_filter_fn": guard_filter}
+
+
 def compile_whole(model, backend):
     """What core TorchCompileModel does, with a counting backend instead of inductor."""
     from comfy_api.torch_helpers import set_torch_compile_wrapper
-    from comfy_extras.nodes_torch_compile import skip_torch_compile_dict
+    import comfy_extras.nodes_torch_compile as core_node
 
     compiled = model.clone()
-    set_torch_compile_wrapper(model=compiled, backend=backend, options={"guard_filter_fn": skip_torch_compile_dict})
+    set_torch_compile_wrapper(model=compiled, backend=backend, options=core_options(core_node))
     return compiled
 
 
