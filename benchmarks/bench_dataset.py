@@ -32,7 +32,7 @@ REAL = {"frames": 81, "fps": 23, "side": 512}
 
 
 def one_run(videos: int, folder: str) -> dict:
-    from fantasy_train.comfy_env import find_comfyui, import_comfyui
+    from fantasy_comfy.host import find_comfyui, import_comfyui
 
     import_comfyui(str(find_comfyui()), "--cpu")
     import comfy
@@ -61,7 +61,7 @@ def vae_flops_per_clip() -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from fantasy_train.comfy_env import find_comfyui, import_comfyui
+    from fantasy_comfy.host import find_comfyui, import_comfyui
 
     import_comfyui(str(find_comfyui()), "--cpu")
     from comfy.ldm.wan.vae import WanVAE

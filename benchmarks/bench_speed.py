@@ -110,7 +110,7 @@ def load_wan(wan_config: dict, device, dtype):
 
 def write_modules(folder: str, wan_config: dict, context_dim: int, identity: IdentityConfig, motion_hidden: int, device, dtype) -> str:
     """The three modules in the pack's one-file format (as the trainer writes them), for the pack's own loader."""
-    from fantasy_core.modules_file import save_fantasytalking_file
+    from fantasy_core.module_file import save_fantasytalking_file
 
     with torch.device("meta"):
         adapter = AudioAdapter(AudioAdapterConfig(768, context_dim, wan_config["dim"], wan_config["num_layers"]))

@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 from fantasy_core.frames import latent_frames  # noqa: E402
 from fantasy_core.training.config import IdentitySize, ModulesConfig  # noqa: E402
 from fantasy_core.training.draws import DropoutRates, draw  # noqa: E402
-from fantasy_core.training.modules import WanShape, build_trainable  # noqa: E402
+from fantasy_core.training.trainable import WanShape, build_trainable  # noqa: E402
 
 SMALL_MODULES = ModulesConfig(audio_context_dim=256, motion_hidden_dim=64,
                               identity_size=IdentitySize(width=64, num_queries=8, num_layers=1, num_heads=4, ffn_dim=128))
@@ -92,7 +92,7 @@ class SavedBytes:
 
 
 def bench_tiny(args) -> None:
-    from fantasy_train.comfy_env import import_comfyui
+    from fantasy_comfy.host import import_comfyui
 
     import_comfyui(os.environ.get("COMFYUI_PATH"), "" if torch.cuda.is_available() else "--cpu")
     import comfy

@@ -9,7 +9,7 @@
 """
 
 from .audio.adapter import AudioAdapter, AudioAdapterConfig, AudioContext
-from .audio.checkpoint import AdapterCheckpointError, AdapterWeights, build_adapter, load_adapter_weights
+from .audio.weights import AdapterCheckpointError, AdapterWeights, build_adapter, load_adapter_weights
 from .audio.embeds import AudioEmbeds
 from .audio.track import AudioInputError, PreparedAudio, prepare_audio
 from .audio.wav2vec import AudioEncoderError

@@ -4,10 +4,14 @@ architecture, and building a module from them without random initialisation."""
 from __future__ import annotations
 
 import json
+import os
+import pickle
 from collections.abc import Callable
 from dataclasses import fields
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 DAMAGED = "The file is damaged (or was saved after a diverged training run): export it again from a good checkpoint."
@@ -81,3 +85,30 @@ def build_module(module_class, config, state: dict[str, torch.Tensor], operation
     if device is not None:
         module.to(device=device)
     return module.eval().requires_grad_(False)
+
+
+def read_weights_file(path: str, error_type: type[CheckpointError] = CheckpointError, what: str = "FantasyTalking module file") -> dict:
+    """The raw top-level mapping of a .safetensors or torch.save file, without executing pickled code; ``error_type``
+    (of the module the caller reads) says what went wrong."""
+    if not os.path.isfile(path):
+        raise error_type(f"{what} not found: '{path}'.")
+    try:
+        if path.lower().endswith((".safetensors", ".sft")):
+            return load_file(path, device="cpu")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as error:  # legacy (non-zip) torch.save files cannot be memory-mapped
+            if "mmap" not in str(error):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise error_type(
+            f"'{os.path.basename(path)}' contains pickled objects other than tensors, which are never executed "
+            f"here ({str(error).splitlines()[0]}). Use the official fantasytalking_model.ckpt or a .safetensors "
+            "conversion."
+        ) from error
+    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError) as error:
+        raise error_type(
+            f"'{os.path.basename(path)}' could not be read as a checkpoint ({type(error).__name__}: {error}). "
+            "The file is corrupt or incomplete: download it again."
+        ) from error

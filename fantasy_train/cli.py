@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from .comfy_env import ComfyUINotFoundError, import_comfyui, pack_module
+from fantasy_comfy.host import ComfyUINotFoundError, import_comfyui
 
 EXIT_USAGE, EXIT_MISSING_MODEL, EXIT_FAILED = 2, 3, 1
 
@@ -72,7 +72,7 @@ def parser() -> argparse.ArgumentParser:
 def train(args) -> int:
     from fantasy_core.dataset.reader import DatasetMismatchError
     from fantasy_core.training.config import ConfigError, load_config
-    from fantasy_core.training.modules import StartError
+    from fantasy_core.training.trainable import StartError
     from fantasy_core.weights import CheckpointError
 
     try:
@@ -87,7 +87,9 @@ def train(args) -> int:
     from .validation import ValidationInputError
 
     try:
-        pack_module("nodes.folders").register_folders()
+        from fantasy_comfy.model_folders import register_folders
+
+        register_folders()
         result = run_training(config, show_progress=not args.no_progress)
     except FileNotFoundError as error:  # a model file (MissingModelError), named with its folder
         return _fail(str(error), EXIT_MISSING_MODEL)
@@ -123,7 +125,8 @@ def prepare(args) -> int:
     from .encoders import load_encoders
 
     try:
-        folders = pack_module("nodes.folders")
+        from fantasy_comfy import model_folders as folders
+
         folders.register_folders()
         analysis = AnalysisModels(
             settings,

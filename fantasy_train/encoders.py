@@ -10,7 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .comfy_env import pack_module
+from fantasy_comfy import model_folders
+from fantasy_comfy.i2v import reference_latents
+from fantasy_comfy.wav2vec import encode_voice, load_wav2vec
 
 # folder in ComfyUI/models, what to download
 MODEL_FOLDERS = {
@@ -56,12 +58,9 @@ class DatasetEncoders:
         """What Wan image-to-video conditions on (as core WanImageToVideo builds it): the latents of the reference
         frame followed by mid-grey frames [16, T, h, w], and the mask [1, T, h, w] that is 0 on the first latent frame."""
         height, width = first_frame.shape[:2]
-        video = torch.full((num_frames, height, width, 3), 0.5)
-        video[0] = torch.from_numpy(first_frame).float() / 255
-        latents = self.vae.encode(video)[0]
-        mask = torch.ones((1, *latents.shape[1:]))
-        mask[:, 0] = 0.0
-        return latents, mask
+        start = torch.from_numpy(first_frame).float()[None] / 255
+        latents, mask = reference_latents(self.vae, start, width, height, num_frames)
+        return latents[0], mask[0]
 
     def text(self, caption: str) -> torch.Tensor:
         """UMT5 token embeddings [tokens, 4096] of the caption, without the zero padding ComfyUI adds up to 512."""
@@ -76,7 +75,7 @@ class DatasetEncoders:
 
     def audio_features(self, waveform: torch.Tensor) -> torch.Tensor:
         """wav2vec2 last hidden state [tokens, 768] of a prepared 16 kHz segment (normalised inside, as inference)."""
-        return pack_module("nodes.wav2vec").encode_voice(self.wav2vec, waveform)
+        return encode_voice(self.wav2vec, waveform)
 
 
 def command_line_option(kind: str) -> str:
@@ -89,12 +88,11 @@ def load_encoders(vae: str, text_encoder: str, clip_vision: str, wav2vec: str, o
     import comfy.sd
     import comfy.utils
 
-    folders = pack_module("nodes.folders")
-    folders.register_folders()
+    model_folders.register_folders()
     paths, missing = {}, []
     for kind, name in (("vae", vae), ("text_encoder", text_encoder), ("clip_vision", clip_vision), ("wav2vec", wav2vec)):
         try:
-            paths[kind] = (wav2vec if os.path.exists(wav2vec) else folders.wav2vec_path(wav2vec)) if kind == "wav2vec" else model_path(kind, name, option(kind))
+            paths[kind] = (wav2vec if os.path.exists(wav2vec) else model_folders.wav2vec_path(wav2vec)) if kind == "wav2vec" else model_path(kind, name, option(kind))
         except FileNotFoundError as error:
             missing.append(str(error) if kind != "wav2vec" else f"{option(kind)}: {error}")
     if missing:  # every missing file at once, so one download round fixes them all
@@ -104,4 +102,4 @@ def load_encoders(vae: str, text_encoder: str, clip_vision: str, wav2vec: str, o
     vision_model = comfy.clip_vision.load(paths["clip_vision"])
     if vision_model is None:
         raise ValueError(f"{option('clip_vision')}: {paths['clip_vision']} is not a CLIP-vision model ComfyUI knows. Use clip_vision_h.safetensors.")
-    return DatasetEncoders(vae_model, text_model, vision_model, pack_module("nodes.wav2vec").load_wav2vec(paths["wav2vec"]))
+    return DatasetEncoders(vae_model, text_model, vision_model, load_wav2vec(paths["wav2vec"]))

@@ -14,7 +14,7 @@ from fantasy_core.audio.windows import compute_audio_windows
 from fantasy_core.dit.attention import frame_groups
 from fantasy_core.dit.injection import Injection, branch_terms
 from fantasy_core.training.draws import SampleDraws
-from fantasy_core.training.modules import TrainableModules
+from fantasy_core.training.trainable import TrainableModules
 from fantasy_core.training.objective import noisy_latents, row_losses, velocity_target
 
 from .wan import FrozenWan

@@ -18,9 +18,10 @@ import torch
 from fantasy_core.dataset.reader import CachedClips
 from fantasy_core.training.config import TrainConfig, config_json
 from fantasy_core.training.draws import SampleDraws, batch_samples, draw
-from fantasy_core.training.modules import build_trainable
+from fantasy_core.training.trainable import build_trainable
 
-from .comfy_env import pack_module
+from fantasy_comfy.model_folders import module_file_path
+
 from .encoders import MissingModelError
 from .engines import configure_engine
 from .step import TrainingStep
@@ -266,7 +267,7 @@ def _init_path(name: str) -> str:
     if not name or os.path.isfile(name):
         return name
     try:
-        return pack_module("nodes.folders").adapter_path(name)
+        return module_file_path(name)
     except FileNotFoundError as error:
         raise MissingModelError(f"modules.init: {error}") from error
 

@@ -1,8 +1,8 @@
-"""Validation renders during training, through the nodes' own code: the portrait and voice are conditioned once as the
-shipped workflow does it (CLIPTextEncode, CLIPVisionEncode, WanImageToVideo, FantasyTalking Audio Embeds, Face Crop
-and Face Embedding, Motion Intensity), and every render writes the modules to a file in the nodes' format, loads it
-with the Model Loader's code and runs FantasyTalking Apply, FantasyTalking Sampler and VAEDecode on the frozen base
-the run trains. What a render shows is what the checkpoint gives in ComfyUI.
+"""Validation renders during training, through the code the nodes run (``fantasy_comfy``): the portrait and voice are
+conditioned once as the shipped workflow does it (CLIPTextEncode, CLIPVisionEncode, the image-to-video reference,
+Audio Embeds, Face Crop and Face Embedding, Motion Intensity), and every render writes the modules to a file in the
+nodes' format, loads it as the Model Loader does and runs FantasyTalking Apply's patch, the Sampler's sampling and
+VAEDecode on the frozen base the run trains. What a render shows is what the checkpoint gives in ComfyUI.
 
 The render runs on the main process (the others wait). Afterwards ComfyUI unloads what sampling loaded and the base
 is loaded again exactly as for training, so sampling's patches (the flow shift, the modules' wrapper) leave no trace."""
@@ -17,12 +17,22 @@ import torch
 
 from fantasy_core.dataset.reader import CachedClips
 from fantasy_core.dataset.video import UnreadableVideoError, audio_seconds, read_audio
+from fantasy_core.identity.face import FaceSelectionError
 from fantasy_core.motion.intensity import MotionIntensity
 from fantasy_core.training.config import TrainConfig, ValidationConfig
-from fantasy_core.training.modules import TrainableModules
+from fantasy_core.training.trainable import TrainableModules
 from fantasy_core.weights import all_finite
 
-from .comfy_env import comfyui_core_nodes, pack_module
+from fantasy_comfy.audio import voice_embeds
+from fantasy_comfy.faces import embed_faces, find_faces
+from fantasy_comfy.host import comfyui_nodes
+from fantasy_comfy.i2v import i2v_conditioning
+from fantasy_comfy.loaded_modules import load_modules
+from fantasy_comfy.model_folders import arcface_path
+from fantasy_comfy.patch import Controls, apply_fantasytalking
+from fantasy_comfy.sampler import SamplingSettings, sample_talking
+from fantasy_core.video_writer import StreamingMp4
+
 from .encoders import DatasetEncoders, MissingModelError, load_encoders
 from .wan import FrozenWan
 
@@ -76,7 +86,7 @@ def _arcface_file(name: str) -> str:
     if os.path.isfile(name):
         return name
     try:
-        return pack_module("nodes.folders").arcface_path(name)
+        return arcface_path(name)
     except FileNotFoundError as error:
         raise MissingModelError(f"validation.arcface: {error}") from error
 
@@ -85,7 +95,7 @@ def _arcface_file(name: str) -> str:
 class _Conditioned:
     positive: list
     negative: list
-    latent: dict
+    latent: torch.Tensor  # the empty latent of the video
     audio_embeds: object
     audio: dict  # the voice cut to the video, for the MP4
     identity: object | None
@@ -102,27 +112,25 @@ class ValidationRenderer:
     @classmethod
     def prepare(cls, config: TrainConfig, dataset: CachedClips, wan: FrozenWan, encoders: DatasetEncoders | None = None) -> ValidationRenderer:
         """Loads the encoders (unless given), conditions the portrait and the voice once, and keeps only the VAE."""
-        comfy_core = comfyui_core_nodes()  # before comfy_extras, which imports it too
-        import comfy_extras.nodes_wan
+        comfy_core = comfyui_nodes()
         valid, data = config.validation, config.data
         image = _read_image(valid.image)
         voice = _read_voice(valid.audio)
         names = _encoder_names(valid, dataset)
         if encoders is None:
             encoders = load_encoders(names["vae"], names["text_encoder"], names["clip_vision"], names["wav2vec"], option=lambda kind: f"validation.{kind}")
-        audio_node = pack_module("nodes.audio").FantasyTalkingAudioEmbeds
-        embeds, num_frames, _, trimmed = audio_node.execute(audio=voice, audio_encoder=encoders.wav2vec, fps=data.fps, max_frames=data.frames).result
+        embeds, num_frames, trimmed = voice_embeds(voice, encoders.wav2vec, data.fps, data.frames)
         positive = comfy_core.CLIPTextEncode().encode(encoders.text_encoder, valid.prompt)[0]
         negative = comfy_core.CLIPTextEncode().encode(encoders.text_encoder, valid.negative_prompt)[0]
         vision = comfy_core.CLIPVisionEncode().encode(encoders.clip_vision, image, "none")[0]
-        positive, negative, latent = comfy_extras.nodes_wan.WanImageToVideo.execute(
-            positive=positive, negative=negative, vae=encoders.vae, width=data.width, height=data.height, length=num_frames,
-            batch_size=1, start_image=image, clip_vision_output=vision).result
+        positive, negative, latent = i2v_conditioning(positive, negative, encoders.vae, data.width, data.height, num_frames, image, vision)
         identity = None
         if config.modules.identity:
-            identity_nodes = pack_module("nodes.identity")
-            faces, _ = identity_nodes.find_faces(image, names["face_detector"], 0.3, MIN_FACE_SIZE, 112)
-            identity, _ = identity_nodes.embed_faces(faces, _arcface_file(names["arcface"]), names["arcface"], "auto")
+            try:
+                faces, _ = find_faces(image, names["face_detector"], 0.3, MIN_FACE_SIZE, 112)
+            except FaceSelectionError as error:
+                raise ValidationInputError(f"validation.image: {error}") from error
+            identity, _ = embed_faces(faces, _arcface_file(names["arcface"]), names["arcface"], "auto")
         motion = MotionIntensity(valid.omega_lip, valid.omega_body) if config.modules.motion else None
         return cls(config, wan, encoders.vae, _Conditioned(positive, negative, latent, embeds, trimmed, identity, motion))
 
@@ -130,7 +138,7 @@ class ValidationRenderer:
         """Frames [T, H, W, 3] in 0..1 of the modules as the nodes run them; written to validation/step-N.mp4."""
         import comfy.model_management
 
-        comfy_core = comfyui_core_nodes()
+        comfy_core = comfyui_nodes()
         valid, inputs = self.config.validation, self.inputs
         path = render_file(self.config.output_dir, step)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -141,29 +149,24 @@ class ValidationRenderer:
         weights = path.replace(".mp4", ".safetensors")
         modules.save(weights, metadata)
         try:
-            loaded = pack_module("nodes.modules").load_modules(weights)
+            loaded = load_modules(weights)
         finally:
             os.remove(weights)
-        apply = pack_module("nodes.apply").FantasyTalkingApply
-        sampler = pack_module("nodes.sampling").FantasyTalkingSampler
-        optional = {"identity": inputs.identity, "identity_scale": self.config.modules.identity_scale} if inputs.identity is not None else {}
-        if inputs.motion is not None:
-            optional["motion"] = inputs.motion
+        controls = Controls(identity=inputs.identity, identity_scale=self.config.modules.identity_scale, motion=inputs.motion)
+        sampling = SamplingSettings(seed=valid.seed, steps=valid.steps, cfg=valid.cfg, audio_cfg=valid.audio_cfg, shift=valid.shift)
         try:
             with torch.no_grad():
-                model, positive, negative = apply.execute(model=self.wan.patcher, fantasytalking_model=loaded, audio_embeds=inputs.audio_embeds,
-                                                          audio_scale=1.0, positive=inputs.positive, negative=inputs.negative, **optional).result
-                latent = sampler.execute(model=model, positive=positive, negative=negative, latent_image=inputs.latent, seed=valid.seed,
-                                         steps=valid.steps, cfg=valid.cfg, audio_cfg=valid.audio_cfg, sampler_name="euler",
-                                         scheduler="fantasytalking", denoise=1.0, shift=valid.shift).result[0]
-                frames = comfy_core.VAEDecode().decode(self.vae, latent)[0]
+                model, positive, negative = apply_fantasytalking(self.wan.patcher, loaded, inputs.audio_embeds, 1.0, inputs.positive,
+                                                                 inputs.negative, controls)
+                samples = sample_talking(model, positive, negative, inputs.latent, sampling)
+                frames = comfy_core.VAEDecode().decode(self.vae, {"samples": samples})[0]
         finally:
             comfy.model_management.unload_all_models()  # undoes sampling's patches on the shared base
             self.wan.reload()
         frames = frames.reshape(-1, *frames.shape[-3:]).float().cpu()
         if not torch.isfinite(frames).all():
             raise FloatingPointError(f"The validation render at step {step} is not finite: the modules' weights have diverged.")
-        writer = pack_module("nodes.video_writer").StreamingMp4(path, self.config.data.fps, inputs.audio)
+        writer = StreamingMp4(path, self.config.data.fps, inputs.audio)
         writer.write(frames)
         writer.close()
         return frames

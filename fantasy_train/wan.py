@@ -11,9 +11,10 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from fantasy_core.training.config import BASE_DTYPES
-from fantasy_core.training.modules import WanShape
+from fantasy_core.training.trainable import WanShape
 
-from .comfy_env import pack_module
+from fantasy_comfy.patch import wan_i2v_model
+
 from .encoders import model_path
 from .rope_autograd import enable_rope_gradients
 
@@ -41,7 +42,7 @@ class FrozenWan:
     def __init__(self, patcher, device: torch.device, gpu_memory_gb: float = 0.0):
         self.patcher = patcher
         self.base = patcher.model  # comfy.model_base.WAN21
-        self.dit = pack_module("nodes.patch").wan_i2v_model(patcher)
+        self.dit = wan_i2v_model(patcher)
         self.dit.requires_grad_(False)
         self.device, self.gpu_memory_gb = device, gpu_memory_gb  # where reload() puts the base
 

@@ -1,8 +1,6 @@
 """The pack's ComfyUI nodes (V3 schema), one file per family: ``loaders``, ``audio``, ``identity``, ``apply``,
-``motion``, ``sampling``, ``long_video``. The maths lives in ``fantasy_core``; the ComfyUI-side machinery beside the node files:
-``patch`` (every hook on the Wan model), ``modules`` (the loaded modules' ModelPatchers), ``passes`` (what each
-conditioning's passes hear and see), ``guider``, ``denoise``, ``segments``, ``wav2vec``, ``video_writer``, ``folders``,
-``types``."""
+``motion``, ``sampling``, ``long_video``; ``types`` holds the sockets they share. Each node only declares its inputs
+and calls ``fantasy_comfy`` (the ComfyUI-side machinery, shared with the trainer), which calls ``fantasy_core``."""
 
 import importlib.util
 import logging
@@ -11,7 +9,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from .apply import FantasyTalkingApply, FantasyTalkingConditioningSettings
 from .audio import FantasyTalkingAudioEmbeds
-from .folders import register_folders
+from fantasy_comfy.model_folders import register_folders
 from .identity import FantasyTalkingFaceCrop, FantasyTalkingFaceEmbedding
 from .loaders import FantasyTalkingModelLoader, FantasyTalkingWav2VecLoader
 from .long_video import FantasyTalkingLongVideo

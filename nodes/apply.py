@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..fantasy_core.passes import IDENTITY_SCALE
-from .patch import Controls, apply_fantasytalking
-from .passes import set_pass
+from fantasy_core.passes import IDENTITY_SCALE
+from fantasy_comfy.patch import Controls, apply_fantasytalking
+from fantasy_comfy.pass_settings import set_pass
 from .types import CATEGORY, FantasyTalkingAudio, FantasyTalkingIdentity, FantasyTalkingModel, FantasyTalkingMotion
 
 AUDIO_SCALE_TOOLTIP = "Strength of the audio attention (official default 1.0); 0 = silent."

@@ -4,19 +4,9 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..fantasy_core.audio.embeds import AudioEmbeds
-from ..fantasy_core.audio.track import prepare_audio
-from ..fantasy_core.frames import samples_for_frames
+from fantasy_comfy.audio import voice_embeds
+
 from .types import CATEGORY, FantasyTalkingAudio
-from .video_writer import audio_for_muxing
-from .wav2vec import encode_voice
-
-
-def trimmed_audio(audio: dict, num_frames: int, fps: float) -> dict:
-    """The input track (original rate; mono or stereo) cut to the video's length, for muxing."""
-    keep = samples_for_frames(num_frames, fps, audio["sample_rate"])
-    waveform, _ = audio_for_muxing(audio["waveform"][..., :keep])  # core CreateVideo, too, muxes only mono or stereo
-    return {"waveform": waveform, "sample_rate": audio["sample_rate"]}
 
 
 class FantasyTalkingAudioEmbeds(io.ComfyNode):
@@ -53,6 +43,5 @@ class FantasyTalkingAudioEmbeds(io.ComfyNode):
 
     @classmethod
     def execute(cls, audio: dict, audio_encoder, fps: int, max_frames: int) -> io.NodeOutput:
-        prepared = prepare_audio(audio["waveform"], audio["sample_rate"], fps, max_frames)
-        embeds = AudioEmbeds.from_features(encode_voice(audio_encoder, prepared.waveform), prepared)
-        return io.NodeOutput(embeds, prepared.num_frames, float(fps), trimmed_audio(audio, prepared.num_frames, fps))
+        embeds, num_frames, trimmed = voice_embeds(audio, audio_encoder, fps, max_frames)
+        return io.NodeOutput(embeds, num_frames, float(fps), trimmed)

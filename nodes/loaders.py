@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from .folders import adapter_files, adapter_path, wav2vec_choices, wav2vec_path
-from .modules import WEIGHT_DTYPES, load_modules
+from fantasy_comfy.model_folders import module_files, module_file_path, wav2vec_choices, wav2vec_path
+from fantasy_comfy.loaded_modules import WEIGHT_DTYPES, load_modules
 from .types import CATEGORY, FantasyTalkingModel
-from .wav2vec import load_wav2vec
+from fantasy_comfy.wav2vec import load_wav2vec
 
 
 class FantasyTalkingModelLoader(io.ComfyNode):
@@ -18,15 +18,16 @@ class FantasyTalkingModelLoader(io.ComfyNode):
             display_name="FantasyTalking Model Loader",
             category=CATEGORY,
             description="Loads FantasyTalking modules from one file, recognising what it holds: the released audio "
-            "adapter (official .ckpt, official .safetensors or the fp16 repack), an identity module, or a combined file "
-            "from the FantasyTalking trainer. Chain loaders to combine files.",
+            "adapter (official .ckpt, official .safetensors or the fp16 repack), or a file from the FantasyTalking "
+            "trainer holding any of the audio adapter, the identity module and the motion module. Chain loaders to "
+            "combine files.",
             inputs=[
                 io.Combo.Input(
                     "model_name",
-                    options=adapter_files(),
+                    options=module_files(),
                     tooltip="File from ComfyUI/models/fantasytalking/ or models/model_patches/: fantasytalking_model.ckpt "
                     "(acvlab/FantasyTalking), fantasytalking_fp16.safetensors, or a .safetensors written by the "
-                    "FantasyTalking trainer (identity module, or audio + identity).",
+                    "FantasyTalking trainer (any of the audio adapter, identity module and motion module).",
                 ),
                 io.Combo.Input(
                     "weight_dtype",
@@ -47,7 +48,7 @@ class FantasyTalkingModelLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, model_name: str, weight_dtype: str, fantasytalking_model=None) -> io.NodeOutput:
-        modules = load_modules(adapter_path(model_name), weight_dtype)
+        modules = load_modules(module_file_path(model_name), weight_dtype)
         if fantasytalking_model is not None:
             modules = fantasytalking_model.combined_with(modules)
         return io.NodeOutput(modules)

@@ -1,4 +1,4 @@
-"""Long-video node: the whole voice track as overlapping segments, streamed to an MP4 with the voice (``segments.py``)."""
+"""Long-video node: the whole voice track as overlapping segments, streamed to an MP4 with the voice (``fantasy_comfy.long_video``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from comfy_api.latest import InputImpl, io
 
 from .apply import controls, identity_inputs, motion_inputs
 from .sampling import guidance_inputs, scheduler_inputs
-from .segments import generate_long_video
+from fantasy_comfy.long_video import SegmentLayout, TalkingInputs, generate_long_video
+from fantasy_comfy.sampler import SamplingSettings
 from .types import CATEGORY, FantasyTalkingAudio, FantasyTalkingModel
 
 
@@ -57,8 +58,8 @@ class FantasyTalkingLongVideo(io.ComfyNode):
                 color_match, audio, **optional) -> io.NodeOutput:
         path = os.path.join(folder_paths.get_temp_directory(), f"fantasytalking_long_{uuid.uuid4().hex}.mp4")
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        generate_long_video(model, fantasytalking_model, audio_embeds, audio_scale, positive, negative, vae, clip_vision_output,
-                            start_image, width, height, segment_frames, overlap_frames, seed, steps, cfg, audio_cfg, sampler_name,
-                            scheduler, shift, color_match, audio, path,
-                            controls(**optional))
+        talk = TalkingInputs(model, fantasytalking_model, audio_embeds, audio_scale, positive, negative, controls(**optional))
+        layout = SegmentLayout(width, height, segment_frames, overlap_frames, color_match)
+        sampling = SamplingSettings(seed, steps, cfg, audio_cfg, sampler_name, scheduler, shift)
+        generate_long_video(talk, vae, clip_vision_output, start_image, audio, layout, sampling, path)
         return io.NodeOutput(InputImpl.VideoFromFile(path))

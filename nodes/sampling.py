@@ -6,8 +6,8 @@ import comfy.model_management
 import comfy.samplers
 from comfy_api.latest import io
 
-from .denoise import OFFICIAL_SCHEDULER, sample_talking
-from .guider import FantasyTalkingGuider
+from fantasy_comfy.sampler import OFFICIAL_SCHEDULER, SamplingSettings, sample_talking
+from fantasy_comfy.guider import FantasyTalkingGuider
 from .types import CATEGORY
 
 
@@ -85,8 +85,9 @@ class FantasyTalkingSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, seed, steps, cfg, audio_cfg, sampler_name, scheduler, denoise, shift) -> io.NodeOutput:
-        samples = sample_talking(model, positive, negative, latent_image["samples"], seed, steps, cfg, audio_cfg, sampler_name, scheduler,
-                                 shift, denoise, latent_image.get("batch_index"), latent_image.get("noise_mask"))
+        settings = SamplingSettings(seed, steps, cfg, audio_cfg, sampler_name, scheduler, shift, denoise)
+        samples = sample_talking(model, positive, negative, latent_image["samples"], settings, latent_image.get("batch_index"),
+                                 latent_image.get("noise_mask"))
         out = latent_image.copy()
         out["samples"] = samples.to(comfy.model_management.intermediate_device())
         return io.NodeOutput(out)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,22 @@ from tiers import COMFYUI_SKIP_REASON, PACK_DIR, find_comfyui
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+class PackFolderIsNotATestPackage:
+    """The pack's folder is ComfyUI's package (its __init__.py is what ComfyUI loads), not a test package: collected
+    as a plain folder, pytest does not import that __init__.py a second time under the folder's name. Registered as
+    a plugin, because a conftest's hooks reach only the folders below it."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collect_directory(self, path, parent):
+        if path == PACK_DIR:
+            return pytest.Dir.from_parent(parent, path=path)
+        return None
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(PackFolderIsNotATestPackage(), "fantasytalking-pack-folder")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -39,21 +54,14 @@ def comfyui_path() -> Path:
 @pytest.fixture(scope="session")
 def comfy(comfyui_path):
     """ComfyUI's own modules, imported in-process with --cpu (never stubbed)."""
-    if str(comfyui_path) not in sys.path:
-        sys.path.insert(0, str(comfyui_path))
-    import comfy.options
+    from fantasy_comfy.host import import_comfyui
 
-    comfy.options.enable_args_parsing()
-    saved_argv = sys.argv
-    sys.argv = ["main.py", "--cpu", "--disable-all-custom-nodes"]
-    try:
-        import comfy.cli_args  # noqa: F401  (parses --cpu)
-        import utils.extra_config  # noqa: F401  (must precede `nodes`, which shadows `utils`)
-        import comfy.model_management
-        import comfy.model_patcher  # noqa: F401
-        import comfy.sd  # noqa: F401
-    finally:
-        sys.argv = saved_argv
+    import_comfyui(str(comfyui_path), "--cpu --disable-all-custom-nodes")
+    import comfy.model_patcher  # noqa: F401
+    import comfy.sd  # noqa: F401
+
+    import comfy
+
     return comfy
 
 

@@ -96,7 +96,7 @@ def tiny_encoders(comfy, folder: str):
     import comfy.sd
     from tiny_models import save_ctc_wav2vec_folder, save_tiny_wan_vae
 
-    from fantasy_train.comfy_env import pack_module
+    from fantasy_comfy.wav2vec import load_wav2vec
     from fantasy_train.encoders import DatasetEncoders
 
     os.makedirs(folder, exist_ok=True)
@@ -107,7 +107,7 @@ def tiny_encoders(comfy, folder: str):
     if not os.path.isdir(wav2vec):
         save_ctc_wav2vec_folder(wav2vec)
     vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(vae_path, safe_load=True))
-    return DatasetEncoders(vae, tiny_text_encoder(comfy), tiny_clip_vision(comfy, folder), pack_module("nodes.wav2vec").load_wav2vec(wav2vec))
+    return DatasetEncoders(vae, tiny_text_encoder(comfy), tiny_clip_vision(comfy, folder), load_wav2vec(wav2vec))
 
 
 MODEL_NAMES = {"vae": "wan_2.1_vae_tiny.safetensors", "text_encoder": "umt5_tiny", "clip_vision": "clip_vision_tiny", "wav2vec": "wav2vec2-tiny-960h", "arcface": "tiny/arcface.onnx"}

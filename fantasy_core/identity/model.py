@@ -5,7 +5,7 @@ added before the block's output projection together with the audio term:
     Z' = Z + λ1·Attn(Q, K_a, V_a) + λ2·Attn(Q, K_id, V_id)      (λ2 = 0.5 in the paper)
 
 The identity tokens are the same for every frame (attended per clip). Sizes come from ``IdentityConfig``, which the
-file's metadata and its tensors' shapes give (``fantasy_core.modules_file``); nothing here is a constant of the
+file's metadata and its tensors' shapes give (``fantasy_core.module_file``); nothing here is a constant of the
 unreleased model. Layers come from an ``operations`` namespace so ComfyUI can pass its cast-on-demand layers.
 
 State-dict keys (L Q-Former layers, B DiT blocks)::

@@ -32,10 +32,9 @@ from tiny_models import (
 )
 
 from fantasy_core import AudioAdapterConfig
-from fantasy_core.modules_file import save_fantasytalking_file
+from fantasy_core.module_file import save_fantasytalking_file
 from fantasy_core.motion.intensity import MotionCalibration
 
-PACK_NAME = "fantasytalking-native"
 TESTING_PACK = os.path.join(os.path.dirname(__file__), "testing_pack")
 ADAPTER_768 = AudioAdapterConfig(audio_dim=768, context_dim=512, model_dim=TINY_WAN["dim"], num_blocks=TINY_WAN["num_layers"])
 
@@ -43,13 +42,9 @@ ADAPTER_768 = AudioAdapterConfig(audio_dim=768, context_dim=512, model_dim=TINY_
 @pytest.fixture(scope="session")
 def comfy_nodes(comfy, tmp_path_factory):
     """ComfyUI's node registry with core extras and this pack loaded (as ComfyUI loads custom nodes)."""
-    import nodes
+    from fantasy_comfy.host import load_pack
 
-    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
-    custom_nodes = tmp_path_factory.mktemp("custom_nodes")
-    os.symlink(PACK_DIR, custom_nodes / PACK_NAME)
-    assert asyncio.run(nodes.load_custom_node(str(custom_nodes / PACK_NAME), module_parent="custom_nodes"))
-    return nodes.NODE_CLASS_MAPPINGS
+    return load_pack(str(tmp_path_factory.mktemp("custom_nodes")))
 
 
 @pytest.fixture(scope="session")

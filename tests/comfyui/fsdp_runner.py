@@ -19,12 +19,12 @@ def main(config_file: str, out_file: str) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    from fantasy_train.comfy_env import import_comfyui
+    from fantasy_comfy.host import import_comfyui
 
     import_comfyui(os.environ["COMFYUI_PATH"], "--cpu")
     from fantasy_core.dataset.reader import CachedClips
     from fantasy_core.training.config import config_from_dict
-    from fantasy_core.training.modules import build_trainable
+    from fantasy_core.training.trainable import build_trainable
     from fantasy_train.step import TrainingStep
     from fantasy_train.trainer import gathered_trainable_state, micro_batch
     from fantasy_train.wan import FrozenWan

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-TAP = "_fantasytalking_tap"  # fantasy_core.dit.injection.TAP (the pack runs under ComfyUI's own module name)
+from fantasy_core.dit.injection import TAP
 
 
 @dataclass

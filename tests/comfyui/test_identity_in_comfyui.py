@@ -200,7 +200,7 @@ def test_identity_module_for_another_model_is_rejected(comfy_nodes, talk, model_
 
     from tiny_models import TINY_IDENTITY, random_identity_state
 
-    from fantasy_core.modules_file import save_fantasytalking_file
+    from fantasy_core.module_file import save_fantasytalking_file
 
     config = replace(TINY_IDENTITY, num_blocks=3)
     save_fantasytalking_file(str(model_files["root"] / "fantasytalking" / "identity_3_blocks.safetensors"),

@@ -147,7 +147,7 @@ def test_motion_without_a_motion_module_is_an_error(comfy_nodes, talk):
 def test_motion_module_of_another_width_is_rejected(comfy_nodes, talk, model_files):
     from tiny_models import random_motion_state
 
-    from fantasy_core.modules_file import save_fantasytalking_file
+    from fantasy_core.module_file import save_fantasytalking_file
     from fantasy_core.motion.intensity import MotionCalibration
     from fantasy_core.motion.model import MotionConfig
 
@@ -206,7 +206,7 @@ def test_measure_motion_uses_the_motion_files_calibration(comfy_nodes, talk, mod
     from motion_clips import FPS
     from tiny_models import TINY_MOTION
 
-    from fantasy_core.modules_file import save_fantasytalking_file
+    from fantasy_core.module_file import save_fantasytalking_file
     from fantasy_core.motion.intensity import MotionCalibration
 
     wide = MotionCalibration(lip=((0, 0.0), (100, 1.0)), body=((0, 0.0), (100, 1.0)))

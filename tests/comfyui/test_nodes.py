@@ -1,4 +1,4 @@
-"""The six nodes in a real ComfyUI, in-process, with tiny random weights in the real file formats."""
+"""The core nodes in a real ComfyUI, in-process, with tiny random weights in the real file formats."""
 
 import pytest
 import torch

@@ -48,7 +48,7 @@ def evaluation_loss(made, modules, stage) -> float:
 
 
 def fresh_modules(made, config):
-    from fantasy_core.training.modules import build_trainable
+    from fantasy_core.training.trainable import build_trainable
 
     return build_trainable(config.modules, made["frozen"].shape, 768, 512, made["clips"].calibration, config.seed)[0]
 
@@ -84,7 +84,7 @@ def test_loss_falls_in_each_stage(made, stages):
 
 
 def test_stage_two_starts_from_stage_one_and_trains_frame_level(made, stages):
-    from fantasy_core.modules_file import load_fantasytalking_file
+    from fantasy_core.module_file import load_fantasytalking_file
 
     stage_one = load_fantasytalking_file(stages["one"]["file"])
     assert stage_one.modules == ("audio", "identity", "motion")
@@ -119,7 +119,7 @@ def test_checkpoint_loads_in_the_nodes_and_changes_their_output(comfy_nodes, mod
 
 def test_init_by_name_comes_from_the_models_folder(comfy_nodes, model_files, made, tmp_path, capsys):
     """modules.init = "fantasytalking_tiny.ckpt" is found where the nodes find it (models/fantasytalking)."""
-    from fantasy_core.modules_file import load_fantasytalking_file
+    from fantasy_core.module_file import load_fantasytalking_file
     from fantasy_train.trainer import train
 
     result = train(config_of(made, tmp_path / "run", steps=1, modules={"init": "fantasytalking_tiny.ckpt", "identity": False,
@@ -239,7 +239,7 @@ def finished(process, timeout=600) -> str:
 
 
 def test_two_processes_equal_one_process_on_the_combined_batch(made, tmp_path, comfyui_path):
-    from fantasy_core.modules_file import load_fantasytalking_file
+    from fantasy_core.module_file import load_fantasytalking_file
 
     common = {"steps": 3, "checkpoint": {"every": 3}, "optimizer": LINEAR_ADAM}
     one = write_config(made, tmp_path / "one.json", data={"batch_size": 2}, **common)
@@ -264,7 +264,7 @@ def test_fsdp2_with_the_base_sharded_equals_one_process(made, tmp_path, comfyui_
     processes: the weights gathered for the checkpoint equal one process's on the combined batch. Some rows drop the
     audio or the reference on one process only, so a branch is idle there and busy on the other. Then a bf16 base
     next to the fp32 modules, the mix FSDP1 refuses to flatten, shards and trains."""
-    from fantasy_core.modules_file import load_fantasytalking_file
+    from fantasy_core.module_file import load_fantasytalking_file
     from fantasy_core.training.draws import DropoutRates, draw
 
     dropout = {"audio": 0.5, "reference": 0.5, "prompt": 0.1}
@@ -295,7 +295,7 @@ def test_fsdp2_with_the_base_sharded_equals_one_process(made, tmp_path, comfyui_
 
 
 def test_resume_after_a_kill_equals_the_uninterrupted_run(made, tmp_path, comfyui_path):
-    from fantasy_core.modules_file import load_fantasytalking_file
+    from fantasy_core.module_file import load_fantasytalking_file
 
     common = {"steps": 6, "checkpoint": {"every": 2}, "objective": {"dropout": {"audio": 0.3}}, "stage": 2}
     straight = write_config(made, tmp_path / "straight.json", **common)
@@ -372,7 +372,7 @@ def test_bad_inputs_are_refused_with_what_to_do(made, tmp_path, comfyui_path):
         train(config_of(made, tmp_path / "a", data={"width": 256, "fps": 25.0}), show_progress=False)
     with pytest.raises(MissingModelError, match="model.wan: 'nowhere.safetensors' was not found in .*diffusion_models"):
         train(config_of(made, tmp_path / "b", model={"wan": "nowhere.safetensors"}), show_progress=False)
-    with pytest.raises(MissingModelError, match="modules.init: FantasyTalking adapter 'nowhere.ckpt' was not found in .*fantasytalking"):
+    with pytest.raises(MissingModelError, match="modules.init: FantasyTalking module file 'nowhere.ckpt' was not found in .*fantasytalking"):
         train(config_of(made, tmp_path / "b2", modules={"init": "nowhere.ckpt"}), show_progress=False)
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "notes.txt").write_text("mine")

@@ -201,8 +201,8 @@ def test_a_voice_without_sound_and_a_diverged_render_are_refused(made, rendered,
 
 
 def test_the_packs_nodes_package_is_not_taken_for_comfyuis(comfyui_path):
-    """With this pack's folder first on the import path, ``import nodes`` would find the pack's ``nodes`` package (and
-    fail on its relative imports): the renderer says what to change instead."""
+    """A working directory inside the pack puts its ``nodes`` package first on the import path (``python -m
+    fantasy_train``); importing ComfyUI through fantasy_comfy.host still gives ComfyUI's own ``nodes`` module."""
     import subprocess
     import sys
 
@@ -210,19 +210,40 @@ def test_the_packs_nodes_package_is_not_taken_for_comfyuis(comfyui_path):
     script = f"""
 import sys
 sys.path[:0] = [{pack!r}, {str(comfyui_path)!r}]
-from fantasy_train.comfy_env import comfyui_core_nodes, import_comfyui
+from fantasy_comfy.host import comfyui_nodes, import_comfyui
 import_comfyui({str(comfyui_path)!r}, "--cpu")
-try:
-    comfyui_core_nodes()
-except ImportError as error:
-    print(error)
-sys.path.remove({pack!r})
-sys.path.append({pack!r})
-print(comfyui_core_nodes().__file__)
+print(comfyui_nodes().__file__)
 """
     done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    refused, found = done.stdout.strip().splitlines()[-2:]
-    assert refused == (f"'nodes' comes from {os.path.join(pack, 'nodes', '__init__.py')}, not from ComfyUI: put the ComfyUI folder "
-                       "before this pack's folder on the import path (run from the pack folder with -m, or pass --comfyui).")
-    assert found == os.path.join(str(comfyui_path), "nodes.py")
+    assert done.stdout.strip().splitlines()[-1] == os.path.join(str(comfyui_path), "nodes.py")
+
+
+def test_the_command_holds_one_copy_of_the_pack_and_reports_machinery_errors(made, tmp_path, comfyui_path):
+    """A ``fantasy_train train`` process loads each pack file under one name, so an error the ComfyUI-side machinery
+    raises (here Face Crop's work on a validation portrait without a face) is caught by the command's own classes:
+    the message and exit 1, no traceback."""
+    import json
+    import subprocess
+    import sys
+
+    from PIL import Image
+    from test_training_in_comfyui import toml_text
+    from training_setup import run_config
+
+    Image.new("RGB", (128, 128), (128, 128, 128)).save(tmp_path / "no_face.png")
+    validation = {"every": 1, "image": str(tmp_path / "no_face.png"), "audio": SPEECH, "steps": 1,
+                  "arcface": os.path.join(made["models"], "arcface.onnx")}
+    config = tmp_path / "run.toml"
+    config.write_text(toml_text(run_config(made, str(tmp_path / "run"), stage=2, steps=1, validation=validation)))
+    runner = os.path.join(os.path.dirname(__file__), "cli_runner.py")
+    report = tmp_path / "modules.json"
+    done = subprocess.run([sys.executable, runner, str(report), made["models"], "--", "train", str(config), "--comfyui",
+                           str(comfyui_path), "--comfyui-args=--cpu", "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "error: validation.image: " in done.stderr and "no face" in done.stderr.lower(), done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    loaded = json.loads(report.read_text())
+    assert {"fantasy_comfy/faces.py", "fantasy_core/identity/face.py", "fantasy_train/validation.py"} <= set(loaded)
+    twice = {file: names for file, names in loaded.items() if len(names) != 1}
+    assert not twice, twice

@@ -10,7 +10,7 @@ sys.path[:0] = [os.path.dirname(os.path.dirname(here)), os.path.dirname(here)]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 if __name__ == "__main__":
-    from fantasy_train.comfy_env import import_comfyui
+    from fantasy_comfy.host import import_comfyui
 
     import_comfyui(os.environ["COMFYUI_PATH"], "--cpu")
     from fantasy_core.training.config import config_from_dict

@@ -6,7 +6,7 @@ import pytest
 import torch
 from naive_reference import naive_motion_embedding
 from test_injection import DIM, setup, tapped
-from test_modules_file import rewrite
+from test_module_file import rewrite
 from tiny_models import (
     TINY_ADAPTER,
     TINY_IDENTITY,
@@ -16,8 +16,8 @@ from tiny_models import (
     random_motion_state,
 )
 
-from fantasy_core.modules_file import load_fantasytalking_file, save_fantasytalking_file
-from fantasy_core.motion.checkpoint import (
+from fantasy_core.module_file import load_fantasytalking_file, save_fantasytalking_file
+from fantasy_core.motion.weights import (
     MotionCheckpointError,
     MotionWeights,
     build_motion_network,

@@ -13,7 +13,7 @@ from fantasy_core import AudioAdapter, AudioAdapterConfig
 from fantasy_core.audio.adapter import AudioContext, initialise_audio_adapter
 from fantasy_core.audio.windows import compute_audio_windows
 from fantasy_core.dit.injection import branch_terms
-from fantasy_core.modules_file import load_fantasytalking_file
+from fantasy_core.module_file import load_fantasytalking_file
 from fantasy_core.training.config import ConfigError, config_from_dict, load_config
 from fantasy_core.training.draws import DropoutRates, batch_samples, draw
 from fantasy_core.training.objective import (
@@ -231,7 +231,7 @@ def test_the_runs_settings_reach_deepspeed_and_engine_mismatches_are_refused():
 
 def test_gathered_weights_that_do_not_match_the_modules_are_not_saved(tmp_path):
     from fantasy_core.training.config import ModulesConfig
-    from fantasy_core.training.modules import WanShape, build_trainable
+    from fantasy_core.training.trainable import WanShape, build_trainable
 
     modules, _ = build_trainable(ModulesConfig(identity=False, motion=False, audio_context_dim=8), WanShape(2, 16), 12, 512, None)
     state = modules.state_dict()

@@ -17,16 +17,13 @@ across blocks and block indices must be contiguous. Pickles load with ``weights_
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from dataclasses import dataclass
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from ..dit.layers import CastingOps
-from ..weights import CheckpointError, all_finite
+from ..weights import CheckpointError, all_finite, read_weights_file
 from .adapter import AudioAdapter, AudioAdapterConfig
 
 PROJECTION_KEYS = ("proj.weight", "norm.weight", "norm.bias")
@@ -89,29 +86,8 @@ def _fail(path: str, layout: str, problem: str, key: str | None = None, advice: 
 
 
 def read_checkpoint_file(path: str) -> dict:
-    """The raw top-level mapping of a .safetensors or torch.save file, without executing pickled code."""
-    if not os.path.isfile(path):
-        raise AdapterCheckpointError(f"FantasyTalking adapter file not found: '{path}'.")
-    try:
-        if path.lower().endswith((".safetensors", ".sft")):
-            return load_file(path, device="cpu")
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as error:  # legacy (non-zip) torch.save files cannot be memory-mapped
-            if "mmap" not in str(error):
-                raise
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise AdapterCheckpointError(
-            f"'{os.path.basename(path)}' contains pickled objects other than tensors, which are never executed "
-            f"here ({str(error).splitlines()[0]}). Use the official fantasytalking_model.ckpt or a .safetensors "
-            "conversion."
-        ) from error
-    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError) as error:
-        raise AdapterCheckpointError(
-            f"'{os.path.basename(path)}' could not be read as a checkpoint ({type(error).__name__}: {error}). "
-            "The file is corrupt or incomplete: download it again."
-        ) from error
+    """The raw mapping of an adapter file (any layout), never executing pickled code."""
+    return read_weights_file(path, AdapterCheckpointError, "FantasyTalking adapter file")
 
 
 def _flatten_nested(raw: dict, path: str) -> dict:

@@ -1,8 +1,8 @@
 """Reading the identity module's weights strictly: the architecture comes from the file's metadata
 (``IdentityConfig`` as JSON), and every tensor must be exactly what that architecture needs.
 
-The file format that carries them (alone or beside the audio adapter and, later, the motion module) is
-``fantasy_core.modules_file``; here the keys are already stripped of their ``identity.`` prefix.
+The file format that carries them (alone or beside the audio adapter and the motion module) is
+``fantasy_core.module_file``; here the keys are already stripped of their ``identity.`` prefix.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Reading the motion network's weights strictly: its architecture (``MotionConfig``) and calibration
 (``MotionCalibration``) come from the file's metadata as JSON, and every tensor must be what that architecture needs.
-The file format around it is ``fantasy_core.modules_file``; here keys are already stripped of their ``motion.`` prefix.
+The file format around it is ``fantasy_core.module_file``; here keys are already stripped of their ``motion.`` prefix.
 """
 
 from __future__ import annotations

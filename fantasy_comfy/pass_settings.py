@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import comfy.conds
 
-from ..fantasy_core.motion.intensity import MotionIntensity
-from ..fantasy_core.passes import PassSettings
+from fantasy_core.motion.intensity import MotionIntensity
+from fantasy_core.passes import PassSettings
 
 PASS_KEY = "fantasytalking_pass"
 

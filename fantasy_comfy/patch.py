@@ -7,7 +7,7 @@
   are new module objects sharing the real layers' state, so torch.compile (the whole model, as core TorchCompileModel
   does, or block by block) traces them and never reuses a graph traced without them;
 * an **APPLY_MODEL wrapper** (per model call, outside any compiled region): reads every batch row's ``PassSettings``
-  (carried by the row's conditioning, see ``passes.py``) and the call's latent frames (a core context window's own
+  (carried by the row's conditioning, see ``pass_settings.py``) and the call's latent frames (a core context window's own
   frames, ``transformer_options["context_window"]``), then tells the twins what this call adds;
 * an **OUTER_SAMPLE wrapper** (per sampling run): makes the run's constants (``fantasy_core.sampling_run``): the audio
   and identity keys and values of every block (and, on first use, each motion embedding), before ComfyUI loads the
@@ -26,17 +26,17 @@ import comfy.ldm.wan.model
 import comfy.model_base
 from comfy.patcher_extension import WrappersMP
 
-from ..fantasy_core.audio.adapter import AudioAdapter
-from ..fantasy_core.audio.embeds import AudioEmbeds
-from ..fantasy_core.dit.injection import Injection, ModelMismatchError, check_blocks_fit
-from ..fantasy_core.frames import video_frames
-from ..fantasy_core.identity.embeds import FaceEmbedding
-from ..fantasy_core.identity.model import IdentityModule
-from ..fantasy_core.motion.intensity import NEUTRAL, MotionIntensity
-from ..fantasy_core.passes import IDENTITY_SCALE
-from ..fantasy_core.sampling_run import RunInputs, SamplingRun, audio_cache_fits
-from .modules import FantasyTalkingModules
-from .passes import PASS_KEY, set_pass
+from fantasy_core.audio.adapter import AudioAdapter
+from fantasy_core.audio.embeds import AudioEmbeds
+from fantasy_core.dit.injection import Injection, ModelMismatchError, check_blocks_fit
+from fantasy_core.frames import video_frames
+from fantasy_core.identity.embeds import FaceEmbedding
+from fantasy_core.identity.model import IdentityModule
+from fantasy_core.motion.intensity import NEUTRAL, MotionIntensity
+from fantasy_core.passes import IDENTITY_SCALE
+from fantasy_core.sampling_run import RunInputs, SamplingRun, audio_cache_fits
+from .loaded_modules import FantasyTalkingModules
+from .pass_settings import PASS_KEY, set_pass
 
 WRAPPER_KEY = "fantasytalking"
 WAN_I2V_14B = "Load wan2.1_i2v_720p_14B (Wan2.1-I2V-14B) with the core 'Load Diffusion Model' node."

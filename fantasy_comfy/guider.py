@@ -18,8 +18,8 @@ Steps outside ``[audio_cfg_start, audio_cfg_end)`` run core's own ``sampling_fun
 the audio: ``negative + cfg * (positive - negative)``, the official pipeline without audio guidance. The negative then
 hears it at the positive's scale (the largest, if the positive's entries differ).
 
-What each pass hears comes from its conditioning (``passes.py``): ``cond`` is the positive as given, ``noaudio`` the
-positive with its audio off (identity and motion, later, kept), ``uncond`` the negative as given.
+What each pass hears comes from its conditioning (``pass_settings.py``): ``cond`` is the positive as given, ``noaudio`` the
+positive with its audio off (identity and motion kept), ``uncond`` the negative as given.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import comfy.samplers
 import node_helpers
 import torch
 
-from ..fantasy_core.guidance import audio_guidance_active, check_audio_guidance_range, step_of_sigma
-from .passes import require_settings, set_pass
+from fantasy_core.guidance import audio_guidance_active, check_audio_guidance_range, step_of_sigma
+from .pass_settings import require_settings, set_pass
 from .patch import has_fantasytalking
 
 

@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from ..audio.adapter import AudioAdapter, AudioAdapterConfig, initialise_audio_adapter
-from ..audio.checkpoint import build_adapter
-from ..identity.checkpoint import build_identity_module
+from ..audio.weights import build_adapter
+from ..identity.weights import build_identity_module
 from ..identity.model import IdentityConfig, IdentityModule, initialise_identity_module
-from ..modules_file import load_fantasytalking_file, save_fantasytalking_file
-from ..motion.checkpoint import build_motion_network
+from ..module_file import load_fantasytalking_file, save_fantasytalking_file
+from ..motion.weights import build_motion_network
 from ..motion.intensity import MotionCalibration
 from ..motion.model import MotionConfig, MotionNetwork, initialise_motion_network
 from .config import ModulesConfig

@@ -1,6 +1,6 @@
 """One loader for every FantasyTalking weight file: what a file holds is recognised, not declared by the user.
 
-* The released audio adapter, in any of its published layouts (``audio.checkpoint``): audio only.
+* The released audio adapter, in any of its published layouts (``audio.weights``): audio only.
 * The pack's own format, written by the trainer: a ``.safetensors`` file holding one or more modules, each under its
   own key prefix, with the architecture in the metadata::
 
@@ -26,15 +26,15 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .audio.checkpoint import AdapterWeights, parse_adapter_state, read_checkpoint_file
-from .identity.checkpoint import CONFIG_KEY as IDENTITY_CONFIG_KEY
-from .identity.checkpoint import IdentityWeights, identity_config_from_metadata, parse_identity_state
+from .audio.weights import AdapterWeights, parse_adapter_state, read_checkpoint_file
+from .identity.weights import CONFIG_KEY as IDENTITY_CONFIG_KEY
+from .identity.weights import IdentityWeights, identity_config_from_metadata, parse_identity_state
 from .identity.model import IdentityConfig
-from .motion.checkpoint import CALIBRATION_KEY, MotionWeights, parse_motion_state
-from .motion.checkpoint import CONFIG_KEY as MOTION_CONFIG_KEY
+from .motion.weights import CALIBRATION_KEY, MotionWeights, parse_motion_state
+from .motion.weights import CONFIG_KEY as MOTION_CONFIG_KEY
 from .motion.intensity import MotionCalibration
 from .motion.model import MotionConfig
-from .weights import CheckpointError
+from .weights import CheckpointError, read_weights_file
 
 FORMAT_KEY = "fantasytalking.format"
 FORMAT_VERSION = "1"
@@ -105,7 +105,7 @@ def _split_by_module(state: dict[str, torch.Tensor], declared: list[str], path: 
     return parts
 
 
-def parse_modules_file(state: dict[str, torch.Tensor], metadata: dict[str, str], path: str) -> FantasyTalkingWeights:
+def parse_module_file(state: dict[str, torch.Tensor], metadata: dict[str, str], path: str) -> FantasyTalkingWeights:
     declared = _declared_modules(metadata, path)
     parts = _split_by_module(state, declared, path)
     audio = parse_adapter_state(parts["audio"], path) if "audio" in parts else None
@@ -122,12 +122,12 @@ def load_fantasytalking_file(path: str) -> FantasyTalkingWeights:
     if os.path.isfile(path) and path.lower().endswith((".safetensors", ".sft")):
         metadata = _safetensors_metadata(path)
         if FORMAT_KEY in metadata:
-            return parse_modules_file(read_checkpoint_file(path), metadata, path)
-        state = read_checkpoint_file(path)
+            return parse_module_file(read_weights_file(path), metadata, path)
+        state = read_weights_file(path)
         if any(str(key).startswith(tuple(f"{name}." for name in MODULES)) for key in state):
             _fail(path, "it holds FantasyTalking module weights but no 'fantasytalking.format' metadata, so its "
                   "architecture is unknown. Save it with the FantasyTalking trainer (or "
-                  "fantasy_core.modules_file.save_fantasytalking_file), which records the metadata.")
+                  "fantasy_core.module_file.save_fantasytalking_file), which records the metadata.")
         return FantasyTalkingWeights(path, audio=parse_adapter_state(state, path))
     return FantasyTalkingWeights(path, audio=parse_adapter_state(read_checkpoint_file(path), path))
 
@@ -174,5 +174,5 @@ def save_fantasytalking_file(
         raise ValueError("save_fantasytalking_file: give at least one module (audio, identity, motion).")
     info[MODULES_KEY] = json.dumps(declared)
     save_file({key: value.detach().contiguous() for key, value in tensors.items()}, path, metadata=info)
-    parse_modules_file(load_file(path), info, path)  # what is written must load
+    parse_module_file(load_file(path), info, path)  # what is written must load
     return path

@@ -15,8 +15,8 @@ import comfy.ops
 import comfy.utils
 import torch
 
-from ..fantasy_core.audio.track import WAV2VEC_SAMPLE_RATE, check_finite, normalize, resample, to_mono
-from ..fantasy_core.audio.wav2vec import WAV2VEC2_GEOMETRY, AudioEncoderError, encode_in_chunks, wav2vec2_encoder_state
+from fantasy_core.audio.track import WAV2VEC_SAMPLE_RATE, check_finite, normalize, resample, to_mono
+from fantasy_core.audio.wav2vec import WAV2VEC2_GEOMETRY, AudioEncoderError, encode_in_chunks, wav2vec2_encoder_state
 
 FANTASYTALKING_AUDIO_WIDTH = 768  # wav2vec2-base
 

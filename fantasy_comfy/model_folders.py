@@ -6,8 +6,8 @@ import os
 
 import folder_paths
 
-ADAPTER_FOLDER = "fantasytalking"  # ComfyUI/models/fantasytalking, plus models/model_patches
-ADAPTER_FOLDERS = (ADAPTER_FOLDER, "model_patches")
+MODULE_FOLDER = "fantasytalking"  # the module files: ComfyUI/models/fantasytalking, plus models/model_patches
+MODULE_FOLDERS = (MODULE_FOLDER, "model_patches")
 WAV2VEC_FOLDERS = ("audio_encoders", "transformers")
 INSIGHTFACE_FOLDER = "insightface"  # ComfyUI/models/insightface/models/<pack>/*.onnx, shared with other face packs
 NOT_ARCFACE = ("det_", "scrfd", "2d106det", "1k3d68", "genderage")  # the other models of a pack
@@ -26,7 +26,7 @@ def _register(name: str, extensions: set[str]) -> None:
 def register_folders() -> None:
     """models/fantasytalking with checkpoint-extension filtering (add_model_folder_path would accept any file), and
     models/insightface (kept as other face packs register it, if one already did)."""
-    _register(ADAPTER_FOLDER, set(folder_paths.supported_pt_extensions))
+    _register(MODULE_FOLDER, set(folder_paths.supported_pt_extensions))
     _register(INSIGHTFACE_FOLDER, {".onnx"})
     _register(DWPOSE_FOLDER, {".onnx"})
 
@@ -37,24 +37,24 @@ def folder_dirs(name: str) -> list[str]:
     return [os.path.join(folder_paths.models_dir, name)]
 
 
-def adapter_files() -> list[str]:
+def module_files() -> list[str]:
     names = set()
-    for folder in ADAPTER_FOLDERS:
+    for folder in MODULE_FOLDERS:
         if folder in folder_paths.folder_names_and_paths:
             names.update(folder_paths.get_filename_list(folder))
     return sorted(names)
 
 
-def adapter_path(name: str) -> str:
-    for folder in ADAPTER_FOLDERS:
+def module_file_path(name: str) -> str:
+    for folder in MODULE_FOLDERS:
         if folder in folder_paths.folder_names_and_paths:
             path = folder_paths.get_full_path(folder, name)
             if path is not None:
                 return path
-    searched = ", ".join(d for folder in ADAPTER_FOLDERS for d in folder_dirs(folder))
+    searched = ", ".join(d for folder in MODULE_FOLDERS for d in folder_dirs(folder))
     raise FileNotFoundError(
-        f"FantasyTalking adapter '{name}' was not found in {searched}. Download fantasytalking_model.ckpt "
-        "(acvlab/FantasyTalking) into ComfyUI/models/fantasytalking/."
+        f"FantasyTalking module file '{name}' was not found in {searched}. Put it in ComfyUI/models/fantasytalking/: "
+        "the audio adapter fantasytalking_model.ckpt (acvlab/FantasyTalking), or a file the FantasyTalking trainer wrote."
     )
 
 

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tiny_models import TINY_ADAPTER, TINY_IDENTITY, in_layout, random_adapter_state, random_identity_state, write_checkpoint
 
-from fantasy_core.modules_file import FORMAT_KEY, MODULES_KEY, load_fantasytalking_file, save_fantasytalking_file
+from fantasy_core.module_file import FORMAT_KEY, MODULES_KEY, load_fantasytalking_file, save_fantasytalking_file
 from fantasy_core.weights import CheckpointError
 
 

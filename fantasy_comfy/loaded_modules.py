@@ -12,10 +12,10 @@ import comfy.model_patcher
 import comfy.ops
 import torch
 
-from ..fantasy_core.audio.checkpoint import build_adapter
-from ..fantasy_core.identity.checkpoint import build_identity_module
-from ..fantasy_core.modules_file import MODULES, load_fantasytalking_file
-from ..fantasy_core.motion.checkpoint import build_motion_network
+from fantasy_core.audio.weights import build_adapter
+from fantasy_core.identity.weights import build_identity_module
+from fantasy_core.module_file import MODULES, load_fantasytalking_file
+from fantasy_core.motion.weights import build_motion_network
 
 WEIGHT_DTYPES = {"default": None, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8_e4m3fn": torch.float8_e4m3fn}
 
