@@ -23,8 +23,10 @@ def use_pack_folder() -> None:
 
     found = os.path.dirname(os.path.dirname(os.path.realpath(fantasy_core.__file__)))
     if found != PACK_DIR:
-        raise ImportError(f"Two copies of the FantasyTalking pack are installed: {found} and {PACK_DIR}. Keep one of "
-                          "them in ComfyUI/custom_nodes/ and restart ComfyUI.")
+        raise ImportError(
+            f"Two copies of the FantasyTalking pack are installed: {found} and {PACK_DIR}. Keep one of "
+            "them in ComfyUI/custom_nodes/ and restart ComfyUI."
+        )
 
 
 async def comfy_entrypoint():

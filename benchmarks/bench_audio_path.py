@@ -106,8 +106,15 @@ def measure(lengths: list[float], calls: int, whole_track: bool) -> list[dict]:
     for seconds, run, spent in zip(lengths, runs, times):
         with AllocationCounter() as counter:
             run()
-        results.append({"seconds": seconds, "tokens": int(seconds * TOKENS_PER_SECOND), "mode": run.mode,
-                        "call_ms": 1000 * statistics.median(spent), "allocated_mb": counter.bytes / 2**20})
+        results.append(
+            {
+                "seconds": seconds,
+                "tokens": int(seconds * TOKENS_PER_SECOND),
+                "mode": run.mode,
+                "call_ms": 1000 * statistics.median(spent),
+                "allocated_mb": counter.bytes / 2**20,
+            }
+        )
     return results
 
 
@@ -121,16 +128,22 @@ def main() -> None:
     if args.one is not None:
         print(json.dumps(measure([args.one], args.calls, whole_track=False)[0]))
         return
-    print(f"audio path per model call, {WINDOW_LATENT_FRAMES}-latent-frame context window, {CONFIG.num_blocks} blocks, "
-          f"adapter {CONFIG.audio_dim}->{CONFIG.context_dim}->{CONFIG.model_dim}, median of {args.calls} alternating calls, "
-          f"CPU ({torch.get_num_threads()} threads)")
+    print(
+        f"audio path per model call, {WINDOW_LATENT_FRAMES}-latent-frame context window, {CONFIG.num_blocks} blocks, "
+        f"adapter {CONFIG.audio_dim}->{CONFIG.context_dim}->{CONFIG.model_dim}, median of {args.calls} alternating calls, "
+        f"CPU ({torch.get_num_threads()} threads)"
+    )
     for label, whole in (("windows only (now)", False), ("whole track (before)", True)):
         short, long = measure([args.short, args.long], args.calls, whole)
         for result in (short, long):
-            print(f"  {label:22s} {result['seconds']:6.0f} s track ({result['tokens']:6d} tokens): "
-                  f"{result['call_ms']:8.2f} ms/call, {result['allocated_mb']:7.1f} MB allocated/call ({result['mode']})")
-        print(f"  {label:22s} ratio {args.long:.0f} s / {args.short:.0f} s: time {long['call_ms'] / short['call_ms']:.3f}, "
-              f"memory {long['allocated_mb'] / short['allocated_mb']:.3f}")
+            print(
+                f"  {label:22s} {result['seconds']:6.0f} s track ({result['tokens']:6d} tokens): "
+                f"{result['call_ms']:8.2f} ms/call, {result['allocated_mb']:7.1f} MB allocated/call ({result['mode']})"
+            )
+        print(
+            f"  {label:22s} ratio {args.long:.0f} s / {args.short:.0f} s: time {long['call_ms'] / short['call_ms']:.3f}, "
+            f"memory {long['allocated_mb'] / short['allocated_mb']:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -33,14 +33,28 @@ def random_files(folder: str) -> tuple[str, str]:
     from safetensors.torch import save_file
 
     torch.manual_seed(0)
-    wan = WanModel(model_type="i2v", in_dim=36, out_dim=16, text_dim=4096, dim=DIM, ffn_dim=FFN, num_heads=HEADS,
-                   num_layers=BLOCKS, operations=comfy.ops.disable_weight_init)
-    state = {k: (1 + 0.1 * torch.randn(v.shape)) if k.endswith("weight") and v.dim() == 1 else 0.05 * torch.randn(v.shape)
-             for k, v in wan.state_dict().items()}
+    wan = WanModel(
+        model_type="i2v",
+        in_dim=36,
+        out_dim=16,
+        text_dim=4096,
+        dim=DIM,
+        ffn_dim=FFN,
+        num_heads=HEADS,
+        num_layers=BLOCKS,
+        operations=comfy.ops.disable_weight_init,
+    )
+    state = {
+        k: (1 + 0.1 * torch.randn(v.shape)) if k.endswith("weight") and v.dim() == 1 else 0.05 * torch.randn(v.shape)
+        for k, v in wan.state_dict().items()
+    }
     wan_path = os.path.join(folder, "wan_bench.safetensors")
     save_file(state, wan_path)
-    adapter = {"proj_model.proj.weight": 0.05 * torch.randn(2048, 768), "proj_model.norm.weight": torch.ones(2048),
-               "proj_model.norm.bias": torch.zeros(2048)}
+    adapter = {
+        "proj_model.proj.weight": 0.05 * torch.randn(2048, 768),
+        "proj_model.norm.weight": torch.ones(2048),
+        "proj_model.norm.bias": torch.zeros(2048),
+    }
     for i in range(BLOCKS):
         adapter[f"blocks.{i}.cross_attn.k_proj.weight"] = 0.02 * torch.randn(DIM, 2048)
         adapter[f"blocks.{i}.cross_attn.v_proj.weight"] = 0.02 * torch.randn(DIM, 2048)
@@ -63,8 +77,12 @@ def conditioning():
     clip = comfy.clip_vision.Output()
     clip.penultimate_hidden_states = torch.randn(1, 257, 1280) * 0.5
     shape = (1, 16, LATENT_FRAMES, LATENT_HW, LATENT_HW)
-    return [[torch.randn(1, 512, 4096) * 0.5, {"clip_vision_output": clip, "concat_latent_image": torch.randn(shape) * 0.5,
-                                                "concat_mask": torch.zeros(1, 1, *shape[2:])}]]
+    return [
+        [
+            torch.randn(1, 512, 4096) * 0.5,
+            {"clip_vision_output": clip, "concat_latent_image": torch.randn(shape) * 0.5, "concat_mask": torch.zeros(1, 1, *shape[2:])},
+        ]
+    ]
 
 
 def seconds_per_step(model, positive, steps: int) -> float:
@@ -73,8 +91,18 @@ def seconds_per_step(model, positive, steps: int) -> float:
 
     latent = torch.zeros(1, 16, LATENT_FRAMES, LATENT_HW, LATENT_HW)
     start = time.perf_counter()
-    comfy.sample.sample_custom(model, comfy.sample.prepare_noise(latent, 0), 1.0, comfy.samplers.sampler_object("euler"),
-                               torch.linspace(1, 0, steps + 1), positive, positive, latent, disable_pbar=True, seed=0)
+    comfy.sample.sample_custom(
+        model,
+        comfy.sample.prepare_noise(latent, 0),
+        1.0,
+        comfy.samplers.sampler_object("euler"),
+        torch.linspace(1, 0, steps + 1),
+        positive,
+        positive,
+        latent,
+        disable_pbar=True,
+        seed=0,
+    )
     return (time.perf_counter() - start) / steps
 
 
@@ -88,7 +116,6 @@ def main() -> None:
 
     node_classes = load_comfyui_with_pack(comfyui_path)
     import comfy.sd
-
     from bench_core import BlockShape, block_flops
 
     with tempfile.TemporaryDirectory() as folder:
@@ -97,11 +124,23 @@ def main() -> None:
         import folder_paths
 
         folder_paths.add_model_folder_path("fantasytalking", folder)
-        (adapter,) = node_classes["FantasyTalkingModelLoader"].execute(model_name=os.path.basename(adapter_path), weight_dtype="default").result
+        (adapter,) = (
+            node_classes["FantasyTalkingModelLoader"].execute(model_name=os.path.basename(adapter_path), weight_dtype="default").result
+        )
     frames = 4 * (LATENT_FRAMES - 1) + 1
     positive = conditioning()
-    patched, heard, _ = node_classes["FantasyTalkingApply"].execute(model=wan, fantasytalking_model=adapter, audio_embeds=audio_embeds(frames),
-                                                                    audio_scale=1.0, positive=positive, negative=positive).result
+    patched, heard, _ = (
+        node_classes["FantasyTalkingApply"]
+        .execute(
+            model=wan,
+            fantasytalking_model=adapter,
+            audio_embeds=audio_embeds(frames),
+            audio_scale=1.0,
+            positive=positive,
+            negative=positive,
+        )
+        .result
+    )
     runs = {"unpatched": [], "patched": []}
     with torch.inference_mode():
         for model, cond in ((wan, positive), (patched, heard)):  # warm-up
@@ -114,8 +153,10 @@ def main() -> None:
     unpatched, with_audio = statistics.median(runs["unpatched"]), statistics.median(runs["patched"])
     shape = BlockShape(dim=DIM, ffn_dim=FFN, heads=HEADS, latent_frames=LATENT_FRAMES, tokens_per_frame=(LATENT_HW // 2) ** 2)
     block_f, audio_f = block_flops(shape)
-    print(f"ComfyUI Wan2.1 I2V, {BLOCKS} blocks, dim {DIM}, {shape.video_tokens} video tokens, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; median of {args.repeats} runs x {args.steps} steps")
+    print(
+        f"ComfyUI Wan2.1 I2V, {BLOCKS} blocks, dim {DIM}, {shape.video_tokens} video tokens, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; median of {args.repeats} runs x {args.steps} steps"
+    )
     print(f"per step: unpatched {unpatched * 1e3:.1f} ms, patched {with_audio * 1e3:.1f} ms")
     print(f"patched / unpatched: measured {with_audio / unpatched:.3f}, FLOP model {(block_f + audio_f) / block_f:.3f} (blocks only)")
 

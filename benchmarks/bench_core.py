@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
-
-import os
-import sys
 
 import torch
 import torch.nn.functional as F
@@ -54,8 +53,16 @@ def wav2vec_folder(folder: str, base_sized: bool) -> str:
     if base_sized:  # wav2vec2-base-960h's architecture
         config = Wav2Vec2Config(vocab_size=32)
     else:
-        config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                                conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, vocab_size=8)
+        config = Wav2Vec2Config(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            conv_dim=(16,) * 7,
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=2,
+            vocab_size=8,
+        )
     torch.manual_seed(0)
     Wav2Vec2Model(config).save_pretrained(folder)
     Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True).save_pretrained(folder)
@@ -87,10 +94,14 @@ def bench_audio_path(seconds: float, repeats: int) -> None:
             windows_s = median_seconds(make_windows, repeats)
         rows[name] = (prepare_s, encode_s, windows_s)
         total = prepare_s + encode_s + windows_s
-        print(f"{name:<12}{prepare_s:>11.3f}{encode_s:>11.3f}{windows_s:>11.3f}{total:>10.3f}{features.shape[0]:>8}{windows.latent_frames:>9}")
+        print(
+            f"{name:<12}{prepare_s:>11.3f}{encode_s:>11.3f}{windows_s:>11.3f}{total:>10.3f}{features.shape[0]:>8}{windows.latent_frames:>9}"
+        )
     tiny, base = rows["tiny"], rows["base-sized"]
-    print(f"ratio base/tiny: encode {base[1] / tiny[1]:.1f}x, whole path {sum(base) / sum(tiny):.1f}x; "
-          f"base-sized path runs at {seconds / sum(base):.1f}x real time on this CPU")
+    print(
+        f"ratio base/tiny: encode {base[1] / tiny[1]:.1f}x, whole path {sum(base) / sum(tiny):.1f}x; "
+        f"base-sized path runs at {seconds / sum(base):.1f}x real time on this CPU"
+    )
 
 
 @dataclass(frozen=True)
@@ -163,9 +174,11 @@ def bench_adapter(repeats: int) -> None:
         block_s = median_seconds(lambda: block(x, text, image), repeats)
         audio_s = median_seconds(lambda: term.add_to(hidden, q, s.heads), repeats)
     block_f, audio_f = block_flops(s)
-    print(f"\n[2] one DiT block at a CPU-sized config: dim {s.dim}, ffn {s.ffn_dim}, {s.heads} heads, "
-          f"{s.latent_frames} latent frames x {s.tokens_per_frame} tokens = {s.video_tokens} video tokens, "
-          f"{s.window}-token audio windows (median of {repeats})")
+    print(
+        f"\n[2] one DiT block at a CPU-sized config: dim {s.dim}, ffn {s.ffn_dim}, {s.heads} heads, "
+        f"{s.latent_frames} latent frames x {s.tokens_per_frame} tokens = {s.video_tokens} video tokens, "
+        f"{s.window}-token audio windows (median of {repeats})"
+    )
     print(f"Wan-block-shaped reference: {block_s * 1e3:8.2f} ms    audio term: {audio_s * 1e3:7.2f} ms")
     print(f"audio term / block: measured {audio_s / block_s:.3f}, FLOP model {audio_f / block_f:.3f}")
 
@@ -175,11 +188,14 @@ def flops_at_real_scale() -> None:
     block_f, audio_f = block_flops(s)
     blocks = 40
     projection = 2 * 175 * 768 * 2048  # once per generation, not per step
-    print("\n[3] FLOP model at the real scale: Wan2.1-I2V-14B, 512x512, 81 frames "
-          f"({s.video_tokens} video tokens), 21 windows of 17 tokens")
+    print(
+        f"\n[3] FLOP model at the real scale: Wan2.1-I2V-14B, 512x512, 81 frames ({s.video_tokens} video tokens), 21 windows of 17 tokens"
+    )
     print(f"per block: Wan {block_f / 1e12:.2f} TFLOP, audio term {audio_f / 1e9:.2f} GFLOP")
-    print(f"per model evaluation (40 blocks): Wan {blocks * block_f / 1e12:.1f} TFLOP, adapter {blocks * audio_f / 1e12:.3f} TFLOP "
-          f"= {100 * audio_f / (block_f + audio_f):.2f}% of the patched model; projection {projection / 1e9:.2f} GFLOP once")
+    print(
+        f"per model evaluation (40 blocks): Wan {blocks * block_f / 1e12:.1f} TFLOP, adapter {blocks * audio_f / 1e12:.3f} TFLOP "
+        f"= {100 * audio_f / (block_f + audio_f):.2f}% of the patched model; projection {projection / 1e9:.2f} GFLOP once"
+    )
 
 
 def main() -> None:

@@ -26,7 +26,9 @@ from fantasy_core.dit.attention import frame_groups  # noqa: E402
 from fantasy_core.dit.injection import branch_terms  # noqa: E402
 from fantasy_core.identity.model import IdentityConfig, IdentityModule  # noqa: E402
 
-REAL_IDENTITY = IdentityConfig(face_dim=512, width=2048, num_queries=16, num_layers=4, num_heads=16, ffn_dim=8192, model_dim=5120, num_blocks=40)
+REAL_IDENTITY = IdentityConfig(
+    face_dim=512, width=2048, num_queries=16, num_layers=4, num_heads=16, ffn_dim=8192, model_dim=5120, num_blocks=40
+)
 
 
 def identity_flops(s: BlockShape, c: IdentityConfig) -> float:
@@ -44,7 +46,9 @@ def qformer_flops(c: IdentityConfig, face_tokens: int = 1) -> float:
 
 def bench_cpu(repeats: int) -> None:
     s = BlockShape(dim=1024, ffn_dim=4096, heads=8, latent_frames=21, tokens_per_frame=64)
-    config = IdentityConfig(face_dim=512, width=1024, num_queries=16, num_layers=4, num_heads=8, ffn_dim=4096, model_dim=s.dim, num_blocks=1)
+    config = IdentityConfig(
+        face_dim=512, width=1024, num_queries=16, num_layers=4, num_heads=8, ffn_dim=4096, model_dim=s.dim, num_blocks=1
+    )
     torch.manual_seed(0)
     block = WanBlockShaped(s).eval()
     adapter = AudioAdapter(AudioAdapterConfig(768, s.audio_context, s.dim, 1)).eval()
@@ -68,10 +72,14 @@ def bench_cpu(repeats: int) -> None:
         qformer_s = median_seconds(lambda: identity.identity_tokens(face), repeats)
     block_f, audio_f = block_flops(s)
     identity_f = identity_flops(s, config)
-    print(f"[1] one DiT block at a CPU-sized config: dim {s.dim}, {s.heads} heads, {s.video_tokens} video tokens; "
-          f"{config.num_queries} identity tokens of width {config.width}; {s.window}-token audio windows (median of {repeats})")
-    print(f"Wan-block-shaped reference: {block_s * 1e3:8.2f} ms   audio term: {audio_s * 1e3:7.2f} ms   "
-          f"identity term: {identity_s * 1e3:7.2f} ms   Q-Former (once per run): {qformer_s * 1e3:6.2f} ms")
+    print(
+        f"[1] one DiT block at a CPU-sized config: dim {s.dim}, {s.heads} heads, {s.video_tokens} video tokens; "
+        f"{config.num_queries} identity tokens of width {config.width}; {s.window}-token audio windows (median of {repeats})"
+    )
+    print(
+        f"Wan-block-shaped reference: {block_s * 1e3:8.2f} ms   audio term: {audio_s * 1e3:7.2f} ms   "
+        f"identity term: {identity_s * 1e3:7.2f} ms   Q-Former (once per run): {qformer_s * 1e3:6.2f} ms"
+    )
     print(f"identity / audio term: measured {identity_s / audio_s:.3f}, FLOP model {identity_f / audio_f:.3f}")
     print(f"identity term / block: measured {identity_s / block_s:.3f}, FLOP model {identity_f / block_f:.3f}")
 
@@ -82,14 +90,20 @@ def flops_at_real_scale() -> None:
     block_f, audio_f = block_flops(s)
     identity_f = identity_flops(s, c)
     total = c.num_blocks * (block_f + audio_f + identity_f) + qformer_flops(c)
-    print(f"\n[2] FLOP model at the real scale: Wan2.1-I2V-14B, 512x512, 81 frames ({s.video_tokens} video tokens); identity "
-          f"module {c.num_queries} queries x {c.num_layers} layers, width {c.width}")
+    print(
+        f"\n[2] FLOP model at the real scale: Wan2.1-I2V-14B, 512x512, 81 frames ({s.video_tokens} video tokens); identity "
+        f"module {c.num_queries} queries x {c.num_layers} layers, width {c.width}"
+    )
     print(f"per block: Wan {block_f / 1e12:.2f} TFLOP, audio term {audio_f / 1e9:.2f} GFLOP, identity term {identity_f / 1e9:.2f} GFLOP")
-    print(f"per model evaluation: identity {100 * (c.num_blocks * identity_f + qformer_flops(c)) / total:.3f}% of the patched model "
-          f"(audio {100 * c.num_blocks * audio_f / total:.2f}%); Q-Former {qformer_flops(c) / 1e9:.2f} GFLOP")
+    print(
+        f"per model evaluation: identity {100 * (c.num_blocks * identity_f + qformer_flops(c)) / total:.3f}% of the patched model "
+        f"(audio {100 * c.num_blocks * audio_f / total:.2f}%); Q-Former {qformer_flops(c) / 1e9:.2f} GFLOP"
+    )
     params = sum(v.numel() for v in _shapes(c).values())
-    print(f"identity module parameters: {params / 1e6:.0f} M ({params * 2 / 2**30:.2f} GiB in 16-bit), of which per-block "
-          f"keys/values {2 * c.num_blocks * c.width * c.model_dim / 1e6:.0f} M")
+    print(
+        f"identity module parameters: {params / 1e6:.0f} M ({params * 2 / 2**30:.2f} GiB in 16-bit), of which per-block "
+        f"keys/values {2 * c.num_blocks * c.width * c.model_dim / 1e6:.0f} M"
+    )
 
 
 def _shapes(c: IdentityConfig) -> dict:

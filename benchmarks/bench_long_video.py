@@ -32,9 +32,15 @@ def random_vae(path: str) -> None:
     from safetensors.torch import save_file
 
     torch.manual_seed(0)
-    vae = WanVAE(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], temperal_downsample=[False, True, True], dropout=0.0)
-    state = {k: (1 + 0.1 * torch.randn(v.shape)) if k.endswith("gamma") else (0.01 * torch.randn(v.shape) if v.dim() < 2 else torch.randn(v.shape) / math.sqrt(v[0].numel()))
-             for k, v in vae.state_dict().items()}
+    vae = WanVAE(
+        dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], temperal_downsample=[False, True, True], dropout=0.0
+    )
+    state = {
+        k: (1 + 0.1 * torch.randn(v.shape))
+        if k.endswith("gamma")
+        else (0.01 * torch.randn(v.shape) if v.dim() < 2 else torch.randn(v.shape) / math.sqrt(v[0].numel()))
+        for k, v in vae.state_dict().items()
+    }
     save_file(state, path)
 
 
@@ -55,10 +61,23 @@ def one_run(segments: int) -> dict:
 
     folder = tempfile.mkdtemp()
     torch.manual_seed(0)
-    wan = WanModel(model_type="i2v", in_dim=36, out_dim=16, text_dim=4096, dim=256, ffn_dim=512, num_heads=2, num_layers=2,
-                   operations=comfy.ops.disable_weight_init)
+    wan = WanModel(
+        model_type="i2v",
+        in_dim=36,
+        out_dim=16,
+        text_dim=4096,
+        dim=256,
+        ffn_dim=512,
+        num_heads=2,
+        num_layers=2,
+        operations=comfy.ops.disable_weight_init,
+    )
     save_file({k: 0.05 * torch.randn(v.shape) for k, v in wan.state_dict().items()}, os.path.join(folder, "wan.safetensors"))
-    adapter = {"proj_model.proj.weight": 0.05 * torch.randn(2048, 768), "proj_model.norm.weight": torch.ones(2048), "proj_model.norm.bias": torch.zeros(2048)}
+    adapter = {
+        "proj_model.proj.weight": 0.05 * torch.randn(2048, 768),
+        "proj_model.norm.weight": torch.ones(2048),
+        "proj_model.norm.bias": torch.zeros(2048),
+    }
     for i in range(2):
         adapter[f"blocks.{i}.cross_attn.k_proj.weight"] = 0.02 * torch.randn(256, 2048)
         adapter[f"blocks.{i}.cross_attn.v_proj.weight"] = 0.02 * torch.randn(256, 2048)
@@ -77,11 +96,34 @@ def one_run(segments: int) -> dict:
     audio = {"waveform": torch.zeros(1, 1, int(seconds * 16000)), "sample_rate": 16000}
     start = time.perf_counter()
     with torch.inference_mode():  # as ComfyUI's executor runs nodes
-        (video,) = node_classes["FantasyTalkingLongVideo"].execute(
-            model=model, fantasytalking_model=patcher, audio_embeds=audio_embeds(frames), audio_scale=1.0, positive=text, negative=text,
-            vae=vae, clip_vision_output=clip, start_image=torch.rand(1, SIZE, SIZE, 3), width=SIZE, height=SIZE, segment_frames=81,
-            overlap_frames=13, seed=0, steps=1, cfg=1.0, audio_cfg=2.0, sampler_name="euler", scheduler="fantasytalking", shift=5.0,
-            color_match=1.0, audio=audio).result
+        (video,) = (
+            node_classes["FantasyTalkingLongVideo"]
+            .execute(
+                model=model,
+                fantasytalking_model=patcher,
+                audio_embeds=audio_embeds(frames),
+                audio_scale=1.0,
+                positive=text,
+                negative=text,
+                vae=vae,
+                clip_vision_output=clip,
+                start_image=torch.rand(1, SIZE, SIZE, 3),
+                width=SIZE,
+                height=SIZE,
+                segment_frames=81,
+                overlap_frames=13,
+                seed=0,
+                steps=1,
+                cfg=1.0,
+                audio_cfg=2.0,
+                sampler_name="euler",
+                scheduler="fantasytalking",
+                shift=5.0,
+                color_match=1.0,
+                audio=audio,
+            )
+            .result
+        )
     elapsed = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"segments": segments, "frames": frames, "peak_mb": peak_mb, "growth_mb": peak_mb - baseline_mb, "seconds": elapsed}
@@ -97,12 +139,16 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--child", str(segments)], capture_output=True, text=True, check=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     for r in results:
-        print(f"{r['segments']} segments, {r['frames']} frames at {SIZE}x{SIZE}: peak RSS {r['peak_mb']:.0f} MB "
-              f"({r['growth_mb']:.0f} MB above the loaded models), {r['seconds']:.1f} s")
+        print(
+            f"{r['segments']} segments, {r['frames']} frames at {SIZE}x{SIZE}: peak RSS {r['peak_mb']:.0f} MB "
+            f"({r['growth_mb']:.0f} MB above the loaded models), {r['seconds']:.1f} s"
+        )
     ratio = results[1]["peak_mb"] / results[0]["peak_mb"]
     growth = results[1]["growth_mb"] / results[0]["growth_mb"]
-    print(f"peak memory 4 segments / 2 segments: {ratio:.3f} ({'within' if ratio <= 1.10 else 'OVER'} the 10% bound); "
-          f"growth above the loaded models: {growth:.3f}")
+    print(
+        f"peak memory 4 segments / 2 segments: {ratio:.3f} ({'within' if ratio <= 1.10 else 'OVER'} the 10% bound); "
+        f"growth above the loaded models: {growth:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -59,8 +59,10 @@ def bench_measuring(frames: int, repeats: int) -> None:
             measure_motion(pixels, FPS, face, body)
 
     face_s, both_s = median_seconds(face_only, repeats), median_seconds(both, repeats)
-    print(f"measuring {frames} frames of 512x512 on CPU: face mesh alone {frames / face_s:.1f} frames/s, "
-          f"face mesh + pose + measurement {frames / both_s:.1f} frames/s (ratio {both_s / face_s:.2f})")
+    print(
+        f"measuring {frames} frames of 512x512 on CPU: face mesh alone {frames / face_s:.1f} frames/s, "
+        f"face mesh + pose + measurement {frames / both_s:.1f} frames/s (ratio {both_s / face_s:.2f})"
+    )
 
 
 @torch.no_grad()
@@ -71,10 +73,12 @@ def bench_network(repeats: int) -> None:
     motion_s = median_seconds(lambda: network(omegas), repeats * 10)
     projection_s = median_seconds(lambda: projection(e), repeats * 10)
     projection_flops = 2 * 2 * 5120 * 6 * 5120
-    print(f"motion network (hidden {REAL_MOTION.hidden_dim}, width {REAL_MOTION.model_dim}), batch 2: "
-          f"{motion_flops(REAL_MOTION) / 1e6:.1f} MFLOP, {motion_s * 1e3:.2f} ms; Wan's time_projection: "
-          f"{projection_flops / 1e6:.1f} MFLOP, {projection_s * 1e3:.2f} ms (ratio {motion_s / projection_s:.2f}); "
-          f"{sum(p.numel() for p in network.parameters()) / 1e6:.1f} M parameters")
+    print(
+        f"motion network (hidden {REAL_MOTION.hidden_dim}, width {REAL_MOTION.model_dim}), batch 2: "
+        f"{motion_flops(REAL_MOTION) / 1e6:.1f} MFLOP, {motion_s * 1e3:.2f} ms; Wan's time_projection: "
+        f"{projection_flops / 1e6:.1f} MFLOP, {projection_s * 1e3:.2f} ms (ratio {motion_s / projection_s:.2f}); "
+        f"{sum(p.numel() for p in network.parameters()) / 1e6:.1f} M parameters"
+    )
 
 
 def main() -> None:

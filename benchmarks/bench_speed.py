@@ -58,14 +58,19 @@ from fantasy_core.motion.model import MotionConfig, MotionNetwork  # noqa: E402
 FRAMES, FPS, AUDIO_TOKENS, LATENT_FRAMES = 81, 23, 175, 21
 REAL_WAN = {"dim": 5120, "ffn_dim": 13824, "num_heads": 40, "num_layers": 40}
 SCALES = {  # Wan config, latent height/width, adapter context width, identity module, motion width
-    "tiny": (dict(REAL_WAN, dim=256, ffn_dim=512, num_heads=2, num_layers=2), 8, 512,
-             IdentityConfig(512, 64, 4, 2, 4, 128, 256, 2), 16),
+    "tiny": (dict(REAL_WAN, dim=256, ffn_dim=512, num_heads=2, num_layers=2), 8, 512, IdentityConfig(512, 64, 4, 2, 4, 128, 256, 2), 16),
     "block": (dict(REAL_WAN, num_layers=1), 64, 2048, IdentityConfig(512, 2048, 16, 4, 16, 8192, 5120, 1), 256),
     "full": (REAL_WAN, 64, 2048, IdentityConfig(512, 2048, 16, 4, 16, 8192, 5120, 40), 256),
 }
 # Dense bf16 tensor-core peaks (no sparsity) and HBM bandwidths from the vendors' data sheets; --peak-tflops overrides.
-DEVICE_PEAKS = {"H200": (989e12, 4.8e12), "H100": (989e12, 3.35e12), "A100": (312e12, 2.04e12), "L40S": (362e12, 0.864e12),
-                "RTX 4090": (165e12, 1.0e12), "RTX 3090": (71e12, 0.936e12)}
+DEVICE_PEAKS = {
+    "H200": (989e12, 4.8e12),
+    "H100": (989e12, 3.35e12),
+    "A100": (312e12, 2.04e12),
+    "L40S": (362e12, 0.864e12),
+    "RTX 4090": (165e12, 1.0e12),
+    "RTX 3090": (71e12, 0.936e12),
+}
 
 
 def device_peaks(device: torch.device) -> tuple[str, float | None, float | None]:
@@ -88,7 +93,7 @@ def random_state(module: torch.nn.Module, device, dtype, seed: int) -> dict:
     for key, meta in module.state_dict().items():
         if meta.dim() >= 2 and not key.endswith("modulation"):
             fan_in = meta[0].numel()
-            tensor = torch.randn(meta.shape, generator=gen, device=device, dtype=dtype) * fan_in ** -0.5
+            tensor = torch.randn(meta.shape, generator=gen, device=device, dtype=dtype) * fan_in**-0.5
         elif key.endswith("weight"):
             tensor = 1 + 0.05 * torch.randn(meta.shape, generator=gen, device=device, dtype=dtype)
         else:
@@ -103,8 +108,9 @@ def load_wan(wan_config: dict, device, dtype):
     import comfy.sd
 
     with torch.device("meta"):
-        meta = comfy.ldm.wan.model.WanModel(model_type="i2v", in_dim=36, out_dim=16, text_dim=4096, operations=comfy.ops.disable_weight_init,
-                                            **wan_config)
+        meta = comfy.ldm.wan.model.WanModel(
+            model_type="i2v", in_dim=36, out_dim=16, text_dim=4096, operations=comfy.ops.disable_weight_init, **wan_config
+        )
     return comfy.sd.load_diffusion_model_state_dict(random_state(meta, device, dtype, seed=0))
 
 
@@ -121,8 +127,12 @@ def write_modules(folder: str, wan_config: dict, context_dim: int, identity: Ide
         return {k: v.cpu() for k, v in random_state(module, device, dtype, seed).items()}
 
     path = os.path.join(folder, "fantasytalking_bench.safetensors")
-    return save_fantasytalking_file(path, audio=cpu(adapter, 1), identity=(cpu(identity_module, 2), identity),
-                                    motion=(cpu(motion, 3), motion.config, MotionCalibration()))
+    return save_fantasytalking_file(
+        path,
+        audio=cpu(adapter, 1),
+        identity=(cpu(identity_module, 2), identity),
+        motion=(cpu(motion, 3), motion.config, MotionCalibration()),
+    )
 
 
 def inputs(latent_hw: int):
@@ -210,9 +220,8 @@ class CallProbe:
         return out
 
     def _instrumented(self, executor, *args, **kwargs):
-        from torch.utils.flop_counter import FlopCounterMode
-
         from sync_ops import SyncCounter
+        from torch.utils.flop_counter import FlopCounterMode
 
         with FlopCounterMode(display=False) as flops:
             executor(*args, **kwargs)
@@ -221,7 +230,9 @@ class CallProbe:
         with torch.profiler.profile(activities=activities) as profile:
             executor(*args, **kwargs)
         names = {event.name for event in profile.events()}
-        self.facts["attention_kernels"] = sorted(n for n in names if any(k in n.lower() for k in ("flash", "efficient_attention", "fmha", "cudnn", "scaled_dot_product")))[:12]
+        self.facts["attention_kernels"] = sorted(
+            n for n in names if any(k in n.lower() for k in ("flash", "efficient_attention", "fmha", "cudnn", "scaled_dot_product"))
+        )[:12]
         if self.device.type == "cuda":
             torch.cuda.synchronize()
             with warnings.catch_warnings(record=True) as caught:
@@ -272,16 +283,36 @@ def sample_run(nodes, model, positive, middle, negative, latent_shape, steps: in
     model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "bench_probe", probe)
     wrappers = model.wrappers[comfy.patcher_extension.WrappersMP.APPLY_MODEL]
     model.wrappers[comfy.patcher_extension.WrappersMP.APPLY_MODEL] = {"bench_probe": wrappers.pop("bench_probe"), **wrappers}
-    guider = node_output(nodes, "DualCFGGuider", model=model, cond1=positive, cond2=middle, negative=negative, cfg_conds=4.5,
-                         cfg_cond2_negative=5.0, style="regular")[0]
+    guider = node_output(
+        nodes,
+        "DualCFGGuider",
+        model=model,
+        cond1=positive,
+        cond2=middle,
+        negative=negative,
+        cfg_conds=4.5,
+        cfg_cond2_negative=5.0,
+        style="regular",
+    )[0]
     latent = torch.zeros(latent_shape)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     with torch.inference_mode():
-        out = guider.sample(comfy.sample.prepare_noise(latent, 0), latent, comfy.samplers.sampler_object("euler"),
-                            official_sigmas(steps, 5.0, 1.0), disable_pbar=True, seed=0)
-    result = {"seconds_per_call": probe.steady_seconds(), "calls": len(probe.events), **probe.facts, "finite": bool(torch.isfinite(out).all())}
+        out = guider.sample(
+            comfy.sample.prepare_noise(latent, 0),
+            latent,
+            comfy.samplers.sampler_object("euler"),
+            official_sigmas(steps, 5.0, 1.0),
+            disable_pbar=True,
+            seed=0,
+        )
+    result = {
+        "seconds_per_call": probe.steady_seconds(),
+        "calls": len(probe.events),
+        **probe.facts,
+        "finite": bool(torch.isfinite(out).all()),
+    }
     if device.type == "cuda":
         result["peak_bytes"] = torch.cuda.max_memory_allocated()
     comfy.model_management.soft_empty_cache()
@@ -297,8 +328,8 @@ def core_options(core_node) -> dict | None:
 
 def compiled(nodes, model, backend: str):
     """Core TorchCompileModel's wrapper (its guard filter included), with the backend asked for."""
-    from comfy_api.torch_helpers import set_torch_compile_wrapper
     import comfy_extras.nodes_torch_compile as core_node
+    from comfy_api.torch_helpers import set_torch_compile_wrapper
 
     model = model.clone()
     set_torch_compile_wrapper(model=model, backend=backend, options=core_options(core_node))
@@ -387,7 +418,10 @@ def count_at_real_shapes(dtype=torch.bfloat16) -> dict:
     cached_audio = [(torch.empty(1, LATENT_FRAMES, windows.window_length, dim, dtype=dtype, device=meta),) * 2]
     cached_identity = [(torch.empty(1, identity.num_queries, dim, dtype=dtype, device=meta),) * 2]
     scales = torch.empty(3, dtype=dtype, device=meta)
-    terms = (branch_terms([0], scales, cached_audio, frame_groups(windows.k_lens.tolist()))[0], branch_terms([0, 1, 2], scales, cached_identity)[0])
+    terms = (
+        branch_terms([0], scales, cached_audio, frame_groups(windows.k_lens.tolist()))[0],
+        branch_terms([0, 1, 2], scales, cached_identity)[0],
+    )
     with counted_traffic() as now:
         hidden = torch.empty_like(q)
         for term in terms:
@@ -396,11 +430,15 @@ def count_at_real_shapes(dtype=torch.bfloat16) -> dict:
     blocks = REAL_WAN["num_layers"]
     from bench_core import BlockShape, block_flops
 
-    wan_block, _ = block_flops(BlockShape(dim=dim, ffn_dim=REAL_WAN["ffn_dim"], heads=heads, latent_frames=LATENT_FRAMES, tokens_per_frame=32 * 32))
+    wan_block, _ = block_flops(
+        BlockShape(dim=dim, ffn_dim=REAL_WAN["ffn_dim"], heads=heads, latent_frames=LATENT_FRAMES, tokens_per_frame=32 * 32)
+    )
     return {
         "wan_block_flops": 3 * wan_block,
-        "branch_bytes_before": before.bytes, "branch_kernels_before": before.kernels,
-        "branch_bytes_now": now.bytes, "branch_kernels_now": now.kernels,
+        "branch_bytes_before": before.bytes,
+        "branch_kernels_before": before.kernels,
+        "branch_bytes_now": now.bytes,
+        "branch_kernels_now": now.kernels,
         "run_cache_bytes": blocks * 2 * dim * itemsize * (LATENT_FRAMES * windows.window_length + identity.num_queries),
         "audio_kv_weight_bytes": blocks * 2 * dim * 2048 * itemsize,
         "identity_weight_bytes": sum(t.numel() for t in IdentityModule(identity, device=meta).state_dict().values()) * itemsize,
@@ -412,8 +450,10 @@ def count_at_real_shapes(dtype=torch.bfloat16) -> dict:
 
 def report(results: dict, counted: dict, device_name: str, peak_flops, bandwidth) -> None:
     gib = 2**30
-    print(f"\nmeasured on {device_name}, torch {torch.__version__}, scale '{results['scale']}', {results['steps']} steps, "
-          f"batch 3 (three passes), {results['video_tokens']} video tokens")
+    print(
+        f"\nmeasured on {device_name}, torch {torch.__version__}, scale '{results['scale']}', {results['steps']} steps, "
+        f"batch 3 (three passes), {results['video_tokens']} video tokens"
+    )
     peak_name = "peak GB" if device_name != "CPU" else "call peak GB"
     print(f"  {'':36s}{'s/call':>9s}{'ratio':>7s}{peak_name:>14s}{'ratio':>7s}{'TFLOP/s':>9s}{'MFU':>7s}{'syncs':>7s}")
 
@@ -426,26 +466,36 @@ def report(results: dict, counted: dict, device_name: str, peak_flops, bandwidth
         for label, row in (("plain Wan", plain), ("+ FantasyTalking", patched)):
             tflops = row["flops"] / row["seconds_per_call"] / 1e12 if row.get("flops") else None
             peak, plain_peak = row.get(peak_key), plain.get(peak_key)
-            print(f"  {mode + ',':19s} {label:16s}{row['seconds_per_call']:9.4f}{row['seconds_per_call'] / plain['seconds_per_call']:7.3f}"
-                  f"{cell(peak / gib if peak else None, '.3f', 14)}{cell(peak / plain_peak if peak and plain_peak else None, '.3f', 7)}"
-                  f"{cell(tflops, '.2f', 9)}{cell(100 * tflops * 1e12 / peak_flops if tflops and peak_flops else None, '.1f', 6)}"
-                  f"{'%' if tflops and peak_flops else ' '}{cell(row.get('host_syncs'), 'd', 6)}")
+            print(
+                f"  {mode + ',':19s} {label:16s}{row['seconds_per_call']:9.4f}{row['seconds_per_call'] / plain['seconds_per_call']:7.3f}"
+                f"{cell(peak / gib if peak else None, '.3f', 14)}{cell(peak / plain_peak if peak and plain_peak else None, '.3f', 7)}"
+                f"{cell(tflops, '.2f', 9)}{cell(100 * tflops * 1e12 / peak_flops if tflops and peak_flops else None, '.1f', 6)}"
+                f"{'%' if tflops and peak_flops else ' '}{cell(row.get('host_syncs'), 'd', 6)}"
+            )
     eager = results.get("patched/eager", {})
     print(f"  attention kernels of a patched call: {', '.join(eager.get('attention_kernels', [])) or 'n/a'}")
-    print(f"  loaded while sampling: plain {results['plain/eager'].get('loaded_bytes', 0) / gib:.3f} GB, patched "
-          f"{eager.get('loaded_bytes', 0) / gib:.3f} GB + the run's cache {results.get('run_cache_bytes', 0) / gib:.4f} GB; "
-          f"the modules' weights ({results.get('module_bytes', 0) / gib:.3f} GB) are not loaded")
+    print(
+        f"  loaded while sampling: plain {results['plain/eager'].get('loaded_bytes', 0) / gib:.3f} GB, patched "
+        f"{eager.get('loaded_bytes', 0) / gib:.3f} GB + the run's cache {results.get('run_cache_bytes', 0) / gib:.4f} GB; "
+        f"the modules' weights ({results.get('module_bytes', 0) / gib:.3f} GB) are not loaded"
+    )
     print(f"\ncounted at the real shapes (Wan2.1-I2V-14B, 21 504 tokens, batch 3; per block; bandwidth {bandwidth / 1e12:.2f} TB/s):")
     for when in ("before", "now"):
         traffic = counted[f"branch_bytes_{when}"]
-        print(f"  branches {when:6s}: {traffic / 1e9:7.2f} GB of memory traffic in {counted[f'branch_kernels_{when}']:3d} kernels "
-              f"= {traffic / bandwidth * 1e3:6.2f} ms per block, {40 * traffic / bandwidth * 1e3:7.1f} ms per model call")
+        print(
+            f"  branches {when:6s}: {traffic / 1e9:7.2f} GB of memory traffic in {counted[f'branch_kernels_{when}']:3d} kernels "
+            f"= {traffic / bandwidth * 1e3:6.2f} ms per block, {40 * traffic / bandwidth * 1e3:7.1f} ms per model call"
+        )
     block_seconds = counted["wan_block_flops"] / (peak_flops or DEVICE_PEAKS["H200"][0])
     for when in ("before", "now"):
-        print(f"  branches {when:6s} at full bandwidth / the Wan block at full compute ({block_seconds * 1e3:.0f} ms): "
-              f"{100 * counted[f'branch_bytes_{when}'] / bandwidth / block_seconds:.2f}%")
-    print(f"  kept for a run: {counted['run_cache_bytes'] / 2**20:.0f} MB of keys and values, instead of "
-          f"{counted['audio_kv_weight_bytes'] / gib:.2f} GB (audio k/v) + {counted['identity_weight_bytes'] / gib:.2f} GB (identity) of weights")
+        print(
+            f"  branches {when:6s} at full bandwidth / the Wan block at full compute ({block_seconds * 1e3:.0f} ms): "
+            f"{100 * counted[f'branch_bytes_{when}'] / bandwidth / block_seconds:.2f}%"
+        )
+    print(
+        f"  kept for a run: {counted['run_cache_bytes'] / 2**20:.0f} MB of keys and values, instead of "
+        f"{counted['audio_kv_weight_bytes'] / gib:.2f} GB (audio k/v) + {counted['identity_weight_bytes'] / gib:.2f} GB (identity) of weights"
+    )
 
 
 def main() -> None:
@@ -483,13 +533,30 @@ def main() -> None:
         folder_paths.add_model_folder_path("fantasytalking", folder)
         modules_file = write_modules(folder, wan_config, context_dim, identity_config, motion_hidden, device, dtype)
         modules = node_output(nodes, "FantasyTalkingModelLoader", model_name=os.path.basename(modules_file), weight_dtype="default")[0]
-    patched, heard, silent = node_output(nodes, "FantasyTalkingApply", model=wan, fantasytalking_model=modules, audio_embeds=embeds,
-                                         audio_scale=1.0, positive=positive, negative=negative, identity=face, identity_scale=0.5,
-                                         identity_guidance=False, motion=MotionIntensity(0.8, 0.3), motion_guidance=False)
+    patched, heard, silent = node_output(
+        nodes,
+        "FantasyTalkingApply",
+        model=wan,
+        fantasytalking_model=modules,
+        audio_embeds=embeds,
+        audio_scale=1.0,
+        positive=positive,
+        negative=negative,
+        identity=face,
+        identity_scale=0.5,
+        identity_guidance=False,
+        motion=MotionIntensity(0.8, 0.3),
+        motion_guidance=False,
+    )
     noaudio = node_output(nodes, "FantasyTalkingConditioningSettings", conditioning=heard, audio_scale=0.0, identity_scale=0.5)[0]
-    results = {"scale": scale, "steps": steps, "device": name, "modes": ["eager"] + ([] if args.no_compile else [f"compiled ({backend})"]),
-               "video_tokens": LATENT_FRAMES * (latent_hw // 2) ** 2,
-               "module_bytes": sum(p.model_size() for p in modules.patchers())}
+    results = {
+        "scale": scale,
+        "steps": steps,
+        "device": name,
+        "modes": ["eager"] + ([] if args.no_compile else [f"compiled ({backend})"]),
+        "video_tokens": LATENT_FRAMES * (latent_hw // 2) ** 2,
+        "module_bytes": sum(p.model_size() for p in modules.patchers()),
+    }
     plain_conds = (positive, positive, negative)
     for mode in results["modes"]:
         for label, model, conds in (("plain", wan, plain_conds), ("patched", patched, (heard, noaudio, silent))):
@@ -501,7 +568,9 @@ def main() -> None:
     (wrapper,) = patched.get_wrappers(WrappersMP.APPLY_MODEL, "fantasytalking")
     run = SamplingRun(wrapper.__self__.run_inputs(), device, dtype)
     with torch.inference_mode():
-        run.call(tuple(c[0][1]["model_conds"]["fantasytalking_pass"].cond[0] for c in (heard, noaudio, silent)), tuple(range(LATENT_FRAMES)))
+        run.call(
+            tuple(c[0][1]["model_conds"]["fantasytalking_pass"].cond[0] for c in (heard, noaudio, silent)), tuple(range(LATENT_FRAMES))
+        )
     results["run_cache_bytes"] = run.cached_bytes()
     counted = count_at_real_shapes()
     report(results, counted, name, peak_flops, bandwidth or DEVICE_PEAKS["H200"][1])

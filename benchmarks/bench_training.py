@@ -33,8 +33,9 @@ from fantasy_core.training.config import IdentitySize, ModulesConfig  # noqa: E4
 from fantasy_core.training.draws import DropoutRates, draw  # noqa: E402
 from fantasy_core.training.trainable import WanShape, build_trainable  # noqa: E402
 
-SMALL_MODULES = ModulesConfig(audio_context_dim=256, motion_hidden_dim=64,
-                              identity_size=IdentitySize(width=64, num_queries=8, num_layers=1, num_heads=4, ffn_dim=128))
+SMALL_MODULES = ModulesConfig(
+    audio_context_dim=256, motion_hidden_dim=64, identity_size=IdentitySize(width=64, num_queries=8, num_layers=1, num_heads=4, ffn_dim=128)
+)
 WAN_WIDTH = 256
 GB = 1e9
 
@@ -44,10 +45,21 @@ def save_wan(comfy, path: str, layers: int) -> str:
     from safetensors.torch import save_file
 
     torch.manual_seed(0)
-    model = WanModel(model_type="i2v", in_dim=36, out_dim=16, text_dim=4096, operations=comfy.ops.disable_weight_init,
-                     dim=WAN_WIDTH, ffn_dim=2 * WAN_WIDTH, num_heads=2, num_layers=layers)
-    state = {key: (1 + 0.1 * torch.randn(t.shape)) if key.endswith("weight") and t.dim() == 1 else 0.05 * torch.randn(t.shape)
-             for key, t in model.state_dict().items()}
+    model = WanModel(
+        model_type="i2v",
+        in_dim=36,
+        out_dim=16,
+        text_dim=4096,
+        operations=comfy.ops.disable_weight_init,
+        dim=WAN_WIDTH,
+        ffn_dim=2 * WAN_WIDTH,
+        num_heads=2,
+        num_layers=layers,
+    )
+    state = {
+        key: (1 + 0.1 * torch.randn(t.shape)) if key.endswith("weight") and t.dim() == 1 else 0.05 * torch.randn(t.shape)
+        for key, t in model.state_dict().items()
+    }
     save_file(state, path)
     return path
 
@@ -60,11 +72,17 @@ def random_batch(frames: int, size: int, seed: int = 0) -> dict:
     mask[..., hw // 2 : hw * 3 // 4, hw // 3 : hw * 2 // 3] = 1  # a mouth-sized box
     reference_mask = torch.ones(1, 1, t, hw, hw)
     reference_mask[:, :, 0] = 0
-    return {"latents": torch.randn(1, 16, t, hw, hw, generator=gen), "reference_latents": torch.randn(1, 16, t, hw, hw, generator=gen),
-            "reference_mask": reference_mask, "text": torch.randn(1, 512, 4096, generator=gen) * 0.1,
-            "clip_vision": torch.randn(1, 257, 1280, generator=gen), "audio_features": torch.randn(1, audio_tokens, 768, generator=gen),
-            "face_embedding": torch.nn.functional.normalize(torch.randn(1, 512, generator=gen), dim=-1),
-            "omega": torch.tensor([[0.6, 0.4]]), "lip_mask": mask}
+    return {
+        "latents": torch.randn(1, 16, t, hw, hw, generator=gen),
+        "reference_latents": torch.randn(1, 16, t, hw, hw, generator=gen),
+        "reference_mask": reference_mask,
+        "text": torch.randn(1, 512, 4096, generator=gen) * 0.1,
+        "clip_vision": torch.randn(1, 257, 1280, generator=gen),
+        "audio_features": torch.randn(1, audio_tokens, 768, generator=gen),
+        "face_embedding": torch.nn.functional.normalize(torch.randn(1, 512, generator=gen), dim=-1),
+        "omega": torch.tensor([[0.6, 0.4]]),
+        "lip_mask": mask,
+    }
 
 
 class SavedBytes:
@@ -108,8 +126,10 @@ def bench_tiny(args) -> None:
     batch = random_batch(args.frames, args.size)
     draws = draw(0, 0, [0], tuple(batch["latents"].shape[1:]), 5.0, DropoutRates(0, 0, 0), eta=0.0)
     tokens = batch["latents"][0, 0].numel() // 4
-    print(f"Tiny scale on {device}: Wan {args.layers} blocks x width {WAN_WIDTH}, {args.frames} frames at {args.size}² "
-          f"({tokens} video tokens), {sum(p.numel() for p in modules.parameters()) / 1e6:.2f} M trainable parameters, stage 2")
+    print(
+        f"Tiny scale on {device}: Wan {args.layers} blocks x width {WAN_WIDTH}, {args.frames} frames at {args.size}² "
+        f"({tokens} video tokens), {sum(p.numel() for p in modules.parameters()) / 1e6:.2f} M trainable parameters, stage 2"
+    )
     optimizer = torch.optim.AdamW(modules.parameters(), lr=1e-5)
     results, gradients = {}, {}
 
@@ -148,10 +168,14 @@ def bench_tiny(args) -> None:
     for checkpointing in (False, True):
         times = sorted(results[checkpointing]["times"])
         peak = f", peak GPU memory {results[checkpointing]['peak'] / GB:.2f} GB" if "peak" in results[checkpointing] else ""
-        print(f"  gradient checkpointing {'on ' if checkpointing else 'off'}: step {times[len(times) // 2]:.3f} s (median of "
-              f"{len(times)}), kept for backward {results[checkpointing]['saved'] / 1e6:.1f} MB{peak}")
+        print(
+            f"  gradient checkpointing {'on ' if checkpointing else 'off'}: step {times[len(times) // 2]:.3f} s (median of "
+            f"{len(times)}), kept for backward {results[checkpointing]['saved'] / 1e6:.1f} MB{peak}"
+        )
     ratio_time = sorted(results[True]["times"])[args.repeats // 2] / sorted(results[False]["times"])[args.repeats // 2]
-    print(f"  checkpointing: {ratio_time:.2f}x the step time, {results[True]['saved'] / results[False]['saved']:.3f}x the memory kept for backward")
+    print(
+        f"  checkpointing: {ratio_time:.2f}x the step time, {results[True]['saved'] / results[False]['saved']:.3f}x the memory kept for backward"
+    )
 
 
 def real_scale_estimate() -> None:
@@ -162,10 +186,14 @@ def real_scale_estimate() -> None:
     tokens = latent_frames(81) * (512 // 16) ** 2
     print("Real scale (Wan2.1-I2V-14B, 40 blocks x 5120; modules at the trainer's default sizes):")
     print("  trainable: " + ", ".join(f"{name} {n / 1e9:.3f} B" for name, n in count.items()) + f"; {trainable / 1e9:.2f} B in all")
-    print(f"  fp32 weights + gradients + AdamW (16 bytes each): {16 * trainable / GB:.1f} GB ({16 * count['audio'] / GB:.1f} GB audio adapter alone)")
+    print(
+        f"  fp32 weights + gradients + AdamW (16 bytes each): {16 * trainable / GB:.1f} GB ({16 * count['audio'] / GB:.1f} GB audio adapter alone)"
+    )
     print("  frozen base (14.0 B parameters): 28.0 GB bf16, 14.0 GB fp8")
-    print(f"  one 81-frame 512² clip: {tokens} video tokens; checkpointed block inputs 40 x {tokens} x 5120 x 2 bytes = "
-          f"{40 * tokens * 5120 * 2 / GB:.1f} GB bf16")
+    print(
+        f"  one 81-frame 512² clip: {tokens} video tokens; checkpointed block inputs 40 x {tokens} x 5120 x 2 bytes = "
+        f"{40 * tokens * 5120 * 2 / GB:.1f} GB bf16"
+    )
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ import node_helpers
 import torch
 
 from fantasy_core.guidance import audio_guidance_active, check_audio_guidance_range, step_of_sigma
+
 from .pass_settings import require_settings, set_pass
 from .patch import has_fantasytalking
 
@@ -62,7 +63,9 @@ class FantasyTalkingGuider(comfy.samplers.CFGGuider):
         }
         if not self.always_guided:
             scale = max(settings.audio_scale for settings in heard)
-            conds["negative_heard"] = node_helpers.conditioning_set_values(set_pass(negative, audio_scale=scale), {"prompt_type": "negative"})
+            conds["negative_heard"] = node_helpers.conditioning_set_values(
+                set_pass(negative, audio_scale=scale), {"prompt_type": "negative"}
+            )
         self.inner_set_conds(conds)
 
     def audio_guided_at(self, timestep: torch.Tensor, model_options: dict) -> bool:
@@ -75,21 +78,36 @@ class FantasyTalkingGuider(comfy.samplers.CFGGuider):
     def predict_noise(self, x, timestep, model_options={}, seed=None):
         model, conds = self.inner_model, self.conds
         if not self.audio_guided_at(timestep, model_options):
-            return comfy.samplers.sampling_function(model, x, timestep, conds["negative_heard"], conds["positive"], self.cfg,
-                                                    model_options=model_options, seed=seed)
+            return comfy.samplers.sampling_function(
+                model, x, timestep, conds["negative_heard"], conds["positive"], self.cfg, model_options=model_options, seed=seed
+            )
         skip_uncond = math.isclose(self.cfg, 1.0) and not model_options.get("disable_cfg1_optimization", False)
         noaudio, uncond = conds["noaudio"], None if skip_uncond else conds["negative"]
         calc_prompt_pair = model_options.get("sampler_calc_cond_batch_function")
         if calc_prompt_pair is None:
-            cond_out, noaudio_out, uncond_out = comfy.samplers.calc_cond_batch(model, [conds["positive"], noaudio, uncond], x, timestep, model_options)
+            cond_out, noaudio_out, uncond_out = comfy.samplers.calc_cond_batch(
+                model, [conds["positive"], noaudio, uncond], x, timestep, model_options
+            )
         else:
-            noaudio_out, uncond_out = calc_prompt_pair({"conds": [noaudio, uncond], "input": x, "sigma": timestep, "model": model,
-                                                        "model_options": model_options})
+            noaudio_out, uncond_out = calc_prompt_pair(
+                {"conds": [noaudio, uncond], "input": x, "sigma": timestep, "model": model, "model_options": model_options}
+            )
             (cond_out,) = comfy.samplers.calc_cond_batch(model, [conds["positive"]], x, timestep, model_options)
         prompt_pair = [noaudio_out, uncond_out]
         for fn in model_options.get("sampler_pre_cfg_function", []):
-            prompt_pair = fn({"conds": [noaudio, uncond], "conds_out": prompt_pair, "cond_scale": self.cfg, "timestep": timestep,
-                              "input": x, "sigma": timestep, "model": model, "model_options": model_options})
-        prompt = comfy.samplers.cfg_function(model, prompt_pair[0], prompt_pair[1], self.cfg, x, timestep,
-                                             model_options=model_options, cond=noaudio, uncond=uncond)
+            prompt_pair = fn(
+                {
+                    "conds": [noaudio, uncond],
+                    "conds_out": prompt_pair,
+                    "cond_scale": self.cfg,
+                    "timestep": timestep,
+                    "input": x,
+                    "sigma": timestep,
+                    "model": model,
+                    "model_options": model_options,
+                }
+            )
+        prompt = comfy.samplers.cfg_function(
+            model, prompt_pair[0], prompt_pair[1], self.cfg, x, timestep, model_options=model_options, cond=noaudio, uncond=uncond
+        )
         return prompt + self.audio_cfg * (cond_out - noaudio_out)

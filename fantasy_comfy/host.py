@@ -75,8 +75,10 @@ def comfyui_nodes():
     import nodes
 
     if Path(nodes.__file__).name != "nodes.py":  # ComfyUI's is one file; this pack's is a package
-        raise ImportError(f"'nodes' comes from {nodes.__file__}, not from ComfyUI: import ComfyUI with "
-                          "fantasy_comfy.host.import_comfyui before anything imports 'nodes'.")
+        raise ImportError(
+            f"'nodes' comes from {nodes.__file__}, not from ComfyUI: import ComfyUI with "
+            "fantasy_comfy.host.import_comfyui before anything imports 'nodes'."
+        )
     return nodes
 
 

@@ -45,8 +45,16 @@ class SegmentLayout:
 
 
 @torch.inference_mode()  # ComfyUI's executor does this too; a direct call must not build an autograd graph
-def generate_long_video(talk: TalkingInputs, vae, clip_vision_output, portrait: torch.Tensor, audio: dict, layout: SegmentLayout,
-                        sampling: SamplingSettings, path: str) -> int:
+def generate_long_video(
+    talk: TalkingInputs,
+    vae,
+    clip_vision_output,
+    portrait: torch.Tensor,
+    audio: dict,
+    layout: SegmentLayout,
+    sampling: SamplingSettings,
+    path: str,
+) -> int:
     """Writes the video to ``path`` and returns its frame count. On any error the original error propagates and no
     file is left behind. Every segment sees the same identity and motion intensity (both are per clip)."""
     segments = plan_segments(talk.audio_embeds.num_frames, layout.segment_frames, layout.overlap_frames)
@@ -59,8 +67,9 @@ def generate_long_video(talk: TalkingInputs, vae, clip_vision_output, portrait: 
         start = reference
         for segment in segments:
             segment_audio = talk.audio_embeds.with_windows(segment.audio_windows(talk.audio_embeds.windows))
-            patched, pos, neg = apply_fantasytalking(talk.model, talk.modules, segment_audio, talk.audio_scale, talk.positive,
-                                                     talk.negative, talk.controls)
+            patched, pos, neg = apply_fantasytalking(
+                talk.model, talk.modules, segment_audio, talk.audio_scale, talk.positive, talk.negative, talk.controls
+            )
             pos, neg, latent = i2v_conditioning(pos, neg, vae, width, height, segment.num_frames, start, clip_vision_output)
 
             def on_step(step, _x0, _x, _total_steps, done=segment.index * steps):
@@ -69,7 +78,9 @@ def generate_long_video(talk: TalkingInputs, vae, clip_vision_output, portrait: 
             segment_sampling = replace(sampling, seed=(sampling.seed + segment.index) % SEED_RANGE)
             samples = sample_talking(patched, pos, neg, latent, segment_sampling, callback=on_step)
             frames = vae.decode(samples.to(comfy.model_management.intermediate_device()))
-            frames = match_color(frames.reshape(-1, *frames.shape[-3:])[: segment.num_frames].float().cpu(), reference[0], layout.color_match)
+            frames = match_color(
+                frames.reshape(-1, *frames.shape[-3:])[: segment.num_frames].float().cpu(), reference[0], layout.color_match
+            )
             hold = layout.overlap_frames if segment.index + 1 < len(segments) else 0
             blender.add(frames, segment.overlap, hold)
             start = frames[frames.shape[0] - hold :].clone() if hold else None  # not a view: frees the segment

@@ -135,8 +135,12 @@ def detector_path(choice: str) -> str:
 
 def arcface_choices() -> list[str]:
     """'<pack>/<file>.onnx' for every recognition model in the insightface packs (w600k_r50, glintr100, ...)."""
-    return [f"{name}/{f}" for name, path in insightface_packs().items() for f in sorted(os.listdir(path))
-            if f.endswith(".onnx") and not f.startswith(NOT_ARCFACE)]
+    return [
+        f"{name}/{f}"
+        for name, path in insightface_packs().items()
+        for f in sorted(os.listdir(path))
+        if f.endswith(".onnx") and not f.startswith(NOT_ARCFACE)
+    ]
 
 
 def arcface_path(choice: str) -> str:

@@ -46,7 +46,9 @@ def frames_and_rate(images, video, fps: float) -> tuple[Sequence, float]:
         components = video.get_components()
         return _ImageFrames(components.images), float(Fraction(components.frame_rate))
     if images.dim() != 4 or images.shape[-1] < 3:
-        raise ValueError(f"FantasyTalking Measure Motion: 'images' must be an IMAGE batch [frames, height, width, 3]; got shape {list(images.shape)}.")
+        raise ValueError(
+            f"FantasyTalking Measure Motion: 'images' must be an IMAGE batch [frames, height, width, 3]; got shape {list(images.shape)}."
+        )
     return _ImageFrames(images), float(fps)
 
 
@@ -62,8 +64,9 @@ def decoded_frames(source) -> tuple[list[np.ndarray], float]:
         frames = []
         for frame in container.decode(stream):
             scale = min(1.0, MEASURE_SIDE / max(frame.width, frame.height))
-            frames.append(frame.to_ndarray(width=max(1, round(frame.width * scale)), height=max(1, round(frame.height * scale)),
-                                           format="rgb24"))
+            frames.append(
+                frame.to_ndarray(width=max(1, round(frame.width * scale)), height=max(1, round(frame.height * scale)), format="rgb24")
+            )
     return frames, rate
 
 
@@ -91,8 +94,9 @@ def measure_clip(images, video, fps: float, body_model: str, fantasytalking_mode
     calibration = calibration_of(fantasytalking_model)
     progress = comfy.utils.ProgressBar(len(frames))
     with FaceMeshTracker() as face, open_body_tracker(body_model) as body:
-        measured = measure_motion(frames, rate, face, body, calibration, "The reference clip",
-                                  progress=lambda done, total: progress.update_absolute(done, total))
+        measured = measure_motion(
+            frames, rate, face, body, calibration, "The reference clip", progress=lambda done, total: progress.update_absolute(done, total)
+        )
     skipped = measured.face_missing or measured.body_missing
     (logging.warning if skipped else logging.info)("FantasyTalking: measured motion %s", measured.describe())
     plot = torch.from_numpy(motion_plot(measured)[None].astype(np.float32) / 255.0)

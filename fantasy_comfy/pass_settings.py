@@ -47,8 +47,9 @@ def settings_of(options: dict) -> PassSettings | None:
     return cond.cond[0] if isinstance(cond, PassCond) else None
 
 
-def set_pass(conditioning: list, audio_scale: float | None = None, identity_scale: float | None = None,
-             motion: MotionIntensity | None = None) -> list:
+def set_pass(
+    conditioning: list, audio_scale: float | None = None, identity_scale: float | None = None, motion: MotionIntensity | None = None
+) -> list:
     """A copy in which every entry's passes hear the audio at ``audio_scale`` (0: silent), see the identity at
     ``identity_scale`` (0: not at all) and get the motion intensity ``motion``; None keeps what the entry had.
     Whatever else an entry carries is kept."""

@@ -35,6 +35,7 @@ from fantasy_core.identity.model import IdentityModule
 from fantasy_core.motion.intensity import NEUTRAL, MotionIntensity
 from fantasy_core.passes import IDENTITY_SCALE
 from fantasy_core.sampling_run import RunInputs, SamplingRun, audio_cache_fits
+
 from .loaded_modules import FantasyTalkingModules
 from .pass_settings import PASS_KEY, set_pass
 
@@ -49,7 +50,9 @@ def wan_i2v_model(model) -> comfy.ldm.wan.model.WanModel:
     if not isinstance(base, comfy.model_base.WAN21) or not isinstance(diffusion_model, comfy.ldm.wan.model.WanModel):
         raise ValueError(f"FantasyTalking needs a Wan2.1 image-to-video model, but the MODEL input is {type(base).__name__}. {WAN_I2V_14B}")
     if isinstance(base, comfy.model_base.WAN22):
-        raise ValueError(f"FantasyTalking was trained on Wan2.1-I2V-14B, but this is a Wan2.2 TI2V model (48-channel latents). {WAN_I2V_14B}")
+        raise ValueError(
+            f"FantasyTalking was trained on Wan2.1-I2V-14B, but this is a Wan2.2 TI2V model (48-channel latents). {WAN_I2V_14B}"
+        )
     if not hasattr(diffusion_model.blocks[0].cross_attn, "k_img"):
         if diffusion_model.patch_embedding.in_channels == 36:
             raise ValueError(
@@ -83,8 +86,13 @@ class FantasyTalkingPatch:
     """Each batch row gets the modalities its pass settings ask for. ``motion`` is the ω of rows whose settings name
     none (a guider's extra conditioning)."""
 
-    def __init__(self, modules: FantasyTalkingModules, audio: AudioEmbeds, identity: FaceEmbedding | None = None,
-                 motion: MotionIntensity | None = None):
+    def __init__(
+        self,
+        modules: FantasyTalkingModules,
+        audio: AudioEmbeds,
+        identity: FaceEmbedding | None = None,
+        motion: MotionIntensity | None = None,
+    ):
         self.modules = modules
         self.audio = audio
         self.identity = identity
@@ -134,7 +142,9 @@ class FantasyTalkingPatch:
                     "Loader' chained to the audio adapter's loader, or disconnect the face embedding."
                 )
             identity = self.modules.identity.model.config
-            check_blocks_fit(f"FantasyTalking identity module ('{self.modules.file_of('identity')}')", identity.num_blocks, identity.model_dim, blocks)
+            check_blocks_fit(
+                f"FantasyTalking identity module ('{self.modules.file_of('identity')}')", identity.num_blocks, identity.model_dim, blocks
+            )
             if self.identity.vectors.shape[-1] != identity.face_dim:
                 raise ModelMismatchError(
                     f"The face embedding is {self.identity.vectors.shape[-1]} wide ({self.identity.arcface_model}) but the "
@@ -144,8 +154,14 @@ class FantasyTalkingPatch:
 
     def run_inputs(self) -> RunInputs:
         modules = self.modules
-        return RunInputs(self.adapter, self.audio, self.identity_module, self.identity,
-                         None if modules.motion is None else modules.motion.model, self.motion or MotionIntensity())
+        return RunInputs(
+            self.adapter,
+            self.audio,
+            self.identity_module,
+            self.identity,
+            None if modules.motion is None else modules.motion.model,
+            self.motion or MotionIntensity(),
+        )
 
     def apply(self, model):
         """The patched clone. A patch object is applied once (it owns the taps of that clone)."""
@@ -235,8 +251,9 @@ class FantasyTalkingPatch:
             self._in_run, self._run = scope
 
 
-def apply_fantasytalking(model, modules: FantasyTalkingModules, audio: AudioEmbeds, audio_scale: float, positive, negative,
-                         controls: Controls = Controls()):
+def apply_fantasytalking(
+    model, modules: FantasyTalkingModules, audio: AudioEmbeds, audio_scale: float, positive, negative, controls: Controls = Controls()
+):
     """The model with the modules; the positive conditioning hears the audio at ``audio_scale``, the negative is silent
     (the official negative pass). With an identity, both see it at ``identity_scale`` (λ2), unless
     ``identity_guidance``: then the negative does not, and CFG also pushes towards the identity. With a motion module,
@@ -250,8 +267,10 @@ def apply_fantasytalking(model, modules: FantasyTalkingModules, audio: AudioEmbe
             "Model Loader' chained to the audio adapter's loader, or disconnect the motion input."
         )
     if controls.motion_guidance and modules.motion is None:
-        raise ValueError("FantasyTalking: motion_guidance is on but the fantasytalking_model has no motion module. "
-                         "Turn motion_guidance off, or load a motion file.")
+        raise ValueError(
+            "FantasyTalking: motion_guidance is on but the fantasytalking_model has no motion module. "
+            "Turn motion_guidance off, or load a motion file."
+        )
     if identity is None and modules.identity is not None and identity_scale != 0:
         raise ValueError(
             f"FantasyTalking: the fantasytalking_model holds an identity module ('{modules.file_of('identity')}') but no "
@@ -262,11 +281,16 @@ def apply_fantasytalking(model, modules: FantasyTalkingModules, audio: AudioEmbe
     if modules.motion is not None and controls.motion is None:
         logging.info("FantasyTalking: the motion module runs at neutral intensity (ω_l 0.5, ω_b 0.5): no motion input is connected.")
     if controls.motion_guidance and (patch.motion.lip, patch.motion.body) == (NEUTRAL, NEUTRAL):
-        logging.warning("FantasyTalking: motion_guidance is on but the motion is neutral (0.5, 0.5), the same as the "
-                        "negative's, so it changes nothing. Connect a motion intensity other than 0.5, or turn it off.")
+        logging.warning(
+            "FantasyTalking: motion_guidance is on but the motion is neutral (0.5, 0.5), the same as the "
+            "negative's, so it changes nothing. Connect a motion intensity other than 0.5, or turn it off."
+        )
     motion = negative_motion = patch.motion
     if controls.motion_guidance:
         negative_motion = MotionIntensity()
     negative_identity = 0.0 if controls.identity_guidance else identity_scale
-    return (patch.apply(model), set_pass(positive, audio_scale=audio_scale, identity_scale=identity_scale, motion=motion),
-            set_pass(negative, audio_scale=0.0, identity_scale=negative_identity, motion=negative_motion))
+    return (
+        patch.apply(model),
+        set_pass(positive, audio_scale=audio_scale, identity_scale=identity_scale, motion=motion),
+        set_pass(negative, audio_scale=0.0, identity_scale=negative_identity, motion=negative_motion),
+    )

@@ -13,6 +13,7 @@ import latent_preview
 import torch
 
 from fantasy_core.guidance import official_sigmas
+
 from .guider import FantasyTalkingGuider
 
 OFFICIAL_SCHEDULER = "fantasytalking"
@@ -52,8 +53,9 @@ def sampling_sigmas(model, scheduler: str, steps: int, denoise: float, shift: fl
     return comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, total)[-(steps + 1) :].cpu()
 
 
-def sample_talking(model, positive, negative, latent: torch.Tensor, settings: SamplingSettings, batch_index=None, denoise_mask=None,
-                   callback=None) -> torch.Tensor:
+def sample_talking(
+    model, positive, negative, latent: torch.Tensor, settings: SamplingSettings, batch_index=None, denoise_mask=None, callback=None
+) -> torch.Tensor:
     """Samples ``latent`` with the official three-pass guidance; ``callback`` defaults to ComfyUI's latent preview."""
     model = with_flow_shift(model, settings.shift)
     guider = FantasyTalkingGuider(model, settings.cfg, settings.audio_cfg)
@@ -63,5 +65,13 @@ def sample_talking(model, positive, negative, latent: torch.Tensor, settings: Sa
     noise = comfy.sample.prepare_noise(latent, settings.seed, batch_index)
     if callback is None:
         callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
-    return guider.sample(noise, latent, comfy.samplers.sampler_object(settings.sampler_name), sigmas, denoise_mask=denoise_mask,
-                         callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=settings.seed)
+    return guider.sample(
+        noise,
+        latent,
+        comfy.samplers.sampler_object(settings.sampler_name),
+        sigmas,
+        denoise_mask=denoise_mask,
+        callback=callback,
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+        seed=settings.seed,
+    )

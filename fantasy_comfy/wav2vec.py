@@ -59,7 +59,9 @@ def _architecture_from_config(config: dict, where: str) -> dict:
     for key, expected in _FIXED_ARCHITECTURE.items():
         value = config.get(key, expected)
         if (list(value) if isinstance(expected, list) else value) != expected:
-            raise AudioEncoderError(f"{where}: {key} = {value}, but ComfyUI's wav2vec2 supports only {expected}. Use facebook/wav2vec2-base-960h.")
+            raise AudioEncoderError(
+                f"{where}: {key} = {value}, but ComfyUI's wav2vec2 supports only {expected}. Use facebook/wav2vec2-base-960h."
+            )
     hidden = config["hidden_size"]
     if config.get("intermediate_size", 4 * hidden) != 4 * hidden:
         raise AudioEncoderError(f"{where}: intermediate_size must be 4 x hidden_size for ComfyUI's wav2vec2.")
@@ -107,7 +109,9 @@ def load_wav2vec(path: str) -> Wav2VecAudioEncoder:
                 normalize_input = bool(json.load(f).get("do_normalize", True))
         weights = [os.path.join(path, n) for n in ("model.safetensors", "pytorch_model.bin") if os.path.isfile(os.path.join(path, n))]
         if not weights:
-            raise AudioEncoderError(f"wav2vec2 folder '{path}' has no model.safetensors or pytorch_model.bin. Download the weights into it.")
+            raise AudioEncoderError(
+                f"wav2vec2 folder '{path}' has no model.safetensors or pytorch_model.bin. Download the weights into it."
+            )
         state = wav2vec2_encoder_state(_read_weights(weights[0]))
     else:
         state = wav2vec2_encoder_state(_read_weights(path))

@@ -9,10 +9,10 @@
 """
 
 from .audio.adapter import AudioAdapter, AudioAdapterConfig, AudioContext
-from .audio.weights import AdapterCheckpointError, AdapterWeights, build_adapter, load_adapter_weights
 from .audio.embeds import AudioEmbeds
 from .audio.track import AudioInputError, PreparedAudio, prepare_audio
 from .audio.wav2vec import AudioEncoderError
+from .audio.weights import AdapterCheckpointError, AdapterWeights, build_adapter, load_adapter_weights
 from .audio.windows import AudioWindows, compute_audio_windows, gather_windows
 from .dit.injection import Injection, ModelMismatchError
 from .frames import official_num_frames

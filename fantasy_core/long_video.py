@@ -39,7 +39,11 @@ class Segment:
 
 
 def plan_segments(total_frames: int, segment_frames: int = 81, overlap_frames: int = 13) -> list[Segment]:
-    for name, value, minimum in (("total_frames", total_frames, 5), ("segment_frames", segment_frames, 5), ("overlap_frames", overlap_frames, 1)):
+    for name, value, minimum in (
+        ("total_frames", total_frames, 5),
+        ("segment_frames", segment_frames, 5),
+        ("overlap_frames", overlap_frames, 1),
+    ):
         check_video_length(name, value, minimum)
     if overlap_frames >= segment_frames:
         raise ValueError(f"overlap_frames ({overlap_frames}) must be smaller than segment_frames ({segment_frames}).")

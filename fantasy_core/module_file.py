@@ -27,13 +27,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .audio.weights import AdapterWeights, parse_adapter_state, read_checkpoint_file
+from .identity.model import IdentityConfig
 from .identity.weights import CONFIG_KEY as IDENTITY_CONFIG_KEY
 from .identity.weights import IdentityWeights, identity_config_from_metadata, parse_identity_state
-from .identity.model import IdentityConfig
-from .motion.weights import CALIBRATION_KEY, MotionWeights, parse_motion_state
-from .motion.weights import CONFIG_KEY as MOTION_CONFIG_KEY
 from .motion.intensity import MotionCalibration
 from .motion.model import MotionConfig
+from .motion.weights import CALIBRATION_KEY, MotionWeights, parse_motion_state
+from .motion.weights import CONFIG_KEY as MOTION_CONFIG_KEY
 from .weights import CheckpointError, read_weights_file
 
 FORMAT_KEY = "fantasytalking.format"
@@ -74,19 +74,28 @@ def _fail(path: str, problem: str) -> None:
 def _declared_modules(metadata: dict[str, str], path: str) -> list[str]:
     version = metadata.get(FORMAT_KEY)
     if version != FORMAT_VERSION:
-        _fail(path, f"it is in FantasyTalking file format version {version!r}, but this pack reads version "
-              f"{FORMAT_VERSION!r}. Update the FantasyTalking nodes (ComfyUI Manager → Update).")
+        _fail(
+            path,
+            f"it is in FantasyTalking file format version {version!r}, but this pack reads version "
+            f"{FORMAT_VERSION!r}. Update the FantasyTalking nodes (ComfyUI Manager → Update).",
+        )
     try:
         declared = json.loads(metadata.get(MODULES_KEY, "null"))
     except json.JSONDecodeError:
         declared = None
     if not isinstance(declared, list) or not declared or not all(isinstance(name, str) for name in declared):
-        _fail(path, f"its metadata '{MODULES_KEY}' must be a non-empty JSON list of module names, found "
-              f"{metadata.get(MODULES_KEY)!r}. Export the file again with the FantasyTalking trainer.")
+        _fail(
+            path,
+            f"its metadata '{MODULES_KEY}' must be a non-empty JSON list of module names, found "
+            f"{metadata.get(MODULES_KEY)!r}. Export the file again with the FantasyTalking trainer.",
+        )
     unknown = [name for name in declared if name not in MODULES]
     if unknown or len(set(declared)) != len(declared):
-        _fail(path, f"it declares the modules {declared}; this version of the pack knows {list(MODULES)} (each once). "
-              "If the file is newer than the pack, update the FantasyTalking nodes.")
+        _fail(
+            path,
+            f"it declares the modules {declared}; this version of the pack knows {list(MODULES)} (each once). "
+            "If the file is newer than the pack, update the FantasyTalking nodes.",
+        )
     return declared
 
 
@@ -95,13 +104,19 @@ def _split_by_module(state: dict[str, torch.Tensor], declared: list[str], path: 
     for key, value in state.items():
         prefix, _, rest = key.partition(".")
         if prefix not in parts or not rest:
-            _fail(path, f"the key '{key}' belongs to none of the declared modules {declared}. Export the file again "
-                  "with the FantasyTalking trainer.")
+            _fail(
+                path,
+                f"the key '{key}' belongs to none of the declared modules {declared}. Export the file again "
+                "with the FantasyTalking trainer.",
+            )
         parts[prefix][rest] = value
     for name, part in parts.items():
         if not part:
-            _fail(path, f"the metadata declares a '{name}' module but the file holds none of its weights. Export the "
-                  "file again with the FantasyTalking trainer.")
+            _fail(
+                path,
+                f"the metadata declares a '{name}' module but the file holds none of its weights. Export the "
+                "file again with the FantasyTalking trainer.",
+            )
     return parts
 
 
@@ -125,9 +140,12 @@ def load_fantasytalking_file(path: str) -> FantasyTalkingWeights:
             return parse_module_file(read_weights_file(path), metadata, path)
         state = read_weights_file(path)
         if any(str(key).startswith(tuple(f"{name}." for name in MODULES)) for key in state):
-            _fail(path, "it holds FantasyTalking module weights but no 'fantasytalking.format' metadata, so its "
-                  "architecture is unknown. Save it with the FantasyTalking trainer (or "
-                  "fantasy_core.module_file.save_fantasytalking_file), which records the metadata.")
+            _fail(
+                path,
+                "it holds FantasyTalking module weights but no 'fantasytalking.format' metadata, so its "
+                "architecture is unknown. Save it with the FantasyTalking trainer (or "
+                "fantasy_core.module_file.save_fantasytalking_file), which records the metadata.",
+            )
         return FantasyTalkingWeights(path, audio=parse_adapter_state(state, path))
     return FantasyTalkingWeights(path, audio=parse_adapter_state(read_checkpoint_file(path), path))
 

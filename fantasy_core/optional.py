@@ -30,8 +30,10 @@ def import_rtmlib(purpose: str):
     except ImportError as error:
         missing = getattr(error, "name", None)
         if missing and missing.split(".")[0] != "rtmlib":  # rtmlib is there; what it imports is not
-            raise ImportError(f"{purpose} uses rtmlib, which needs '{missing}': pip install "
-                              f"{'opencv-python-headless' if missing == 'cv2' else missing} ({error})") from error
+            raise ImportError(
+                f"{purpose} uses rtmlib, which needs '{missing}': pip install "
+                f"{'opencv-python-headless' if missing == 'cv2' else missing} ({error})"
+            ) from error
         raise ImportError(f"{purpose} needs rtmlib: {RTMLIB_INSTALL}. ({error})") from error
     return rtmlib
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 
 from .motion.intensity import MotionIntensity
 
-
 IDENTITY_SCALE = 0.5  # the paper's λ2
 
 

@@ -108,9 +108,13 @@ class SamplingRun:
         branches = []
         if hears:
             groups = frame_groups(self.inputs.audio.windows.k_lens[list(frames)].tolist())
-            branches.append(branch_terms(hears, self._scales_of("audio", (row.audio_scale for row in rows)), self._audio_for(key[1]), groups))
+            branches.append(
+                branch_terms(hears, self._scales_of("audio", (row.audio_scale for row in rows)), self._audio_for(key[1]), groups)
+            )
         if sees:
-            branches.append(branch_terms(sees, self._scales_of("identity", (row.identity_scale for row in rows)), self._identity_keys_values()))
+            branches.append(
+                branch_terms(sees, self._scales_of("identity", (row.identity_scale for row in rows)), self._identity_keys_values())
+            )
         addition = None
         if self.inputs.motion is not None:
             addition = torch.stack([self._motion_of(row.motion or self.inputs.default_motion) for row in rows])

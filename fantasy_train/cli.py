@@ -20,8 +20,11 @@ def parser() -> argparse.ArgumentParser:
     defaults = DatasetSettings()
     main_parser = argparse.ArgumentParser(prog="python -m fantasy_train", description="FantasyTalking training tools.")
     commands = main_parser.add_subparsers(dest="command", required=True)
-    prep = commands.add_parser("prepare", help="a folder of talking videos -> a cached training set (resumable)",
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    prep = commands.add_parser(
+        "prepare",
+        help="a folder of talking videos -> a cached training set (resumable)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     prep.add_argument("videos", help="folder of videos with speech (searched recursively)")
     prep.add_argument("out", help="dataset folder to create, or to continue after an interruption")
     models = prep.add_argument_group("models (file names in ComfyUI/models/<folder>, or paths)")
@@ -29,8 +32,11 @@ def parser() -> argparse.ArgumentParser:
     models.add_argument("--text-encoder", default="umt5_xxl_fp8_e4m3fn_scaled.safetensors", help="UMT5-XXL (models/text_encoders)")
     models.add_argument("--clip-vision", default="clip_vision_h.safetensors", help="CLIP vision ViT-H (models/clip_vision)")
     models.add_argument("--wav2vec", default="wav2vec2-base-960h", help="wav2vec2 folder or file (models/audio_encoders)")
-    models.add_argument("--arcface", help="ArcFace ONNX as <pack>/<file> under models/insightface/models, e.g. buffalo_l/w600k_r50.onnx "
-                        "(non-commercial licence); without it no face embeddings are cached")
+    models.add_argument(
+        "--arcface",
+        help="ArcFace ONNX as <pack>/<file> under models/insightface/models, e.g. buffalo_l/w600k_r50.onnx "
+        "(non-commercial licence); without it no face embeddings are cached",
+    )
     models.add_argument("--face-detector", default=defaults.face_detector, help="'mediapipe' or insightface/<pack> (its SCRFD)")
     models.add_argument("--body-model", default=defaults.body_model, help="'mediapipe pose' or dwpose/<file>.onnx (models/dwpose)")
     clips = prep.add_argument_group("clips")
@@ -42,14 +48,23 @@ def parser() -> argparse.ArgumentParser:
     clips.add_argument("--captions", help="CSV with columns file,caption (file relative to VIDEOS); else <video>.txt beside each video")
     filters = prep.add_argument_group("filters")
     filters.add_argument("--min-resolution", type=int, help="shorter side of a source video (default: the shorter of --width/--height)")
-    filters.add_argument("--min-face-confidence", type=float,
-                         help="detector score on the first, middle and last frame (default: 0.9 for insightface, the paper's; 0.8 for mediapipe)")
+    filters.add_argument(
+        "--min-face-confidence",
+        type=float,
+        help="detector score on the first, middle and last frame (default: 0.9 for insightface, the paper's; 0.8 for mediapipe)",
+    )
     filters.add_argument("--min-speech-fraction", type=float, default=defaults.min_speech_fraction)
     filters.add_argument("--speech-level-db", type=float, default=defaults.speech_level_db)
     filters.add_argument("--scene-cut-threshold", type=float, default=defaults.scene_cut_threshold)
-    filters.add_argument("--syncnet", help="SyncNet weights (syncnet_v2.model of joonson/syncnet_python): drop clips whose sound is off the lips")
-    filters.add_argument("--sync-max-offset", type=int, help=f"with --syncnet: largest |offset| in 25 fps frames (default {defaults.sync_max_offset})")
-    filters.add_argument("--sync-min-confidence", type=float, help=f"with --syncnet: smallest confidence (default {defaults.sync_min_confidence:g})")
+    filters.add_argument(
+        "--syncnet", help="SyncNet weights (syncnet_v2.model of joonson/syncnet_python): drop clips whose sound is off the lips"
+    )
+    filters.add_argument(
+        "--sync-max-offset", type=int, help=f"with --syncnet: largest |offset| in 25 fps frames (default {defaults.sync_max_offset})"
+    )
+    filters.add_argument(
+        "--sync-min-confidence", type=float, help=f"with --syncnet: smallest confidence (default {defaults.sync_min_confidence:g})"
+    )
     run = prep.add_argument_group("run")
     run.add_argument("--storage-dtype", choices=["bf16", "fp16", "fp32"], default=defaults.storage_dtype)
     run.add_argument("--workers", type=int, default=max(min((os.cpu_count() or 2) - 1, 8), 0), help="CPU worker processes (0: none)")
@@ -60,8 +75,13 @@ def parser() -> argparse.ArgumentParser:
     prep.set_defaults(run=prepare)
     trainer = commands.add_parser("train", help="train the audio, identity and motion modules (resumes a run found in output_dir)")
     trainer.add_argument("config", help="TOML run configuration (see fantasy_train/configs/)")
-    trainer.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                         help="override a config value, e.g. --set optimizer.learning_rate=5e-5 (repeatable)")
+    trainer.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optimizer.learning_rate=5e-5 (repeatable)",
+    )
     trainer.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to TensorBoard)")
     trainer.add_argument("--comfyui", help="ComfyUI folder (default: $COMFYUI_PATH, or the ComfyUI this pack is installed in)")
     trainer.add_argument("--comfyui-args", default="", help="ComfyUI device options, e.g. '--cpu'")
@@ -93,8 +113,15 @@ def train(args) -> int:
         result = run_training(config, show_progress=not args.no_progress)
     except FileNotFoundError as error:  # a model file (MissingModelError), named with its folder
         return _fail(str(error), EXIT_MISSING_MODEL)
-    except (RunFolderError, DatasetMismatchError, StartError, CheckpointError, ModuleNotFoundError, ValidationInputError,
-            FloatingPointError) as error:  # FloatingPointError: the run diverged
+    except (
+        RunFolderError,
+        DatasetMismatchError,
+        StartError,
+        CheckpointError,
+        ModuleNotFoundError,
+        ValidationInputError,
+        FloatingPointError,
+    ) as error:  # FloatingPointError: the run diverged
         return _fail(str(error), EXIT_FAILED)
     print(f"done: step {result['step']}; modules in {result['file']}")
     return 0
@@ -108,13 +135,28 @@ def prepare(args) -> int:
 
     if not args.syncnet and (args.sync_max_offset is not None or args.sync_min_confidence is not None):
         return _fail("--sync-max-offset and --sync-min-confidence need --syncnet (the SyncNet weights) to mean anything.", EXIT_USAGE)
-    sync = {name: value for name, value in (("sync_max_offset", args.sync_max_offset), ("sync_min_confidence", args.sync_min_confidence)) if value is not None}
+    sync = {
+        name: value
+        for name, value in (("sync_max_offset", args.sync_max_offset), ("sync_min_confidence", args.sync_min_confidence))
+        if value is not None
+    }
     try:
-        settings = DatasetSettings(fps=args.fps, frames=args.frames, width=args.width, height=args.height,
-                                   stride_seconds=args.stride_seconds, min_resolution=args.min_resolution,
-                                   min_face_confidence=args.min_face_confidence, min_speech_fraction=args.min_speech_fraction,
-                                   speech_level_db=args.speech_level_db, scene_cut_threshold=args.scene_cut_threshold,
-                                   face_detector=args.face_detector, body_model=args.body_model, storage_dtype=args.storage_dtype, **sync)
+        settings = DatasetSettings(
+            fps=args.fps,
+            frames=args.frames,
+            width=args.width,
+            height=args.height,
+            stride_seconds=args.stride_seconds,
+            min_resolution=args.min_resolution,
+            min_face_confidence=args.min_face_confidence,
+            min_speech_fraction=args.min_speech_fraction,
+            speech_level_db=args.speech_level_db,
+            scene_cut_threshold=args.scene_cut_threshold,
+            face_detector=args.face_detector,
+            body_model=args.body_model,
+            storage_dtype=args.storage_dtype,
+            **sync,
+        )
     except (SettingsError, ValueError) as error:
         return _fail(str(error), EXIT_USAGE)
     if not os.path.isdir(args.videos):
@@ -136,13 +178,20 @@ def prepare(args) -> int:
             syncnet_path=args.syncnet,
         )
         if args.syncnet and not os.path.isfile(args.syncnet):
-            raise FileNotFoundError(f"--syncnet: {args.syncnet} does not exist. Download syncnet_v2.model (joonson/syncnet_python, download_model.sh).")
+            raise FileNotFoundError(
+                f"--syncnet: {args.syncnet} does not exist. Download syncnet_v2.model (joonson/syncnet_python, download_model.sh)."
+            )
         encoders = load_encoders(args.vae, args.text_encoder, args.clip_vision, args.wav2vec)
     except FileNotFoundError as error:
         return _fail(str(error), EXIT_MISSING_MODEL)
-    names = {"vae": os.path.basename(args.vae), "text_encoder": os.path.basename(args.text_encoder),
-             "clip_vision": os.path.basename(args.clip_vision), "wav2vec": os.path.basename(args.wav2vec.rstrip("/")),
-             "arcface": args.arcface, "syncnet": os.path.basename(args.syncnet) if args.syncnet else None}
+    names = {
+        "vae": os.path.basename(args.vae),
+        "text_encoder": os.path.basename(args.text_encoder),
+        "clip_vision": os.path.basename(args.clip_vision),
+        "wav2vec": os.path.basename(args.wav2vec.rstrip("/")),
+        "arcface": args.arcface,
+        "syncnet": os.path.basename(args.syncnet) if args.syncnet else None,
+    }
     options = RunOptions(workers=args.workers, clips_per_shard=args.clips_per_shard, encode_batch=args.encode_batch)
     try:
         summary = prepare_dataset(args.videos, args.out, settings, encoders, names, analysis, args.captions, options)
@@ -150,8 +199,10 @@ def prepare(args) -> int:
         return _fail(str(error), EXIT_FAILED)
     print(json.dumps(summary, indent=1))
     if summary["errors"]:
-        return _fail(f"{len(summary['errors'])} clips failed unexpectedly (see the log and summary.json); run the same "
-                     "command again to retry them.", EXIT_FAILED)
+        return _fail(
+            f"{len(summary['errors'])} clips failed unexpectedly (see the log and summary.json); run the same command again to retry them.",
+            EXIT_FAILED,
+        )
     return 0
 
 

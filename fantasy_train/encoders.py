@@ -17,9 +17,15 @@ from fantasy_comfy.wav2vec import encode_voice, load_wav2vec
 # folder in ComfyUI/models, what to download
 MODEL_FOLDERS = {
     "vae": ("vae", "wan_2.1_vae.safetensors (Comfy-Org/Wan_2.1_ComfyUI_repackaged, split_files/vae/)"),
-    "text_encoder": ("text_encoders", "umt5_xxl_fp8_e4m3fn_scaled.safetensors (Comfy-Org/Wan_2.1_ComfyUI_repackaged, split_files/text_encoders/)"),
+    "text_encoder": (
+        "text_encoders",
+        "umt5_xxl_fp8_e4m3fn_scaled.safetensors (Comfy-Org/Wan_2.1_ComfyUI_repackaged, split_files/text_encoders/)",
+    ),
     "clip_vision": ("clip_vision", "clip_vision_h.safetensors (Comfy-Org/Wan_2.1_ComfyUI_repackaged, split_files/clip_vision/)"),
-    "wan": ("diffusion_models", "wan2.1_i2v_720p_14B_bf16.safetensors (Comfy-Org/Wan_2.1_ComfyUI_repackaged, split_files/diffusion_models/)"),
+    "wan": (
+        "diffusion_models",
+        "wan2.1_i2v_720p_14B_bf16.safetensors (Comfy-Org/Wan_2.1_ComfyUI_repackaged, split_files/diffusion_models/)",
+    ),
 }
 
 
@@ -38,8 +44,9 @@ def model_path(kind: str, name: str, option: str | None = None) -> str:
     found = folder_paths.get_full_path(folder, name) if folder in folder_paths.folder_names_and_paths else None
     if found is None:
         searched = ", ".join(folder_paths.get_folder_paths(folder)) if folder in folder_paths.folder_names_and_paths else folder
-        raise MissingModelError(f"{option or command_line_option(kind)}: '{name}' was not found in {searched}. Put {download} there, "
-                                "or give the file's path.")
+        raise MissingModelError(
+            f"{option or command_line_option(kind)}: '{name}' was not found in {searched}. Put {download} there, or give the file's path."
+        )
     return found
 
 
@@ -92,7 +99,11 @@ def load_encoders(vae: str, text_encoder: str, clip_vision: str, wav2vec: str, o
     paths, missing = {}, []
     for kind, name in (("vae", vae), ("text_encoder", text_encoder), ("clip_vision", clip_vision), ("wav2vec", wav2vec)):
         try:
-            paths[kind] = (wav2vec if os.path.exists(wav2vec) else model_folders.wav2vec_path(wav2vec)) if kind == "wav2vec" else model_path(kind, name, option(kind))
+            paths[kind] = (
+                (wav2vec if os.path.exists(wav2vec) else model_folders.wav2vec_path(wav2vec))
+                if kind == "wav2vec"
+                else model_path(kind, name, option(kind))
+            )
         except FileNotFoundError as error:
             missing.append(str(error) if kind != "wav2vec" else f"{option(kind)}: {error}")
     if missing:  # every missing file at once, so one download round fixes them all
@@ -101,5 +112,7 @@ def load_encoders(vae: str, text_encoder: str, clip_vision: str, wav2vec: str, o
     text_model = comfy.sd.load_clip(ckpt_paths=[paths["text_encoder"]], clip_type=comfy.sd.CLIPType.WAN)
     vision_model = comfy.clip_vision.load(paths["clip_vision"])
     if vision_model is None:
-        raise ValueError(f"{option('clip_vision')}: {paths['clip_vision']} is not a CLIP-vision model ComfyUI knows. Use clip_vision_h.safetensors.")
+        raise ValueError(
+            f"{option('clip_vision')}: {paths['clip_vision']} is not a CLIP-vision model ComfyUI knows. Use clip_vision_h.safetensors."
+        )
     return DatasetEncoders(vae_model, text_model, vision_model, load_wav2vec(paths["wav2vec"]))

@@ -30,11 +30,15 @@ def configure_engine(accelerator, config: TrainConfig) -> None:
     kind = accelerator.distributed_type
     if kind == DistributedType.FSDP:
         if not accelerator.is_fsdp2:
-            raise EngineError("The accelerate config uses FSDP1 (fsdp_version: 1), which cannot flatten the fp32 modules with the "
-                              "bf16 base into one unit. Set fsdp_version: 2 (fantasy_train/configs/accelerate/fsdp_8gpu.yaml).")
+            raise EngineError(
+                "The accelerate config uses FSDP1 (fsdp_version: 1), which cannot flatten the fp32 modules with the "
+                "bf16 base into one unit. Set fsdp_version: 2 (fantasy_train/configs/accelerate/fsdp_8gpu.yaml)."
+            )
         if not config.model.shard_base:
-            raise EngineError("The accelerate config shards with FSDP, which wraps the Wan blocks: set [model] shard_base = true, "
-                              "or use DDP (fantasy_train/configs/accelerate/ddp_8gpu.yaml) to keep a whole base on each GPU.")
+            raise EngineError(
+                "The accelerate config shards with FSDP, which wraps the Wan blocks: set [model] shard_base = true, "
+                "or use DDP (fantasy_train/configs/accelerate/ddp_8gpu.yaml) to keep a whole base on each GPU."
+            )
         from torch.distributed.fsdp import MixedPrecisionPolicy
 
         # No casts by FSDP: autocast computes in bf16 as under DDP, the fp32 modules are gathered and their gradients
@@ -44,6 +48,8 @@ def configure_engine(accelerator, config: TrainConfig) -> None:
     elif kind == DistributedType.DEEPSPEED:
         apply_deepspeed_settings(accelerator.state.deepspeed_plugin.deepspeed_config, config)
     if kind != DistributedType.DEEPSPEED and accelerator.gradient_accumulation_steps != config.optimizer.gradient_accumulation:
-        raise EngineError(f"The accelerate config sets gradient accumulation to {accelerator.gradient_accumulation_steps} but "
-                          f"[optimizer] gradient_accumulation is {config.optimizer.gradient_accumulation}: remove it from the "
-                          "accelerate config (the run's config decides).")
+        raise EngineError(
+            f"The accelerate config sets gradient accumulation to {accelerator.gradient_accumulation_steps} but "
+            f"[optimizer] gradient_accumulation is {config.optimizer.gradient_accumulation}: remove it from the "
+            "accelerate config (the run's config decides)."
+        )

@@ -67,8 +67,14 @@ def read_captions(folder: str, captions_csv: str | None, videos: list[tuple[str,
             captions = {os.path.normpath(row["file"]).replace("\\", "/"): row["caption"].strip() for row in reader}
         unmatched = sorted(set(captions) - {relative for _, relative in videos})
         if unmatched:
-            logger.warning("--captions %s: %d rows name no video under %s (e.g. %r); their captions are not used. Names are "
-                           "paths relative to the videos folder.", captions_csv, len(unmatched), folder, unmatched[0])
+            logger.warning(
+                "--captions %s: %d rows name no video under %s (e.g. %r); their captions are not used. Names are "
+                "paths relative to the videos folder.",
+                captions_csv,
+                len(unmatched),
+                folder,
+                unmatched[0],
+            )
     return captions
 
 
@@ -105,7 +111,9 @@ def plan(videos: list[tuple[str, str]], settings: DatasetSettings, captions: dic
             drop(relative, "no_audio", f"{relative} has no audio track")
             continue
         if min(info.width, info.height) < settings.minimum_side:
-            drop(relative, "low_resolution", f"{info.width}x{info.height}, below min_resolution {settings.minimum_side} on the shorter side")
+            drop(
+                relative, "low_resolution", f"{info.width}x{info.height}, below min_resolution {settings.minimum_side} on the shorter side"
+            )
             continue
         duration = min(info.duration, info.audio_duration)
         starts = clip_starts(duration, settings.frames, settings.fps, settings.stride_seconds)
@@ -160,8 +168,15 @@ def _result(task, future):
 
 def dropped_row(result, settings: DatasetSettings) -> dict:
     task = result.task
-    return {"clip": task.clip_id, "source": task.relative, "start": task.start, "end": round(task.start + settings.clip_seconds, 6), "reason": result.reason,
-            "detail": result.detail, "checks": result.checks}
+    return {
+        "clip": task.clip_id,
+        "source": task.relative,
+        "start": task.start,
+        "end": round(task.start + settings.clip_seconds, 6),
+        "reason": result.reason,
+        "detail": result.detail,
+        "checks": result.checks,
+    }
 
 
 class ShardWriter:
@@ -211,12 +226,22 @@ class ShardWriter:
             text_key = "text." + hashlib.sha1(task.caption.encode()).hexdigest()[:16]
             if text_key not in self.tensors:  # once per caption per shard
                 self.tensors[text_key] = _finite(self.encoders.text(task.caption), text_key).to(self.dtype)
-            self.rows.append({
-                "clip": key, "source": task.relative, "start": task.start, "end": round(task.start + self.settings.clip_seconds, 6),
-                "frames": self.settings.frames, "fps": self.settings.fps, "caption": task.caption, "text": text_key,
-                "fields": sorted(fields), "omega_lip_raw": clip.omega_lip_raw, "omega_body_raw": clip.omega_body_raw,
-                "checks": clip.checks,
-            })
+            self.rows.append(
+                {
+                    "clip": key,
+                    "source": task.relative,
+                    "start": task.start,
+                    "end": round(task.start + self.settings.clip_seconds, 6),
+                    "frames": self.settings.frames,
+                    "fps": self.settings.fps,
+                    "caption": task.caption,
+                    "text": text_key,
+                    "fields": sorted(fields),
+                    "omega_lip_raw": clip.omega_lip_raw,
+                    "omega_body_raw": clip.omega_body_raw,
+                    "checks": clip.checks,
+                }
+            )
         self.waiting = []
 
 
@@ -226,9 +251,16 @@ def _finite(tensor: torch.Tensor, name: str) -> torch.Tensor:
     return tensor
 
 
-def prepare_dataset(videos_dir: str, out_dir: str, settings: DatasetSettings, encoders, model_names: dict,
-                    analysis_models: clip_analysis.AnalysisModels, captions_csv: str | None = None,
-                    options: RunOptions = RunOptions()) -> dict:
+def prepare_dataset(
+    videos_dir: str,
+    out_dir: str,
+    settings: DatasetSettings,
+    encoders,
+    model_names: dict,
+    analysis_models: clip_analysis.AnalysisModels,
+    captions_csv: str | None = None,
+    options: RunOptions = RunOptions(),
+) -> dict:
     """Make (or continue) the dataset in ``out_dir`` and return its summary."""
     folder = DatasetFolder.open(out_dir, settings, model_names)
     videos = find_videos(videos_dir)

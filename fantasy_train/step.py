@@ -14,15 +14,24 @@ from fantasy_core.audio.windows import compute_audio_windows
 from fantasy_core.dit.attention import frame_groups
 from fantasy_core.dit.injection import Injection, branch_terms
 from fantasy_core.training.draws import SampleDraws
-from fantasy_core.training.trainable import TrainableModules
 from fantasy_core.training.objective import noisy_latents, row_losses, velocity_target
+from fantasy_core.training.trainable import TrainableModules
 
 from .wan import FrozenWan
 
 
 class TrainingStep(nn.Module):
-    def __init__(self, modules: TrainableModules, wan: FrozenWan, stage: int, frames: int, identity_scale: float, lip_loss: str,
-                 gradient_checkpointing: bool, shard_base: bool = False):
+    def __init__(
+        self,
+        modules: TrainableModules,
+        wan: FrozenWan,
+        stage: int,
+        frames: int,
+        identity_scale: float,
+        lip_loss: str,
+        gradient_checkpointing: bool,
+        shard_base: bool = False,
+    ):
         super().__init__()
         self.trainable = modules
         if shard_base:

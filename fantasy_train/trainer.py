@@ -15,12 +15,11 @@ from dataclasses import replace
 
 import torch
 
+from fantasy_comfy.model_folders import module_file_path
 from fantasy_core.dataset.reader import CachedClips
 from fantasy_core.training.config import TrainConfig, config_json
 from fantasy_core.training.draws import SampleDraws, batch_samples, draw
 from fantasy_core.training.trainable import build_trainable
-
-from fantasy_comfy.model_folders import module_file_path
 
 from .encoders import MissingModelError
 from .engines import configure_engine
@@ -49,8 +48,11 @@ def state_dirs(output_dir: str) -> list[tuple[int, str]]:
     root = os.path.join(output_dir, STATES)
     if not os.path.isdir(root):
         return []
-    found = [(int(name.split("-")[1]), os.path.join(root, name)) for name in os.listdir(root)
-             if name.startswith("step-") and os.path.isfile(os.path.join(root, name, "complete"))]
+    found = [
+        (int(name.split("-")[1]), os.path.join(root, name))
+        for name in os.listdir(root)
+        if name.startswith("step-") and os.path.isfile(os.path.join(root, name, "complete"))
+    ]
     return sorted(found)
 
 
@@ -131,26 +133,47 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
     accelerator.wait_for_everyone()
 
     data = config.data
-    dataset = CachedClips(data.dataset, {"width": data.width, "height": data.height, "fps": data.fps, "frames": data.frames},
-                          need_faces=config.modules.identity, need_omega=config.modules.motion)
+    dataset = CachedClips(
+        data.dataset,
+        {"width": data.width, "height": data.height, "fps": data.fps, "frames": data.frames},
+        need_faces=config.modules.identity,
+        need_omega=config.modules.motion,
+    )
     wan = FrozenWan.load(config.model.wan, config.model.base_dtype, accelerator.device, config.model.base_gpu_memory_gb)
     sample = dataset[0]
     face_dim = sample["face_embedding"].shape[-1] if "face_embedding" in sample else 512
     modules_config = replace(config.modules, init=_init_path(config.modules.init))
-    modules, report = build_trainable(modules_config, wan.shape, sample["audio_features"].shape[-1], face_dim, dataset.calibration, config.seed)
+    modules, report = build_trainable(
+        modules_config, wan.shape, sample["audio_features"].shape[-1], face_dim, dataset.calibration, config.seed
+    )
     modules.to(accelerator.device)
     renderer = None
     if config.validation.every and accelerator.is_main_process:
         renderer = ValidationRenderer.prepare(config, dataset, wan, validation_encoders)
-    step_module = TrainingStep(modules, wan, config.stage, data.frames, config.modules.identity_scale, config.objective.lip_loss,
-                               config.model.gradient_checkpointing, config.model.shard_base)
+    step_module = TrainingStep(
+        modules,
+        wan,
+        config.stage,
+        data.frames,
+        config.modules.identity_scale,
+        config.objective.lip_loss,
+        config.model.gradient_checkpointing,
+        config.model.shard_base,
+    )
     optim = config.optimizer
-    adam = torch.optim.AdamW([p for p in step_module.parameters() if p.requires_grad], lr=optim.learning_rate,
-                             betas=(optim.beta1, optim.beta2), eps=optim.eps, weight_decay=optim.weight_decay)
+    adam = torch.optim.AdamW(
+        [p for p in step_module.parameters() if p.requires_grad],
+        lr=optim.learning_rate,
+        betas=(optim.beta1, optim.beta2),
+        eps=optim.eps,
+        weight_decay=optim.weight_decay,
+    )
     model, optimizer = accelerator.prepare(step_module, adam)  # together: FSDP2 swaps the optimizer's parameters for its shards
     trainable = [p for p in model.parameters() if p.requires_grad]
     # stepped here once per optimizer step (not prepared: accelerate would step it once per process)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer, lambda s: min(1.0, (s + 1) / optim.warmup_steps) if optim.warmup_steps else 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer.optimizer, lambda s: min(1.0, (s + 1) / optim.warmup_steps) if optim.warmup_steps else 1.0
+    )
     accelerator.register_for_checkpointing(scheduler)
 
     start = 0
@@ -160,10 +183,12 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
         accelerator.load_state(path)
     if accelerator.is_main_process:
         accelerator.init_trackers(config.logging.project, config=_flat(config.to_json()))
-        print(f"FantasyTalking training, stage {config.stage}: {len(dataset)} clips, {accelerator.num_processes} process(es) "
-              f"on {accelerator.device}, mixed precision {mixed_precision}, {sum(p.numel() for p in trainable) / 1e6:.2f} M "
-              "trainable parameters; "
-              + ("; ".join(report)) + (f"; resumed at step {start}" if start else ""), flush=True)
+        print(
+            f"FantasyTalking training, stage {config.stage}: {len(dataset)} clips, {accelerator.num_processes} process(es) "
+            f"on {accelerator.device}, mixed precision {mixed_precision}, {sum(p.numel() for p in trainable) / 1e6:.2f} M "
+            "trainable parameters; " + ("; ".join(report)) + (f"; resumed at step {start}" if start else ""),
+            flush=True,
+        )
 
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     progress = _progress(config.steps, start, show_progress and accelerator.is_main_process)
@@ -175,9 +200,19 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
             with accelerator.accumulate(model), step_module.installed():
                 with accelerator.autocast():  # accelerate wraps forward in autocast itself except under FSDP2
                     losses, used = model(batch, draws)
-                gathered = accelerator.gather(torch.stack([losses.detach().float(), used.float(), draws.drop_reference.float().to(losses.device),
-                                                           draws.drop_audio.float().to(losses.device), draws.drop_prompt.float().to(losses.device),
-                                                           draws.sigma.to(losses.device)], dim=1))
+                gathered = accelerator.gather(
+                    torch.stack(
+                        [
+                            losses.detach().float(),
+                            used.float(),
+                            draws.drop_reference.float().to(losses.device),
+                            draws.drop_audio.float().to(losses.device),
+                            draws.drop_prompt.float().to(losses.device),
+                            draws.sigma.to(losses.device),
+                        ],
+                        dim=1,
+                    )
+                )
                 _stop_unless_finite(gathered[:, 0], "loss", step + 1, config)  # every process sees every row: all stop together
                 accelerator.backward(losses.mean())
                 if accelerator.sync_gradients:
@@ -186,14 +221,26 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
                         _stop_unless_finite(grad_norm, "gradient norm", step + 1, config)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-            stats.add(loss=gathered[:, 0], lip_loss_fraction=gathered[:, 1], dropped_reference=gathered[:, 2],
-                      dropped_audio=gathered[:, 3], dropped_prompt=gathered[:, 4], sigma=gathered[:, 5])
+            stats.add(
+                loss=gathered[:, 0],
+                lip_loss_fraction=gathered[:, 1],
+                dropped_reference=gathered[:, 2],
+                dropped_audio=gathered[:, 3],
+                dropped_prompt=gathered[:, 4],
+                sigma=gathered[:, 5],
+            )
         scheduler.step()
         done = step + 1
         if done % config.logging.every == 0 or done == end:
             values = {f"train/{key}": value for key, value in stats.means().items()}
-            values.update({"train/lr": scheduler.get_last_lr()[0], "train/grad_norm": float(grad_norm) if grad_norm is not None else 0.0,
-                           "train/stage": config.stage, "train/steps_per_second": (done - start) / max(time.time() - began, 1e-9)})
+            values.update(
+                {
+                    "train/lr": scheduler.get_last_lr()[0],
+                    "train/grad_norm": float(grad_norm) if grad_norm is not None else 0.0,
+                    "train/stage": config.stage,
+                    "train/steps_per_second": (done - start) / max(time.time() - began, 1e-9),
+                }
+            )
             accelerator.log(values, step=done)
             progress.set_postfix(loss=f"{values['train/loss']:.4f}")
             stats = StepStats()
@@ -222,10 +269,13 @@ def _stop_unless_finite(values: torch.Tensor, what: str, step: int, config: Trai
             f"Training stopped at step {step}: the {what} is not finite ({values.flatten()[:4].tolist()}); this step was "
             f"not saved. Start a new run (another output_dir) from the last good checkpoint in "
             f"{os.path.join(config.output_dir, CHECKPOINTS)} (modules.init) with a lower optimizer.learning_rate "
-            f"(now {config.optimizer.learning_rate:g}) or optimizer.max_grad_norm (now {config.optimizer.max_grad_norm:g}; 0 is none).")
+            f"(now {config.optimizer.learning_rate:g}) or optimizer.max_grad_norm (now {config.optimizer.max_grad_norm:g}; 0 is none)."
+        )
 
 
-def micro_batch(config: TrainConfig, dataset: CachedClips, step: int, micro: int, process_index: int, num_processes: int) -> tuple[dict, SampleDraws]:
+def micro_batch(
+    config: TrainConfig, dataset: CachedClips, step: int, micro: int, process_index: int, num_processes: int
+) -> tuple[dict, SampleDraws]:
     """This process's rows of micro-batch ``micro`` of ``step`` (collated) and their draws. The step's whole batch is
     ``batch_size`` rows per process per micro-batch; which clips and draws it holds depend on (seed, step) only."""
     data, objective = config.data, config.objective
@@ -257,8 +307,9 @@ def _trainable_state(accelerator, model, step_module: TrainingStep) -> dict[str,
 
     if accelerator.distributed_type == DistributedType.DEEPSPEED:  # ZeRO-3 partitions the parameters: accelerate gathers them
         whole = accelerator.get_state_dict(model)  # on every process
-        return {name.removeprefix("trainable."): value.float().cpu() for name, value in (whole or {}).items()
-                if name.startswith("trainable.")}
+        return {
+            name.removeprefix("trainable."): value.float().cpu() for name, value in (whole or {}).items() if name.startswith("trainable.")
+        }
     return gathered_trainable_state(step_module.trainable, keep=accelerator.is_main_process)
 
 
@@ -305,4 +356,3 @@ def _progress(total: int, start: int, show: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=start, desc="training", unit="step", disable=not show, dynamic_ncols=True)
-

@@ -15,14 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fantasy_core.dataset.reader import CachedClips
-from fantasy_core.dataset.video import UnreadableVideoError, audio_seconds, read_audio
-from fantasy_core.identity.face import FaceSelectionError
-from fantasy_core.motion.intensity import MotionIntensity
-from fantasy_core.training.config import TrainConfig, ValidationConfig
-from fantasy_core.training.trainable import TrainableModules
-from fantasy_core.weights import all_finite
-
 from fantasy_comfy.audio import voice_embeds
 from fantasy_comfy.faces import embed_faces, find_faces
 from fantasy_comfy.host import comfyui_nodes
@@ -31,7 +23,14 @@ from fantasy_comfy.loaded_modules import load_modules
 from fantasy_comfy.model_folders import arcface_path
 from fantasy_comfy.patch import Controls, apply_fantasytalking
 from fantasy_comfy.sampler import SamplingSettings, sample_talking
+from fantasy_core.dataset.reader import CachedClips
+from fantasy_core.dataset.video import UnreadableVideoError, audio_seconds, read_audio
+from fantasy_core.identity.face import FaceSelectionError
+from fantasy_core.motion.intensity import MotionIntensity
+from fantasy_core.training.config import TrainConfig, ValidationConfig
+from fantasy_core.training.trainable import TrainableModules
 from fantasy_core.video_writer import StreamingMp4
+from fantasy_core.weights import all_finite
 
 from .encoders import DatasetEncoders, MissingModelError, load_encoders
 from .wan import FrozenWan
@@ -64,7 +63,9 @@ def _read_image(path: str) -> torch.Tensor:
 def _read_voice(path: str) -> dict:
     """The whole track, as LoadAudio gives it to the workflow (the audio node resamples and cuts it)."""
     if not os.path.isfile(path):
-        raise ValidationInputError(f"validation.audio: the file {path} does not exist. Give a voice file (WAV, MP3, or a video with sound).")
+        raise ValidationInputError(
+            f"validation.audio: the file {path} does not exist. Give a voice file (WAV, MP3, or a video with sound)."
+        )
     try:
         samples, rate = read_audio(path, 0.0, audio_seconds(path))
     except UnreadableVideoError as error:
@@ -78,7 +79,9 @@ def _encoder_names(valid: ValidationConfig, dataset: CachedClips) -> dict:
     """Each encoder: the config's, else the file the dataset was made with."""
     names = {}
     for kind in ("vae", "text_encoder", "clip_vision", "wav2vec", "arcface", "face_detector"):
-        names[kind] = getattr(valid, kind) or (dataset.models.get(kind) if kind != "face_detector" else dataset.settings.face_detector) or ""
+        names[kind] = (
+            getattr(valid, kind) or (dataset.models.get(kind) if kind != "face_detector" else dataset.settings.face_detector) or ""
+        )
     return names
 
 
@@ -110,7 +113,9 @@ class ValidationRenderer:
         self.inputs = conditioned
 
     @classmethod
-    def prepare(cls, config: TrainConfig, dataset: CachedClips, wan: FrozenWan, encoders: DatasetEncoders | None = None) -> ValidationRenderer:
+    def prepare(
+        cls, config: TrainConfig, dataset: CachedClips, wan: FrozenWan, encoders: DatasetEncoders | None = None
+    ) -> ValidationRenderer:
         """Loads the encoders (unless given), conditions the portrait and the voice once, and keeps only the VAE."""
         comfy_core = comfyui_nodes()
         valid, data = config.validation, config.data
@@ -118,7 +123,9 @@ class ValidationRenderer:
         voice = _read_voice(valid.audio)
         names = _encoder_names(valid, dataset)
         if encoders is None:
-            encoders = load_encoders(names["vae"], names["text_encoder"], names["clip_vision"], names["wav2vec"], option=lambda kind: f"validation.{kind}")
+            encoders = load_encoders(
+                names["vae"], names["text_encoder"], names["clip_vision"], names["wav2vec"], option=lambda kind: f"validation.{kind}"
+            )
         embeds, num_frames, trimmed = voice_embeds(voice, encoders.wav2vec, data.fps, data.frames)
         positive = comfy_core.CLIPTextEncode().encode(encoders.text_encoder, valid.prompt)[0]
         negative = comfy_core.CLIPTextEncode().encode(encoders.text_encoder, valid.negative_prompt)[0]
@@ -144,8 +151,10 @@ class ValidationRenderer:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         broken = next((name for name, value in modules.state_dict().items() if not all_finite(value)), None)
         if broken is not None:
-            raise FloatingPointError(f"The validation render at step {step} cannot run: the modules' weight '{broken}' holds NaN "
-                                     "or infinite values (the training diverged).")
+            raise FloatingPointError(
+                f"The validation render at step {step} cannot run: the modules' weight '{broken}' holds NaN "
+                "or infinite values (the training diverged)."
+            )
         weights = path.replace(".mp4", ".safetensors")
         modules.save(weights, metadata)
         try:
@@ -156,8 +165,9 @@ class ValidationRenderer:
         sampling = SamplingSettings(seed=valid.seed, steps=valid.steps, cfg=valid.cfg, audio_cfg=valid.audio_cfg, shift=valid.shift)
         try:
             with torch.no_grad():
-                model, positive, negative = apply_fantasytalking(self.wan.patcher, loaded, inputs.audio_embeds, 1.0, inputs.positive,
-                                                                 inputs.negative, controls)
+                model, positive, negative = apply_fantasytalking(
+                    self.wan.patcher, loaded, inputs.audio_embeds, 1.0, inputs.positive, inputs.negative, controls
+                )
                 samples = sample_talking(model, positive, negative, inputs.latent, sampling)
                 frames = comfy_core.VAEDecode().decode(self.vae, {"samples": samples})[0]
         finally:

@@ -10,10 +10,9 @@ import functools
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from fantasy_comfy.patch import wan_i2v_model
 from fantasy_core.training.config import BASE_DTYPES
 from fantasy_core.training.trainable import WanShape
-
-from fantasy_comfy.patch import wan_i2v_model
 
 from .encoders import model_path
 from .rope_autograd import enable_rope_gradients
@@ -34,8 +33,10 @@ def _checkpointed_block(args: dict, extra: dict, *, block: torch.nn.Module, cont
 
 def checkpointed_blocks(dit: torch.nn.Module, context_img_len: int | None) -> dict:
     """ComfyUI block-replace patches (``patches_replace["dit"]``) that checkpoint every block of ``dit``."""
-    return {("double_block", i): functools.partial(_checkpointed_block, block=block, context_img_len=context_img_len)
-            for i, block in enumerate(dit.blocks)}
+    return {
+        ("double_block", i): functools.partial(_checkpointed_block, block=block, context_img_len=context_img_len)
+        for i, block in enumerate(dit.blocks)
+    }
 
 
 class FrozenWan:
@@ -75,12 +76,23 @@ class FrozenWan:
         """VAE latents as stored -> the model's latent space (what KSampler samples in)."""
         return self.base.process_latent_in(latents.float())
 
-    def prediction(self, x_t: torch.Tensor, sigma: torch.Tensor, batch: dict, drop_reference: torch.Tensor,
-                   drop_prompt: torch.Tensor, gradient_checkpointing: bool) -> torch.Tensor:
+    def prediction(
+        self,
+        x_t: torch.Tensor,
+        sigma: torch.Tensor,
+        batch: dict,
+        drop_reference: torch.Tensor,
+        drop_prompt: torch.Tensor,
+        gradient_checkpointing: bool,
+    ) -> torch.Tensor:
         """The model's velocity [B, 16, T, h, w] (fp32) for x_t at σ, conditioned as ComfyUI conditions Wan I2V."""
         device, dtype = x_t.device, self.compute_dtype
-        concat = self.base.concat_cond(noise=x_t, concat_latent_image=batch["reference_latents"].float().to(device),
-                                       concat_mask=batch["reference_mask"].float().to(device), device=device)
+        concat = self.base.concat_cond(
+            noise=x_t,
+            concat_latent_image=batch["reference_latents"].float().to(device),
+            concat_mask=batch["reference_mask"].float().to(device),
+            device=device,
+        )
         # A dropped reference is ComfyUI's image-to-video input without a start image: zero latents and a zero mask.
         concat = torch.where(drop_reference.to(device)[:, None, None, None, None], torch.zeros((), device=device), concat)
         keep_prompt = (~drop_prompt).to(device, torch.float32)[:, None, None]
@@ -90,6 +102,11 @@ class FrozenWan:
         options = {}
         if gradient_checkpointing:
             options["patches_replace"] = {"dit": checkpointed_blocks(self.dit, clip_fea.shape[-2])}
-        out = self.dit(torch.cat([x_t, concat], dim=1).to(dtype), self.base.model_sampling.timestep(sigma.to(device)).float(),
-                       context.to(dtype), clip_fea=clip_fea.to(dtype), transformer_options=options)
+        out = self.dit(
+            torch.cat([x_t, concat], dim=1).to(dtype),
+            self.base.model_sampling.timestep(sigma.to(device)).float(),
+            context.to(dtype),
+            clip_fea=clip_fea.to(dtype),
+            transformer_options=options,
+        )
         return out.float()

@@ -10,7 +10,16 @@ import subprocess
 import sys
 import time
 
-from .comfy_client import EXIT_EXECUTION, EXIT_INTERRUPTED, EXIT_MISSING_MODELS, EXIT_UNREACHABLE, EXIT_USAGE, ComfyClient, CommandError, follow
+from .comfy_client import (
+    EXIT_EXECUTION,
+    EXIT_INTERRUPTED,
+    EXIT_MISSING_MODELS,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    ComfyClient,
+    CommandError,
+    follow,
+)
 from .workflows import LOADER_WIDGETS, VARIANTS, api_workflow, choose_variant, fill, required_models
 
 DEFAULT_SERVER = "http://127.0.0.1:8188"
@@ -34,8 +43,11 @@ def start_local_comfyui(server: str, wait_seconds: float, extra_args: str = "") 
     host_port = server.split("://", 1)[-1].rstrip("/")
     host, _, port = host_port.partition(":")
     if not comfyui or host not in ("127.0.0.1", "localhost"):
-        raise CommandError(f"ComfyUI server at {server} is not reachable. Start ComfyUI, pass --server, or set COMFYUI_PATH "
-                           "to a ComfyUI folder so this command can start one.", EXIT_UNREACHABLE)
+        raise CommandError(
+            f"ComfyUI server at {server} is not reachable. Start ComfyUI, pass --server, or set COMFYUI_PATH "
+            "to a ComfyUI folder so this command can start one.",
+            EXIT_UNREACHABLE,
+        )
     if not os.path.isfile(os.path.join(comfyui, "main.py")):
         raise CommandError(f"COMFYUI_PATH={comfyui} is not a ComfyUI folder (no main.py).", EXIT_UNREACHABLE)
     print(f"Starting ComfyUI from {comfyui} on {host}:{port or 8188} ...", file=sys.stderr)
@@ -46,7 +58,9 @@ def start_local_comfyui(server: str, wait_seconds: float, extra_args: str = "") 
     while not client.is_up():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise CommandError(f"ComfyUI from {comfyui} did not start within {wait_seconds:.0f} s; run it by hand to see why.", EXIT_UNREACHABLE)
+            raise CommandError(
+                f"ComfyUI from {comfyui} did not start within {wait_seconds:.0f} s; run it by hand to see why.", EXIT_UNREACHABLE
+            )
         time.sleep(1)
     return process
 
@@ -80,10 +94,16 @@ def generate(args) -> int:
         graph = load_json(args.workflow_file) if args.workflow_file else api_workflow(variant)
         missing = missing_models(client, graph, variant)
         if missing:
-            raise CommandError("ComfyUI lacks model files this workflow needs:\n" + "\n".join(missing) +
-                               "\nDownload them (or run `fantasytalking models --download`) and retry.", EXIT_MISSING_MODELS)
+            raise CommandError(
+                "ComfyUI lacks model files this workflow needs:\n"
+                + "\n".join(missing)
+                + "\nDownload them (or run `fantasytalking models --download`) and retry.",
+                EXIT_MISSING_MODELS,
+            )
         stem = os.path.splitext(os.path.basename(args.out))[0]
-        graph = fill(graph, client.upload(args.image), client.upload(args.audio), args.prompt, args.seed, f"fantasytalking/{stem}", args.max_seconds)
+        graph = fill(
+            graph, client.upload(args.image), client.upload(args.audio), args.prompt, args.seed, f"fantasytalking/{stem}", args.max_seconds
+        )
         events = client.events()
         next_event = next(events)  # connect before queueing so no progress message is missed
         prompt_id = client.queue(graph)
@@ -185,16 +205,24 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--audio", required=True, help="voice track (wav, mp3, flac, ...)")
     gen.add_argument("--prompt", help="what the video shows (default: the workflow's 'A woman is talking.')")
     gen.add_argument("--out", default="talk.mp4", help="where to write the MP4 (default: talk.mp4)")
-    gen.add_argument("--workflow", choices=list(VARIANTS),
-                     help="standard (bf16, official settings), lowvram (fp8 weights, 24 GB cards), fast (distilled LoRA, 4 steps), "
-                     "long (the whole track in overlapping segments). Default: standard for tracks up to 81 frames (3.5 s), else long")
+    gen.add_argument(
+        "--workflow",
+        choices=list(VARIANTS),
+        help="standard (bf16, official settings), lowvram (fp8 weights, 24 GB cards), fast (distilled LoRA, 4 steps), "
+        "long (the whole track in overlapping segments). Default: standard for tracks up to 81 frames (3.5 s), else long",
+    )
     gen.add_argument("--max-seconds", type=float, help="use only the first N seconds of the voice (default: the whole track)")
     gen.add_argument("--workflow-file", help="your own API-format workflow instead of a shipped one (same node types)")
     gen.add_argument("--seed", type=int, help="noise seed (default: the workflow's)")
-    gen.add_argument("--server", default=DEFAULT_SERVER, help=f"ComfyUI address (default {DEFAULT_SERVER}; started from COMFYUI_PATH if down)")
+    gen.add_argument(
+        "--server", default=DEFAULT_SERVER, help=f"ComfyUI address (default {DEFAULT_SERVER}; started from COMFYUI_PATH if down)"
+    )
     gen.add_argument("--start-timeout", type=float, default=180.0, help="seconds to wait for a ComfyUI this command starts")
-    gen.add_argument("--comfyui-args", default=os.environ.get("FANTASYTALKING_COMFYUI_ARGS", ""),
-                     help="extra arguments for a ComfyUI this command starts, e.g. '--lowvram' (default: $FANTASYTALKING_COMFYUI_ARGS)")
+    gen.add_argument(
+        "--comfyui-args",
+        default=os.environ.get("FANTASYTALKING_COMFYUI_ARGS", ""),
+        help="extra arguments for a ComfyUI this command starts, e.g. '--lowvram' (default: $FANTASYTALKING_COMFYUI_ARGS)",
+    )
     gen.set_defaults(run=generate)
     mod = commands.add_parser("models", help="list the model files the workflows need and whether ComfyUI has them")
     mod.add_argument("--workflow", choices=[*VARIANTS, "all"], default="all")

@@ -36,8 +36,11 @@ class ComfyClient:
         except urllib.error.HTTPError:
             raise
         except (urllib.error.URLError, OSError) as error:
-            raise CommandError(f"ComfyUI server at {self.base} is not reachable ({getattr(error, 'reason', error)}). "
-                               "Start ComfyUI, pass --server, or set COMFYUI_PATH to let this command start one.", EXIT_UNREACHABLE) from error
+            raise CommandError(
+                f"ComfyUI server at {self.base} is not reachable ({getattr(error, 'reason', error)}). "
+                "Start ComfyUI, pass --server, or set COMFYUI_PATH to let this command start one.",
+                EXIT_UNREACHABLE,
+            ) from error
 
     def get_json(self, path: str):
         with self._request(path) as response:
@@ -67,9 +70,9 @@ class ComfyClient:
         with open(path, "rb") as f:
             content = f.read()
         body = (
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\nContent-Type: {kind}\r\n\r\n".encode()
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\nContent-Type: {kind}\r\n\r\n'.encode()
             + content
-            + f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\ntrue\r\n--{boundary}--\r\n".encode()
+            + f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="overwrite"\r\n\r\ntrue\r\n--{boundary}--\r\n'.encode()
         )
         with self._request("/upload/image", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}) as response:
             reply = json.loads(response.read())
@@ -86,7 +89,9 @@ class ComfyClient:
         self.post_json("/interrupt", {"prompt_id": prompt_id})
 
     def download(self, entry: dict, target: str) -> None:
-        query = urllib.parse.urlencode({"filename": entry["filename"], "subfolder": entry.get("subfolder", ""), "type": entry.get("type", "output")})
+        query = urllib.parse.urlencode(
+            {"filename": entry["filename"], "subfolder": entry.get("subfolder", ""), "type": entry.get("type", "output")}
+        )
         with self._request(f"/view?{query}") as response, open(target, "wb") as f:
             f.write(response.read())
 
@@ -95,8 +100,9 @@ class ComfyClient:
         try:
             import websocket  # websocket-client
         except ImportError as error:
-            raise CommandError("Following the job needs the 'websocket-client' package: pip install -r requirements.txt "
-                               "in the pack folder.", EXIT_USAGE) from error
+            raise CommandError(
+                "Following the job needs the 'websocket-client' package: pip install -r requirements.txt in the pack folder.", EXIT_USAGE
+            ) from error
 
         url = self.base.replace("http://", "ws://").replace("https://", "wss://") + f"/ws?clientId={self.client_id}"
         connection = websocket.create_connection(url, timeout=None)
@@ -128,8 +134,10 @@ def follow(client: ComfyClient, prompt_id: str, events: Iterator[dict], on_progr
         if kind == "progress":
             on_progress(data["value"], data["max"], str(data.get("node")))
         elif kind == "execution_error":
-            raise CommandError(f"ComfyUI failed in node {data.get('node_id')} ({data.get('node_type')}): "
-                               f"{data.get('exception_message', '').strip()}", EXIT_EXECUTION)
+            raise CommandError(
+                f"ComfyUI failed in node {data.get('node_id')} ({data.get('node_type')}): {data.get('exception_message', '').strip()}",
+                EXIT_EXECUTION,
+            )
         elif kind == "execution_interrupted":
             raise CommandError("The job was interrupted on the ComfyUI server.", EXIT_INTERRUPTED)
         elif kind == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:

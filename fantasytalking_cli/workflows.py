@@ -47,6 +47,8 @@ def choose_variant(requested: str | None, audio_path: str, max_seconds: float | 
     if seconds is not None and max_seconds is not None:
         seconds = min(seconds, max_seconds)
     return "standard" if seconds is not None and seconds <= ONE_WINDOW_SECONDS else "long"
+
+
 LOADER_WIDGETS = {  # loader class -> widget naming its model file
     "UNETLoader": "unet_name",
     "CLIPLoader": "clip_name",

@@ -7,9 +7,10 @@ import logging
 
 from comfy_api.latest import ComfyExtension, io
 
+from fantasy_comfy.model_folders import register_folders
+
 from .apply import FantasyTalkingApply, FantasyTalkingConditioningSettings
 from .audio import FantasyTalkingAudioEmbeds
-from fantasy_comfy.model_folders import register_folders
 from .identity import FantasyTalkingFaceCrop, FantasyTalkingFaceEmbedding
 from .loaders import FantasyTalkingModelLoader, FantasyTalkingWav2VecLoader
 from .long_video import FantasyTalkingLongVideo
@@ -59,8 +60,10 @@ def report_missing_dependencies() -> list[str]:
         if not found:
             missing.append(package)
             logging.info(
-                "FantasyTalking: '%s' is not installed; %s need it and say so when used. Fix: pip install %s, with "
-                "ComfyUI's Python.", module, users[module], package,
+                "FantasyTalking: '%s' is not installed; %s need it and say so when used. Fix: pip install %s, with ComfyUI's Python.",
+                module,
+                users[module],
+                package,
             )
     return missing
 

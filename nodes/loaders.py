@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from fantasy_comfy.model_folders import module_files, module_file_path, wav2vec_choices, wav2vec_path
 from fantasy_comfy.loaded_modules import WEIGHT_DTYPES, load_modules
-from .types import CATEGORY, FantasyTalkingModel
+from fantasy_comfy.model_folders import module_file_path, module_files, wav2vec_choices, wav2vec_path
 from fantasy_comfy.wav2vec import load_wav2vec
+
+from .types import CATEGORY, FantasyTalkingModel
 
 
 class FantasyTalkingModelLoader(io.ComfyNode):

@@ -14,8 +14,7 @@ CUSTOM = "custom"
 
 
 def _omega_input(name: str, what: str) -> io.Float.Input:
-    return io.Float.Input(name, default=NEUTRAL, min=0.0, max=1.0, step=0.01,
-                          tooltip=f"{what}: {MEANING}. Used when preset is 'custom'.")
+    return io.Float.Input(name, default=NEUTRAL, min=0.0, max=1.0, step=0.01, tooltip=f"{what}: {MEANING}. Used when preset is 'custom'.")
 
 
 class FantasyTalkingMotionIntensity(io.ComfyNode):
@@ -29,8 +28,7 @@ class FantasyTalkingMotionIntensity(io.ComfyNode):
             description="How much the speaker moves: ω_l (facial expression) and ω_b (body), each 0–1 with 0.5 "
             f"neutral. The paper's presets: {presets}. Needs a fantasytalking_model with a motion module.",
             inputs=[
-                io.Combo.Input("preset", options=[CUSTOM, *PRESETS], default=CUSTOM,
-                               tooltip=f"{presets}; custom: the two sliders."),
+                io.Combo.Input("preset", options=[CUSTOM, *PRESETS], default=CUSTOM, tooltip=f"{presets}; custom: the two sliders."),
                 _omega_input("omega_lip", "ω_l, facial expression (lips, eyes, brows)"),
                 _omega_input("omega_body", "ω_b, body motion (shoulders, arms)"),
             ],
@@ -66,16 +64,29 @@ class FantasyTalkingMeasureMotion(io.ComfyNode):
             inputs=[
                 io.Image.Input("images", optional=True, tooltip="The reference clip as an IMAGE batch (give its frame rate in fps)."),
                 io.Video.Input("video", optional=True, tooltip="Or the reference clip as a VIDEO (its own frame rate is used)."),
-                io.Float.Input("fps", default=25.0, min=1.0, max=240.0, step=0.001,
-                               tooltip="Frame rate of 'images' (ignored for 'video', which carries its own)."),
-                io.Combo.Input("body_model", options=body_model_choices(), default=MEDIAPIPE_POSE,
-                               tooltip="mediapipe pose: bundled, no download. dwpose/<file>: a DWPose or RTMPose ONNX in "
-                               "ComfyUI/models/dwpose/ (rtmlib), steadier on gestures. Use what the motion module's "
-                               "calibration was measured with."),
-                FantasyTalkingModel.Input("fantasytalking_model", optional=True,
-                                          tooltip="Optional: a loader holding the motion module, whose calibration (its "
-                                          "training data's percentiles) turns the measurement into ω. Without: the "
-                                          "documented default calibration."),
+                io.Float.Input(
+                    "fps",
+                    default=25.0,
+                    min=1.0,
+                    max=240.0,
+                    step=0.001,
+                    tooltip="Frame rate of 'images' (ignored for 'video', which carries its own).",
+                ),
+                io.Combo.Input(
+                    "body_model",
+                    options=body_model_choices(),
+                    default=MEDIAPIPE_POSE,
+                    tooltip="mediapipe pose: bundled, no download. dwpose/<file>: a DWPose or RTMPose ONNX in "
+                    "ComfyUI/models/dwpose/ (rtmlib), steadier on gestures. Use what the motion module's "
+                    "calibration was measured with.",
+                ),
+                FantasyTalkingModel.Input(
+                    "fantasytalking_model",
+                    optional=True,
+                    tooltip="Optional: a loader holding the motion module, whose calibration (its "
+                    "training data's percentiles) turns the measurement into ω. Without: the "
+                    "documented default calibration.",
+                ),
             ],
             outputs=[
                 FantasyTalkingMotion.Output(display_name="motion", tooltip="ω_l and ω_b, for the motion input of 'FantasyTalking Apply'."),

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 import sys
+import uuid
 from dataclasses import dataclass, field
 
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,19 +24,38 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 REPACK = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
 MODELS = {
-    "wan_bf16": ("wan2.1_i2v_720p_14B_bf16.safetensors", f"{REPACK}/diffusion_models/wan2.1_i2v_720p_14B_bf16.safetensors", "diffusion_models"),
-    "wan_fp8": ("wan2.1_i2v_720p_14B_fp8_e4m3fn.safetensors", f"{REPACK}/diffusion_models/wan2.1_i2v_720p_14B_fp8_e4m3fn.safetensors", "diffusion_models"),
+    "wan_bf16": (
+        "wan2.1_i2v_720p_14B_bf16.safetensors",
+        f"{REPACK}/diffusion_models/wan2.1_i2v_720p_14B_bf16.safetensors",
+        "diffusion_models",
+    ),
+    "wan_fp8": (
+        "wan2.1_i2v_720p_14B_fp8_e4m3fn.safetensors",
+        f"{REPACK}/diffusion_models/wan2.1_i2v_720p_14B_fp8_e4m3fn.safetensors",
+        "diffusion_models",
+    ),
     "umt5": ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", f"{REPACK}/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders"),
     "vae": ("wan_2.1_vae.safetensors", f"{REPACK}/vae/wan_2.1_vae.safetensors", "vae"),
     "clip_vision": ("clip_vision_h.safetensors", f"{REPACK}/clip_vision/clip_vision_h.safetensors", "clip_vision"),
     # The fp16 repack of the official weights: ComfyUI's Missing Models dialog downloads only .safetensors files.
-    "adapter": ("fantasytalking_fp16.safetensors", "https://huggingface.co/Kijai/WanVideo_comfy/resolve/main/fantasytalking_fp16.safetensors", "fantasytalking"),
-    "wav2vec": ("wav2vec2-base-960h.safetensors", "https://huggingface.co/facebook/wav2vec2-base-960h/resolve/main/model.safetensors", "audio_encoders"),
+    "adapter": (
+        "fantasytalking_fp16.safetensors",
+        "https://huggingface.co/Kijai/WanVideo_comfy/resolve/main/fantasytalking_fp16.safetensors",
+        "fantasytalking",
+    ),
+    "wav2vec": (
+        "wav2vec2-base-960h.safetensors",
+        "https://huggingface.co/facebook/wav2vec2-base-960h/resolve/main/model.safetensors",
+        "audio_encoders",
+    ),
     # No public identity weights exist: users train them (README, "Identity"); the loader carries no download link.
     "identity": ("fantasytalking_identity.safetensors", None, "fantasytalking"),
     "motion": ("fantasytalking_motion.safetensors", None, "fantasytalking"),
-    "lightx2v": ("lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors",
-                 "https://huggingface.co/Kijai/WanVideo_comfy/resolve/main/Lightx2v/lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors", "loras"),
+    "lightx2v": (
+        "lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors",
+        "https://huggingface.co/Kijai/WanVideo_comfy/resolve/main/Lightx2v/lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors",
+        "loras",
+    ),
 }
 
 
@@ -74,32 +93,121 @@ def talking_portrait(variant: str) -> list[Node]:
         Node(3, "CLIPTextEncode", "Prompt", INPUTS, {"text": "A woman is talking."}, {"clip": (11, 0)}),
         Node(4, "CLIPTextEncode", "Negative prompt (official)", INPUTS, {"text": OFFICIAL_NEGATIVE_PROMPT}, {"clip": (11, 0)}),
         Node(10, "UNETLoader", "Wan2.1 I2V 14B", MODELS_GROUP, {"unet_name": MODELS[wan][0], "weight_dtype": "default"}, model=wan),
-        Node(11, "CLIPLoader", "Text encoder (umt5-xxl)", MODELS_GROUP, {"clip_name": MODELS["umt5"][0], "type": "wan", "device": "default"}, model="umt5"),
+        Node(
+            11,
+            "CLIPLoader",
+            "Text encoder (umt5-xxl)",
+            MODELS_GROUP,
+            {"clip_name": MODELS["umt5"][0], "type": "wan", "device": "default"},
+            model="umt5",
+        ),
         Node(12, "VAELoader", "Wan VAE", MODELS_GROUP, {"vae_name": MODELS["vae"][0]}, model="vae"),
         Node(13, "CLIPVisionLoader", "CLIP vision (ViT-H)", MODELS_GROUP, {"clip_name": MODELS["clip_vision"][0]}, model="clip_vision"),
-        Node(14, "FantasyTalkingModelLoader", "FantasyTalking adapter", MODELS_GROUP, {"model_name": MODELS["adapter"][0], "weight_dtype": "default"}, model="adapter"),
+        Node(
+            14,
+            "FantasyTalkingModelLoader",
+            "FantasyTalking adapter",
+            MODELS_GROUP,
+            {"model_name": MODELS["adapter"][0], "weight_dtype": "default"},
+            model="adapter",
+        ),
         Node(15, "FantasyTalkingWav2VecLoader", "wav2vec2-base-960h", MODELS_GROUP, {"model_name": MODELS["wav2vec"][0]}, model="wav2vec"),
-        Node(20, "FantasyTalkingAudioEmbeds", "Audio embeds (23 fps, 81 frames)", AUDIO, {"fps": 23, "max_frames": 81}, {"audio": (2, 0), "audio_encoder": (15, 0)}),
-        Node(21, "FantasyTalkingApply", "FantasyTalking Apply (positive hears the voice)", AUDIO,
-             {"audio_scale": 1.0, "identity_scale": 0.5, "identity_guidance": False, "motion_guidance": False},
-             {"model": (16 if variant == "fast" else 10, 0), "fantasytalking_model": (14, 0), "audio_embeds": (20, 0),
-              "positive": (33, 0), "negative": (33, 1)}),
-        Node(30, "ImageScaleToMaxDimension", "Longest side 512 (official)", CONDITIONING, {"upscale_method": "lanczos", "largest_size": 512}, {"image": (1, 0)}),
+        Node(
+            20,
+            "FantasyTalkingAudioEmbeds",
+            "Audio embeds (23 fps, 81 frames)",
+            AUDIO,
+            {"fps": 23, "max_frames": 81},
+            {"audio": (2, 0), "audio_encoder": (15, 0)},
+        ),
+        Node(
+            21,
+            "FantasyTalkingApply",
+            "FantasyTalking Apply (positive hears the voice)",
+            AUDIO,
+            {"audio_scale": 1.0, "identity_scale": 0.5, "identity_guidance": False, "motion_guidance": False},
+            {
+                "model": (16 if variant == "fast" else 10, 0),
+                "fantasytalking_model": (14, 0),
+                "audio_embeds": (20, 0),
+                "positive": (33, 0),
+                "negative": (33, 1),
+            },
+        ),
+        Node(
+            30,
+            "ImageScaleToMaxDimension",
+            "Longest side 512 (official)",
+            CONDITIONING,
+            {"upscale_method": "lanczos", "largest_size": 512},
+            {"image": (1, 0)},
+        ),
         Node(31, "GetImageSize", "Video size", CONDITIONING, {}, {"image": (30, 0)}),
-        Node(32, "CLIPVisionEncode", "CLIP vision (crop none, official)", CONDITIONING, {"crop": "none"}, {"clip_vision": (13, 0), "image": (30, 0)}),
-        Node(33, "WanImageToVideo", "Wan image-to-video", CONDITIONING, {"width": 512, "height": 512, "length": 81, "batch_size": 1},
-             {"positive": (3, 0), "negative": (4, 0), "vae": (12, 0), "clip_vision_output": (32, 0), "start_image": (30, 0),
-              "width": (31, 0), "height": (31, 1), "length": (20, 1)}),
-        Node(40, "FantasyTalkingSampler", "FantasyTalking Sampler", SAMPLING,
-             {"seed": 1111, "steps": steps, "cfg": cfg, "audio_cfg": audio_cfg, "sampler_name": "euler", "scheduler": "fantasytalking", "denoise": 1.0, "shift": 5.0},
-             {"model": (21, 0), "positive": (21, 1), "negative": (21, 2), "latent_image": (33, 2)}),
+        Node(
+            32,
+            "CLIPVisionEncode",
+            "CLIP vision (crop none, official)",
+            CONDITIONING,
+            {"crop": "none"},
+            {"clip_vision": (13, 0), "image": (30, 0)},
+        ),
+        Node(
+            33,
+            "WanImageToVideo",
+            "Wan image-to-video",
+            CONDITIONING,
+            {"width": 512, "height": 512, "length": 81, "batch_size": 1},
+            {
+                "positive": (3, 0),
+                "negative": (4, 0),
+                "vae": (12, 0),
+                "clip_vision_output": (32, 0),
+                "start_image": (30, 0),
+                "width": (31, 0),
+                "height": (31, 1),
+                "length": (20, 1),
+            },
+        ),
+        Node(
+            40,
+            "FantasyTalkingSampler",
+            "FantasyTalking Sampler",
+            SAMPLING,
+            {
+                "seed": 1111,
+                "steps": steps,
+                "cfg": cfg,
+                "audio_cfg": audio_cfg,
+                "sampler_name": "euler",
+                "scheduler": "fantasytalking",
+                "denoise": 1.0,
+                "shift": 5.0,
+            },
+            {"model": (21, 0), "positive": (21, 1), "negative": (21, 2), "latent_image": (33, 2)},
+        ),
         Node(50, "VAEDecode", "Decode", OUTPUT, {}, {"samples": (40, 0), "vae": (12, 0)}),
         Node(51, "CreateVideo", "Video with the voice", OUTPUT, {"fps": 23.0}, {"images": (50, 0), "fps": (20, 2), "audio": (20, 3)}),
-        Node(52, "SaveVideo", "Save MP4", OUTPUT, {"filename_prefix": "video/FantasyTalking", "format": "mp4", "codec": "h264"}, {"video": (51, 0)}),
+        Node(
+            52,
+            "SaveVideo",
+            "Save MP4",
+            OUTPUT,
+            {"filename_prefix": "video/FantasyTalking", "format": "mp4", "codec": "h264"},
+            {"video": (51, 0)},
+        ),
     ]
     if variant == "fast":
-        nodes.append(Node(16, "LoraLoaderModelOnly", "Distilled LoRA (4 steps, cfg 1)", MODELS_GROUP,
-                          {"lora_name": MODELS["lightx2v"][0], "strength_model": 1.0}, {"model": (10, 0)}, model="lightx2v"))
+        nodes.append(
+            Node(
+                16,
+                "LoraLoaderModelOnly",
+                "Distilled LoRA (4 steps, cfg 1)",
+                MODELS_GROUP,
+                {"lora_name": MODELS["lightx2v"][0], "strength_model": 1.0},
+                {"model": (10, 0)},
+                model="lightx2v",
+            )
+        )
     return nodes
 
 
@@ -111,13 +219,51 @@ def long_talking_portrait() -> list[Node]:
     short[20].title = "Audio embeds (23 fps, whole track)"
     return keep + [
         short[20],
-        Node(41, "FantasyTalkingLongVideo", "Long video (81-frame segments, 13 overlap)", SAMPLING,
-             {"audio_scale": 1.0, "width": 512, "height": 512, "segment_frames": 81, "overlap_frames": 13, "seed": 1111, "steps": 30,
-              "cfg": 5.0, "audio_cfg": 4.5, "sampler_name": "euler", "scheduler": "fantasytalking", "shift": 5.0, "color_match": 1.0,
-              "identity_scale": 0.5, "identity_guidance": False, "motion_guidance": False},
-             {"model": (10, 0), "fantasytalking_model": (14, 0), "audio_embeds": (20, 0), "positive": (3, 0), "negative": (4, 0),
-              "vae": (12, 0), "clip_vision_output": (32, 0), "start_image": (30, 0), "width": (31, 0), "height": (31, 1), "audio": (20, 3)}),
-        Node(52, "SaveVideo", "Save MP4", OUTPUT, {"filename_prefix": "video/FantasyTalking_long", "format": "mp4", "codec": "h264"}, {"video": (41, 0)}),
+        Node(
+            41,
+            "FantasyTalkingLongVideo",
+            "Long video (81-frame segments, 13 overlap)",
+            SAMPLING,
+            {
+                "audio_scale": 1.0,
+                "width": 512,
+                "height": 512,
+                "segment_frames": 81,
+                "overlap_frames": 13,
+                "seed": 1111,
+                "steps": 30,
+                "cfg": 5.0,
+                "audio_cfg": 4.5,
+                "sampler_name": "euler",
+                "scheduler": "fantasytalking",
+                "shift": 5.0,
+                "color_match": 1.0,
+                "identity_scale": 0.5,
+                "identity_guidance": False,
+                "motion_guidance": False,
+            },
+            {
+                "model": (10, 0),
+                "fantasytalking_model": (14, 0),
+                "audio_embeds": (20, 0),
+                "positive": (3, 0),
+                "negative": (4, 0),
+                "vae": (12, 0),
+                "clip_vision_output": (32, 0),
+                "start_image": (30, 0),
+                "width": (31, 0),
+                "height": (31, 1),
+                "audio": (20, 3),
+            },
+        ),
+        Node(
+            52,
+            "SaveVideo",
+            "Save MP4",
+            OUTPUT,
+            {"filename_prefix": "video/FantasyTalking_long", "format": "mp4", "codec": "h264"},
+            {"video": (41, 0)},
+        ),
     ]
 
 
@@ -130,12 +276,30 @@ def talking_portrait_with_identity() -> list[Node]:
     nodes[21].title = "FantasyTalking Apply (voice + identity)"
     return [
         *nodes.values(),
-        Node(17, "FantasyTalkingModelLoader", "FantasyTalking identity (trained: see README)", MODELS_GROUP,
-             {"model_name": MODELS["identity"][0], "weight_dtype": "default"}, {"fantasytalking_model": (14, 0)}),
-        Node(60, "FantasyTalkingFaceCrop", "Main face of the portrait", IDENTITY,
-             {"detector": "mediapipe", "margin": 0.3, "min_face_size": 64, "crop_size": 512}, {"image": (1, 0)}),
-        Node(61, "FantasyTalkingFaceEmbedding", "ArcFace embedding (buffalo_l)", IDENTITY,
-             {"arcface_model": "buffalo_l/w600k_r50.onnx", "device": "auto"}, {"face": (60, 0)}),
+        Node(
+            17,
+            "FantasyTalkingModelLoader",
+            "FantasyTalking identity (trained: see README)",
+            MODELS_GROUP,
+            {"model_name": MODELS["identity"][0], "weight_dtype": "default"},
+            {"fantasytalking_model": (14, 0)},
+        ),
+        Node(
+            60,
+            "FantasyTalkingFaceCrop",
+            "Main face of the portrait",
+            IDENTITY,
+            {"detector": "mediapipe", "margin": 0.3, "min_face_size": 64, "crop_size": 512},
+            {"image": (1, 0)},
+        ),
+        Node(
+            61,
+            "FantasyTalkingFaceEmbedding",
+            "ArcFace embedding (buffalo_l)",
+            IDENTITY,
+            {"arcface_model": "buffalo_l/w600k_r50.onnx", "device": "auto"},
+            {"face": (60, 0)},
+        ),
         Node(62, "PreviewImage", "Which face was chosen", IDENTITY, {}, {"images": (60, 1)}),
     ]
 
@@ -149,10 +313,21 @@ def talking_portrait_with_motion() -> list[Node]:
     nodes[21].title = "FantasyTalking Apply (voice + motion)"
     return [
         *nodes.values(),
-        Node(18, "FantasyTalkingModelLoader", "FantasyTalking motion (trained: see README)", MODELS_GROUP,
-             {"model_name": MODELS["motion"][0], "weight_dtype": "default"}, {"fantasytalking_model": (14, 0)}),
-        Node(70, "FantasyTalkingMotionIntensity", "Motion intensity (subtle 0.1 / natural 0.5 / intense 1.0)", MOTION,
-             {"preset": "custom", "omega_lip": 0.5, "omega_body": 0.5}),
+        Node(
+            18,
+            "FantasyTalkingModelLoader",
+            "FantasyTalking motion (trained: see README)",
+            MODELS_GROUP,
+            {"model_name": MODELS["motion"][0], "weight_dtype": "default"},
+            {"fantasytalking_model": (14, 0)},
+        ),
+        Node(
+            70,
+            "FantasyTalkingMotionIntensity",
+            "Motion intensity (subtle 0.1 / natural 0.5 / intense 1.0)",
+            MOTION,
+            {"preset": "custom", "omega_lip": 0.5, "omega_body": 0.5},
+        ),
     ]
 
 
@@ -167,8 +342,11 @@ WORKFLOWS = {
 
 
 def input_specs(info: dict) -> list[tuple[str, list]]:
-    return [(name, info["input"][section][name]) for section in ("required", "optional")
-            for name in info.get("input_order", {}).get(section, [])]
+    return [
+        (name, info["input"][section][name])
+        for section in ("required", "optional")
+        for name in info.get("input_order", {}).get(section, [])
+    ]
 
 
 def is_widget(spec: list) -> bool:
@@ -199,7 +377,10 @@ def to_api(nodes: list[Node]) -> dict:
     return {
         str(n.id): {
             "class_type": n.type,
-            "inputs": {**{k: v for k, v in n.widgets.items() if k not in n.links}, **{k: [str(s), slot] for k, (s, slot) in n.links.items()}},
+            "inputs": {
+                **{k: v for k, v in n.widgets.items() if k not in n.links},
+                **{k: [str(s), slot] for k, (s, slot) in n.links.items()},
+            },
             "_meta": {"title": n.title},
         }
         for n in nodes
@@ -231,26 +412,48 @@ def to_ui(name: str, nodes: list[Node], object_info: dict) -> dict:
             if link:
                 link[4] = len(inputs)
             inputs.append(entry)
-        outputs = [{"name": out_name, "type": out_type, "links": outgoing.get((node.id, slot), []), "slot_index": slot}
-                   for slot, (out_type, out_name) in enumerate(zip(info["output"], info["output_name"]))]
+        outputs = [
+            {"name": out_name, "type": out_type, "links": outgoing.get((node.id, slot), []), "slot_index": slot}
+            for slot, (out_type, out_name) in enumerate(zip(info["output"], info["output_name"]))
+        ]
         gx, gy, _ = GROUPS[node.group]
         index = column_of[node.group] = column_of.get(node.group, -1) + 1
         properties = {"Node name for S&R": node.type}
         if node.model and MODELS[node.model][1]:
             name, url, directory = MODELS[node.model]
             properties["models"] = [{"name": name, "url": url, "directory": directory}]
-        ui_nodes.append({
-            "id": node.id, "type": node.type, "title": node.title, "pos": [gx + 20 + 330 * (index % 2), gy + 50 + 130 * (index // 2)],
-            "size": [310, 110], "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
-            "properties": properties, "widgets_values": widget_values(node, info),
-        })
+        ui_nodes.append(
+            {
+                "id": node.id,
+                "type": node.type,
+                "title": node.title,
+                "pos": [gx + 20 + 330 * (index % 2), gy + 50 + 130 * (index // 2)],
+                "size": [310, 110],
+                "flags": {},
+                "order": order,
+                "mode": 0,
+                "inputs": inputs,
+                "outputs": outputs,
+                "properties": properties,
+                "widgets_values": widget_values(node, info),
+            }
+        )
     used = [(title, place) for title, place in GROUPS.items() if any(node.group == title for node in nodes)]  # no empty groups
-    groups = [{"id": i + 1, "title": title, "bounding": [x, y, 680, 600], "color": colour, "font_size": 24, "flags": {}}
-              for i, (title, (x, y, colour)) in enumerate(used)]
+    groups = [
+        {"id": i + 1, "title": title, "bounding": [x, y, 680, 600], "color": colour, "font_size": 24, "flags": {}}
+        for i, (title, (x, y, colour)) in enumerate(used)
+    ]
     return {
-        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"fantasytalking-native/{name}")), "revision": 0, "last_node_id": max(n.id for n in nodes), "last_link_id": len(links),
-        "nodes": ui_nodes, "links": [l[:6] for l in links], "groups": groups, "config": {},
-        "extra": {"ds": {"scale": 0.7, "offset": [60, 120]}}, "version": 0.4,
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"fantasytalking-native/{name}")),
+        "revision": 0,
+        "last_node_id": max(n.id for n in nodes),
+        "last_link_id": len(links),
+        "nodes": ui_nodes,
+        "links": [l[:6] for l in links],
+        "groups": groups,
+        "config": {},
+        "extra": {"ds": {"scale": 0.7, "offset": [60, 120]}},
+        "version": 0.4,
     }
 
 
@@ -264,8 +467,12 @@ def object_info_from_comfyui() -> dict:
             info[name] = cls.GET_NODE_INFO_V1()
         else:
             types = cls.INPUT_TYPES()
-            info[name] = {"input": types, "input_order": {k: list(v) for k, v in types.items()}, "output": list(cls.RETURN_TYPES),
-                          "output_name": list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES))}
+            info[name] = {
+                "input": types,
+                "input_order": {k: list(v) for k, v in types.items()},
+                "output": list(cls.RETURN_TYPES),
+                "output_name": list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)),
+            }
     return info
 
 
@@ -273,8 +480,10 @@ def main() -> None:
     object_info = object_info_from_comfyui()
     os.makedirs(os.path.join(WORKFLOWS_DIR, "api"), exist_ok=True)
     for name, nodes in WORKFLOWS.items():
-        for path, content in ((os.path.join(WORKFLOWS_DIR, f"{name}.json"), to_ui(name, nodes, object_info)),
-                              (os.path.join(WORKFLOWS_DIR, "api", f"{name}.json"), to_api(nodes))):
+        for path, content in (
+            (os.path.join(WORKFLOWS_DIR, f"{name}.json"), to_ui(name, nodes, object_info)),
+            (os.path.join(WORKFLOWS_DIR, "api", f"{name}.json"), to_api(nodes)),
+        ):
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(content, f, indent=1, ensure_ascii=False)
                 f.write("\n")

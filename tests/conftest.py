@@ -57,10 +57,9 @@ def comfy(comfyui_path):
     from fantasy_comfy.host import import_comfyui
 
     import_comfyui(str(comfyui_path), "--cpu --disable-all-custom-nodes")
+    import comfy
     import comfy.model_patcher  # noqa: F401
     import comfy.sd  # noqa: F401
-
-    import comfy
 
     return comfy
 

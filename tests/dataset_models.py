@@ -12,14 +12,42 @@ import os
 import torch
 from safetensors.torch import save_file
 
-TINY_UMT5 = {"d_ff": 32, "d_kv": 8, "d_model": 4096, "dense_act_fn": "gelu_pytorch_tanh", "is_gated_act": True, "num_heads": 2,
-             "num_layers": 1, "model_type": "umt5", "relative_attention_num_buckets": 32, "layer_norm_epsilon": 1e-6}
-TINY_CLIP_VISION = {"attention_dropout": 0.0, "dropout": 0.0, "hidden_act": "gelu", "hidden_size": 1280, "image_size": 224,
-                    "initializer_factor": 1.0, "initializer_range": 0.02, "intermediate_size": 64, "layer_norm_eps": 1e-5,
-                    "model_type": "clip_vision_model", "num_attention_heads": 2, "num_channels": 3, "num_hidden_layers": 2,
-                    "patch_size": 14, "projection_dim": 16}
-SENTENCES = ["A woman is talking.", "An astronaut talks about the mission.", "Every clip is cut and cached.",
-             "The quick brown fox jumps over the lazy dog.", "Hello there, how are you today?"]
+TINY_UMT5 = {
+    "d_ff": 32,
+    "d_kv": 8,
+    "d_model": 4096,
+    "dense_act_fn": "gelu_pytorch_tanh",
+    "is_gated_act": True,
+    "num_heads": 2,
+    "num_layers": 1,
+    "model_type": "umt5",
+    "relative_attention_num_buckets": 32,
+    "layer_norm_epsilon": 1e-6,
+}
+TINY_CLIP_VISION = {
+    "attention_dropout": 0.0,
+    "dropout": 0.0,
+    "hidden_act": "gelu",
+    "hidden_size": 1280,
+    "image_size": 224,
+    "initializer_factor": 1.0,
+    "initializer_range": 0.02,
+    "intermediate_size": 64,
+    "layer_norm_eps": 1e-5,
+    "model_type": "clip_vision_model",
+    "num_attention_heads": 2,
+    "num_channels": 3,
+    "num_hidden_layers": 2,
+    "patch_size": 14,
+    "projection_dim": 16,
+}
+SENTENCES = [
+    "A woman is talking.",
+    "An astronaut talks about the mission.",
+    "Every clip is cut and cached.",
+    "The quick brown fox jumps over the lazy dog.",
+    "Hello there, how are you today?",
+]
 
 
 def _fill(state: dict, seed: int) -> dict:
@@ -27,7 +55,9 @@ def _fill(state: dict, seed: int) -> dict:
     out = {}
     for key, value in sorted(state.items()):
         if value.dim() < 2:
-            out[key] = (1 + 0.1 * torch.randn(value.shape, generator=gen)) if "weight" in key else 0.02 * torch.randn(value.shape, generator=gen)
+            out[key] = (
+                (1 + 0.1 * torch.randn(value.shape, generator=gen)) if "weight" in key else 0.02 * torch.randn(value.shape, generator=gen)
+            )
         else:
             out[key] = torch.randn(value.shape, generator=gen) / (value[0].numel() ** 0.5)
     return out
@@ -37,9 +67,18 @@ def sentencepiece_model() -> torch.Tensor:
     import sentencepiece
 
     model = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(SENTENCES * 20), model_writer=model, vocab_size=48,
-                                             model_type="unigram", character_coverage=1.0, minloglevel=2,
-                                             pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(SENTENCES * 20),
+        model_writer=model,
+        vocab_size=48,
+        model_type="unigram",
+        character_coverage=1.0,
+        minloglevel=2,
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+    )
     return torch.ByteTensor(list(model.getvalue()))
 
 
@@ -56,9 +95,18 @@ def tiny_text_encoder(comfy, seed: int = 0):
 
     class TinyUMT5(comfy.sd1_clip.SDClipModel):
         def __init__(self, device="cpu", layer="last", layer_idx=None, dtype=None, model_options={}):
-            super().__init__(device=device, layer=layer, layer_idx=layer_idx, textmodel_json_config=config, dtype=dtype,
-                             special_tokens={"end": 1, "pad": 0}, model_class=comfy.text_encoders.t5.T5,
-                             enable_attention_masks=True, zero_out_masked=True, model_options=model_options)
+            super().__init__(
+                device=device,
+                layer=layer,
+                layer_idx=layer_idx,
+                textmodel_json_config=config,
+                dtype=dtype,
+                special_tokens={"end": 1, "pad": 0},
+                model_class=comfy.text_encoders.t5.T5,
+                enable_attention_masks=True,
+                zero_out_masked=True,
+                model_options=model_options,
+            )
 
     class TinyWanT5(comfy.sd1_clip.SD1ClipModel):
         def __init__(self, device="cpu", dtype=None, model_options={}):
@@ -110,4 +158,10 @@ def tiny_encoders(comfy, folder: str):
     return DatasetEncoders(vae, tiny_text_encoder(comfy), tiny_clip_vision(comfy, folder), load_wav2vec(wav2vec))
 
 
-MODEL_NAMES = {"vae": "wan_2.1_vae_tiny.safetensors", "text_encoder": "umt5_tiny", "clip_vision": "clip_vision_tiny", "wav2vec": "wav2vec2-tiny-960h", "arcface": "tiny/arcface.onnx"}
+MODEL_NAMES = {
+    "vae": "wan_2.1_vae_tiny.safetensors",
+    "text_encoder": "umt5_tiny",
+    "clip_vision": "clip_vision_tiny",
+    "wav2vec": "wav2vec2-tiny-960h",
+    "arcface": "tiny/arcface.onnx",
+}

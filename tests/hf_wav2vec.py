@@ -63,7 +63,6 @@ class Wav2VecEncoder:
         return encode_in_chunks(waveform, forward, self.geometry, chunk_seconds, context_seconds, progress)
 
 
-
 def encode_voice_track(waveform, sample_rate, encoder: Wav2VecEncoder, fps=23, max_frames=81, progress=None) -> AudioEmbeds:
     audio = prepare_audio(waveform, sample_rate, fps, max_frames)
     return AudioEmbeds.from_features(encoder.encode(audio.waveform, progress=progress), audio)

@@ -30,8 +30,17 @@ def face_points() -> dict[str, np.ndarray]:
     with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True) as mesh:
         landmarks = mesh.process(astronaut()).multi_face_landmarks[0].landmark
     point = lambda i: np.array([landmarks[i].x * SIZE, landmarks[i].y * SIZE])
-    return {"lower_lip": point(17), "mouth_left": point(61), "mouth_right": point(291), "left_lid": point(159),
-            "right_lid": point(386), "chin": point(152), "nose": point(1), "left_eye": point(33), "right_eye": point(263)}
+    return {
+        "lower_lip": point(17),
+        "mouth_left": point(61),
+        "mouth_right": point(291),
+        "left_lid": point(159),
+        "right_lid": point(386),
+        "chin": point(152),
+        "nose": point(1),
+        "left_eye": point(33),
+        "right_eye": point(263),
+    }
 
 
 def _grid() -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,8 +65,16 @@ def _phase(t: int, hz: float) -> float:
     return math.sin(2 * math.pi * hz * t / FPS)
 
 
-def clip(frames: int = 24, expression: float = 0.0, shift: float = 0.0, zoom: float = 0.0, turn_degrees: float = 0.0,
-         body: float = 0.0, blank: tuple[int, ...] = (), size: int = SIZE) -> list[np.ndarray]:
+def clip(
+    frames: int = 24,
+    expression: float = 0.0,
+    shift: float = 0.0,
+    zoom: float = 0.0,
+    turn_degrees: float = 0.0,
+    body: float = 0.0,
+    blank: tuple[int, ...] = (),
+    size: int = SIZE,
+) -> list[np.ndarray]:
     """``frames`` RGB uint8 frames. ``expression``: pixels the lower lip drops (eyelids half that); ``shift``: pixels the
     head and everything moves; ``zoom``: relative scale change about the face; ``turn_degrees``: in-plane rotation
     about the face; ``body``: pixels everything below the chin moves; ``blank``: frames replaced by grey (no face)."""

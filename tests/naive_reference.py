@@ -58,7 +58,7 @@ def naive_layer_norm(x, weight, bias, eps=1e-5):
 def naive_qformer(state: dict, faces: torch.Tensor, num_layers: int, heads: int) -> torch.Tensor:
     """Identity Q-Former from its state dict alone, one sample: faces [T, face_dim] -> tokens [num_queries, width].
     Pre-norm layers: self-attention among the queries, cross-attention to the face tokens, GELU feed-forward."""
-    w = {k[len("qformer."):]: v.double() for k, v in state.items() if k.startswith("qformer.")}
+    w = {k[len("qformer.") :]: v.double() for k, v in state.items() if k.startswith("qformer.")}
 
     def linear(x, name):
         return x @ w[f"{name}.weight"].T + w[f"{name}.bias"]
@@ -84,6 +84,7 @@ def naive_qformer(state: dict, faces: torch.Tensor, num_layers: int, heads: int)
 
 def naive_motion_embedding(state, lip, body):
     """The motion network for one (ω_l, ω_b), written out: two scalar MLPs, a residual layer per token, the mean, out."""
+
     def linear(name, x):
         return state[f"{name}.weight"].double() @ x + state[f"{name}.bias"].double()
 

@@ -133,7 +133,6 @@ def voice_like(seconds: float, sample_rate: int, seed: int = 0) -> torch.Tensor:
     return (tone * envelope).float()
 
 
-
 TINY_WAN = {"dim": 256, "ffn_dim": 512, "num_heads": 2, "num_layers": 2}  # dim % 128 == 0 for ComfyUI's detection
 
 
@@ -155,7 +154,9 @@ def comfy_wav2vec_config(num_layers: int = 1):
     """768 wide like wav2vec2-base (ComfyUI's wav2vec2 fixes every width); fewer layers keep it small."""
     from transformers import Wav2Vec2Config
 
-    return Wav2Vec2Config(num_hidden_layers=num_layers, vocab_size=32, feat_extract_norm="group", conv_bias=False, do_stable_layer_norm=False)
+    return Wav2Vec2Config(
+        num_hidden_layers=num_layers, vocab_size=32, feat_extract_norm="group", conv_bias=False, do_stable_layer_norm=False
+    )
 
 
 def save_ctc_wav2vec_folder(folder: str, num_layers: int = 1, seed: int = 0) -> str:
@@ -176,7 +177,9 @@ def save_tiny_wan_vae(comfy, path: str, seed: int = 0) -> str:
 
     for dim, dtype in ((8, torch.float32), (96, torch.bfloat16)):
         torch.manual_seed(seed)
-        vae = WanVAE(dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], temperal_downsample=[False, True, True], dropout=0.0)
+        vae = WanVAE(
+            dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], temperal_downsample=[False, True, True], dropout=0.0
+        )
         state = {}
         for key, tensor in vae.state_dict().items():  # ComfyUI builds it uninitialised: fill every tensor
             if key.endswith("gamma"):

@@ -8,8 +8,11 @@ import os
 from fantasy_core.dataset.settings import DatasetSettings
 
 SETTINGS = DatasetSettings(fps=12, frames=25, width=128, height=128)  # 7 latent frames of 16 x 16 cells
-TINY_MODULES = {"audio_context_dim": 24, "motion_hidden_dim": 16,
-                "identity_size": {"width": 32, "num_queries": 4, "num_layers": 1, "num_heads": 4, "ffn_dim": 48}}
+TINY_MODULES = {
+    "audio_context_dim": 24,
+    "motion_hidden_dim": 16,
+    "identity_size": {"width": 32, "num_queries": 4, "num_layers": 1, "num_heads": 4, "ffn_dim": 48},
+}
 
 
 def prepare_training_dataset(comfy, root: str) -> dict:
@@ -35,9 +38,18 @@ def prepare_training_dataset(comfy, root: str) -> dict:
 def run_config(made: dict, output_dir: str, **sections) -> dict:
     """A tiny run on CPU in fp32: every value the tests do not set is the shipped default."""
     config = {
-        "stage": 1, "steps": 4, "output_dir": output_dir, "seed": 0,
-        "data": {"dataset": made["dataset"], "width": SETTINGS.width, "height": SETTINGS.height, "fps": SETTINGS.fps,
-                 "frames": SETTINGS.frames, "batch_size": 2},
+        "stage": 1,
+        "steps": 4,
+        "output_dir": output_dir,
+        "seed": 0,
+        "data": {
+            "dataset": made["dataset"],
+            "width": SETTINGS.width,
+            "height": SETTINGS.height,
+            "fps": SETTINGS.fps,
+            "frames": SETTINGS.frames,
+            "batch_size": 2,
+        },
         "model": {"wan": made["wan"], "base_dtype": "fp32"},
         "modules": dict(TINY_MODULES),
         "optimizer": {"learning_rate": 1e-3, "mixed_precision": "no"},

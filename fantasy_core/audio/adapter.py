@@ -66,8 +66,7 @@ class AudioAdapter(nn.Module):
         self.config = config
         self.proj_model = AudioProjection(config.audio_dim, config.context_dim, operations, device, dtype)
         self.blocks = nn.ModuleList(
-            AudioKeyValue(config.context_dim, config.model_dim, operations, device, dtype)
-            for _ in range(config.num_blocks)
+            AudioKeyValue(config.context_dim, config.model_dim, operations, device, dtype) for _ in range(config.num_blocks)
         )
 
     def _check_width(self, features: torch.Tensor) -> None:

@@ -26,9 +26,7 @@ def to_mono(waveform: torch.Tensor) -> torch.Tensor:
     """[T], [C, T] or [1, C, T] (ComfyUI AUDIO) -> [T] float32, channels averaged as librosa does."""
     if waveform.dim() == 3:
         if waveform.shape[0] != 1:
-            raise AudioInputError(
-                f"audio: expected one track, got a batch of {waveform.shape[0]}. Feed one voice track at a time."
-            )
+            raise AudioInputError(f"audio: expected one track, got a batch of {waveform.shape[0]}. Feed one voice track at a time.")
         waveform = waveform[0]
     if waveform.dim() == 1:
         return waveform.float()
@@ -80,9 +78,7 @@ class PreparedAudio:
     fps: float
 
 
-def prepare_audio(
-    waveform: torch.Tensor, sample_rate: int, fps: float = 23, max_frames: int | None = 81
-) -> PreparedAudio:
+def prepare_audio(waveform: torch.Tensor, sample_rate: int, fps: float = 23, max_frames: int | None = 81) -> PreparedAudio:
     """Mono 16 kHz segment and frame count for a voice track of any channel count and sample rate."""
     mono = check_finite(to_mono(waveform))
     duration = mono.shape[-1] / sample_rate if sample_rate > 0 else 0.0

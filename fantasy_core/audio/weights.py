@@ -80,8 +80,7 @@ def _fail(path: str, layout: str, problem: str, key: str | None = None, advice: 
         "(Kijai/WanVideo_comfy); the file may be truncated or converted wrongly."
     )
     raise AdapterCheckpointError(
-        f"FantasyTalking adapter '{os.path.basename(path)}' looks like the {layout} layout, but {problem}{where}. "
-        f"{advice}"
+        f"FantasyTalking adapter '{os.path.basename(path)}' looks like the {layout} layout, but {problem}{where}. {advice}"
     )
 
 
@@ -120,8 +119,13 @@ def _canonical(flat: dict, path: str, layout: _Layout) -> dict[str, torch.Tensor
         if not isinstance(value, torch.Tensor) or not value.is_floating_point():
             _fail(path, layout.name, f"the value is {getattr(value, 'dtype', type(value).__name__)}, not a float tensor", key)
         if not all_finite(value):
-            _fail(path, layout.name, "a weight holds NaN or infinite values, which would make every video NaN", key,
-                  "The file is damaged (or was saved after a diverged training run): download or export it again.")
+            _fail(
+                path,
+                layout.name,
+                "a weight holds NaN or infinite values, which would make every video NaN",
+                key,
+                "The file is damaged (or was saved after a diverged training run): download or export it again.",
+            )
         canonical[new_key] = value
     return canonical
 
@@ -135,8 +139,12 @@ def _validate(sd: dict[str, torch.Tensor], path: str, layout: _Layout) -> AudioA
         _fail(path, layout.name, "it has no audio key/value weights for any DiT block", layout.source_key("blocks.0.k_proj.weight"))
     if indices != list(range(len(indices))):
         gap = next(i for i, index in enumerate(indices) if i != index)
-        _fail(path, layout.name, f"its block indices are not contiguous (block {gap} is missing, blocks run to {indices[-1]})",
-              layout.source_key(f"blocks.{indices[gap]}.k_proj.weight"))
+        _fail(
+            path,
+            layout.name,
+            f"its block indices are not contiguous (block {gap} is missing, blocks run to {indices[-1]})",
+            layout.source_key(f"blocks.{indices[gap]}.k_proj.weight"),
+        )
     for index in indices:
         for name in ("k_proj", "v_proj"):
             key = f"blocks.{index}.{name}.weight"
@@ -152,14 +160,22 @@ def _validate(sd: dict[str, torch.Tensor], path: str, layout: _Layout) -> AudioA
             _fail(path, layout.name, f"'{key}' has shape {list(sd[key].shape)}, expected [{context_dim}]", key)
     first = sd["blocks.0.k_proj.weight"]
     if first.dim() != 2 or first.shape[1] != context_dim:
-        _fail(path, layout.name, f"block 0's k_proj has shape {list(first.shape)}, expected [model_dim, {context_dim}]",
-              layout.source_key("blocks.0.k_proj.weight"))
+        _fail(
+            path,
+            layout.name,
+            f"block 0's k_proj has shape {list(first.shape)}, expected [model_dim, {context_dim}]",
+            layout.source_key("blocks.0.k_proj.weight"),
+        )
     for index in indices:
         for name in ("k_proj", "v_proj"):
             key = f"blocks.{index}.{name}.weight"
             if sd[key].shape != first.shape:
-                _fail(path, layout.name, f"'{key}' has shape {list(sd[key].shape)} while block 0 has {list(first.shape)}",
-                      layout.source_key(key))
+                _fail(
+                    path,
+                    layout.name,
+                    f"'{key}' has shape {list(sd[key].shape)} while block 0 has {list(first.shape)}",
+                    layout.source_key(key),
+                )
     return AudioAdapterConfig(audio_dim=audio_dim, context_dim=context_dim, model_dim=first.shape[0], num_blocks=len(indices))
 
 
@@ -194,9 +210,7 @@ def load_adapter_weights(path: str) -> AdapterWeights:
     return parse_adapter_state(read_checkpoint_file(path), path)
 
 
-def build_adapter(
-    weights: AdapterWeights, dtype: torch.dtype | None = None, operations=CastingOps, device=None
-) -> AudioAdapter:
+def build_adapter(weights: AdapterWeights, dtype: torch.dtype | None = None, operations=CastingOps, device=None) -> AudioAdapter:
     """An adapter module holding the checkpoint's tensors (no random initialisation, strict key match)."""
     with torch.device("meta"):
         adapter = AudioAdapter(weights.config, operations)

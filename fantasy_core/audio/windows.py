@@ -55,9 +55,7 @@ class AudioWindows:
     def slice(self, first_latent: int, end_latent: int) -> AudioWindows:
         """The windows of latent frames [first_latent, end_latent), still indexing the whole track."""
         if not 0 <= first_latent < end_latent <= self.latent_frames:
-            raise ValueError(
-                f"latent frame range [{first_latent}, {end_latent}) is outside 0..{self.latent_frames}."
-            )
+            raise ValueError(f"latent frame range [{first_latent}, {end_latent}) is outside 0..{self.latent_frames}.")
         return self.select(list(range(first_latent, end_latent)))
 
     def select(self, latent_frames: list[int]) -> AudioWindows:
@@ -75,9 +73,7 @@ class AudioWindows:
         return torch.where(valid, index, torch.zeros_like(index)), valid
 
 
-def compute_audio_windows(
-    num_tokens: int, num_frames: int, expand_length: int = OFFICIAL_EXPAND_LENGTH
-) -> AudioWindows:
+def compute_audio_windows(num_tokens: int, num_frames: int, expand_length: int = OFFICIAL_EXPAND_LENGTH) -> AudioWindows:
     ranges = official_window_ranges(num_tokens, num_frames)
     starts, k_lens = [], []
     for start, end in ranges:
@@ -97,9 +93,7 @@ def compute_audio_windows(
 def gather_windows(tokens: torch.Tensor, windows: AudioWindows) -> torch.Tensor:
     """Per-token tensor [..., L, C] of the whole track -> [..., T_lat, W, C]: each window's real tokens, then zeros."""
     if tokens.shape[-2] != windows.num_tokens:
-        raise ValueError(
-            f"audio tokens: the windows were made for {windows.num_tokens} tokens, got {tokens.shape[-2]}."
-        )
+        raise ValueError(f"audio tokens: the windows were made for {windows.num_tokens} tokens, got {tokens.shape[-2]}.")
     index, valid = windows.token_index()
     index, valid = index.to(tokens.device), valid.to(tokens.device)
     gathered = tokens[..., index.flatten(), :].unflatten(-2, index.shape)

@@ -134,8 +134,11 @@ class ClipAnalyser:
             return drop("unreadable", str(error))
         checks["scene_change"] = round(largest_scene_change(source_frames), 4)
         if checks["scene_change"] > settings.scene_cut_threshold:
-            return drop("scene_cut", f"the picture changes by {checks['scene_change']:.3f} between two frames "
-                        f"(scene_cut_threshold {settings.scene_cut_threshold:g})")
+            return drop(
+                "scene_cut",
+                f"the picture changes by {checks['scene_change']:.3f} between two frames "
+                f"(scene_cut_threshold {settings.scene_cut_threshold:g})",
+            )
         try:
             samples, rate = read_audio(task.source, task.start, settings.clip_seconds + 0.05)
             audio = prepare_audio(torch.from_numpy(samples), rate, settings.fps, max_frames=settings.frames)
@@ -146,8 +149,11 @@ class ClipAnalyser:
             return drop("audio_unusable", f"the sound covers {len(audio.waveform) / 16000:.2f} s of the {settings.clip_seconds:.2f} s clip")
         checks["speech_fraction"] = round(speech_fraction(audio.waveform.numpy(), 16000, settings.speech_level_db), 4)
         if checks["speech_fraction"] < settings.min_speech_fraction:
-            return drop("no_speech", f"{100 * checks['speech_fraction']:.0f}% of the clip is above {settings.speech_level_db:g} dBFS "
-                        f"(min_speech_fraction {settings.min_speech_fraction:g})")
+            return drop(
+                "no_speech",
+                f"{100 * checks['speech_fraction']:.0f}% of the clip is above {settings.speech_level_db:g} dBFS "
+                f"(min_speech_fraction {settings.min_speech_fraction:g})",
+            )
 
         cropped = center_crop(source_frames, settings.height, settings.width)
         measured = [fit_for_measuring(frame) for frame in cropped]
@@ -162,8 +168,10 @@ class ClipAnalyser:
             checks["face_confidence"] = round(min(checks.get("face_confidence", 1.0), face.score), 4)
             reference = reference or face
         if checks["face_confidence"] < settings.face_confidence_threshold:
-            return drop("face_confidence", f"face confidence {checks['face_confidence']:.3f} "
-                        f"(min_face_confidence {settings.face_confidence_threshold:g})")
+            return drop(
+                "face_confidence",
+                f"face confidence {checks['face_confidence']:.3f} (min_face_confidence {settings.face_confidence_threshold:g})",
+            )
 
         recorder = _RecordingFaceTracker(self.face_tracker)
         try:
@@ -179,8 +187,11 @@ class ClipAnalyser:
                 return drop("unreadable", str(error))
             checks.update(sync_offset=score.offset, sync_confidence=round(score.confidence, 4), sync_distance=round(score.min_distance, 4))
             if abs(score.offset) > settings.sync_max_offset or score.confidence < settings.sync_min_confidence:
-                return drop("lip_sync", f"SyncNet offset {score.offset} frames, confidence {score.confidence:.2f} (sync_max_offset "
-                            f"{settings.sync_max_offset}, sync_min_confidence {settings.sync_min_confidence:g})")
+                return drop(
+                    "lip_sync",
+                    f"SyncNet offset {score.offset} frames, confidence {score.confidence:.2f} (sync_max_offset "
+                    f"{settings.sync_max_offset}, sync_min_confidence {settings.sync_min_confidence:g})",
+                )
 
         height, width = measured[0].shape[:2]
         scale = np.array([settings.width / width, settings.height / height])
@@ -191,9 +202,14 @@ class ClipAnalyser:
 
             embedding = self.arcface.embed(align_face(measured[0], reference.keypoints, self.arcface.input_size))[0]
         return AnalysedClip(
-            task, resize_frames(cropped, settings.height, settings.width), audio.waveform,
-            latent_lip_mask(pixel_lip_masks(polygons, settings.height, settings.width)), embedding,
-            motion.lip_raw, motion.body_raw, checks,
+            task,
+            resize_frames(cropped, settings.height, settings.width),
+            audio.waveform,
+            latent_lip_mask(pixel_lip_masks(polygons, settings.height, settings.width)),
+            embedding,
+            motion.lip_raw,
+            motion.body_raw,
+            checks,
         )
 
     def _sync_score(self, task: ClipTask, meshes, waveform: np.ndarray, measured_shape):
@@ -202,10 +218,15 @@ class ClipAnalyser:
 
         settings = self.settings
         count = int(settings.clip_seconds * SYNCNET_FPS)
-        frames = [fit_for_measuring(frame) for frame in center_crop(read_frames(task.source, task.start, count, SYNCNET_FPS), settings.height, settings.width)]
+        frames = [
+            fit_for_measuring(frame)
+            for frame in center_crop(read_frames(task.source, task.start, count, SYNCNET_FPS), settings.height, settings.width)
+        ]
         if frames[0].shape != measured_shape:
-            raise UnreadableVideoError(f"{task.source}: frames re-read at 25 fps for SyncNet are {frames[0].shape[:2]}, the clip's "
-                                       f"were {measured_shape[:2]}; the video changes size mid-stream. Re-encode it at one size.")
+            raise UnreadableVideoError(
+                f"{task.source}: frames re-read at 25 fps for SyncNet are {frames[0].shape[:2]}, the clip's "
+                f"were {measured_shape[:2]}; the video changes size mid-stream. Re-encode it at one size."
+            )
         boxes = [None if mesh is None else np.concatenate([mesh.points[:, :2].min(0), mesh.points[:, :2].max(0)]) for mesh in meshes]
         known = [i for i, box in enumerate(boxes) if box is not None]
         nearest = [boxes[min(known, key=lambda k: abs(k - j * settings.fps / SYNCNET_FPS))] for j in range(count)]

@@ -42,8 +42,11 @@ class CachedClips(torch.utils.data.Dataset):
             raise DatasetMismatchError(f"{root}/{HEADER} is not a FantasyTalking dataset header.")
         self.settings = DatasetSettings.from_json(header["settings"])
         self.models = dict(header.get("models") or {})  # the encoders it was made with: vae, text_encoder, ..., arcface
-        differences = [f"{key} {getattr(self.settings, key)!r} there, {value!r} in the config" for key, value in expected.items()
-                       if getattr(self.settings, key) != value]
+        differences = [
+            f"{key} {getattr(self.settings, key)!r} there, {value!r} in the config"
+            for key, value in expected.items()
+            if getattr(self.settings, key) != value
+        ]
         if differences:
             raise DatasetMismatchError(
                 f"The dataset {root} was prepared for another video than this run trains on ({'; '.join(differences)}). "
@@ -85,6 +88,7 @@ class CachedClips(torch.utils.data.Dataset):
         item["text"] = torch.zeros((TEXT_TOKENS, text.shape[1]), dtype=text.dtype)
         item["text"][: min(len(text), TEXT_TOKENS)] = text[:TEXT_TOKENS]
         if self.calibration is not None:
-            item["omega"] = torch.tensor([self.calibration.omega_lip(row["omega_lip_raw"]),
-                                          self.calibration.omega_body(row["omega_body_raw"])], dtype=torch.float32)
+            item["omega"] = torch.tensor(
+                [self.calibration.omega_lip(row["omega_lip_raw"]), self.calibration.omega_body(row["omega_body_raw"])], dtype=torch.float32
+            )
         return item

@@ -173,8 +173,9 @@ def _check_same(root: str, existing: dict, wanted: dict) -> None:
     if existing.get("format") != FORMAT:
         raise DatasetFolderError(f"{root}/{HEADER} is not a FantasyTalking dataset header. Choose another output folder.")
     if existing.get("version") != VERSION:
-        raise DatasetFolderError(f"{root} holds a version {existing.get('version')} dataset; this version writes {VERSION}. "
-                                 "Choose another output folder.")
+        raise DatasetFolderError(
+            f"{root} holds a version {existing.get('version')} dataset; this version writes {VERSION}. Choose another output folder."
+        )
     differences = []
     for section in ("settings", "models"):
         old, new = existing.get(section, {}), wanted[section]

@@ -28,8 +28,9 @@ def dataset_calibration(kept: list[dict], body_landmarks: str, window_seconds: f
         return None
 
 
-def write_summary(root: str, kept: list[dict], dropped: list[dict], calibration: MotionCalibration | None, clip_seconds: float,
-                  errors: list[dict] = ()) -> dict:
+def write_summary(
+    root: str, kept: list[dict], dropped: list[dict], calibration: MotionCalibration | None, clip_seconds: float, errors: list[dict] = ()
+) -> dict:
     reasons = collections.Counter(row["reason"] for row in dropped)
     summary = {
         "clips_kept": len(kept),
@@ -43,7 +44,9 @@ def write_summary(root: str, kept: list[dict], dropped: list[dict], calibration:
         write_json(os.path.join(root, CALIBRATION), calibration.to_json())
     write_json(os.path.join(root, SUMMARY), summary)
     if kept:
-        omega_histograms([row["omega_lip_raw"] for row in kept], [row["omega_body_raw"] for row in kept]).save(os.path.join(root, HISTOGRAMS))
+        omega_histograms([row["omega_lip_raw"] for row in kept], [row["omega_body_raw"] for row in kept]).save(
+            os.path.join(root, HISTOGRAMS)
+        )
     return summary
 
 
@@ -51,8 +54,9 @@ def omega_histograms(lip_raw, body_raw, bins: int = 30) -> Image.Image:
     """Two histograms of log10(raw ω) with the median marked: expression (ω_l) above, body (ω_b) below."""
     image = Image.new("RGB", (640, 400), "white")
     draw = ImageDraw.Draw(image)
-    for row, (name, values, colour) in enumerate((("ω_l raw (expression)", lip_raw, (230, 90, 60)),
-                                                  ("ω_b raw (body)", body_raw, (60, 140, 230)))):
+    for row, (name, values, colour) in enumerate(
+        (("ω_l raw (expression)", lip_raw, (230, 90, 60)), ("ω_b raw (body)", body_raw, (60, 140, 230)))
+    ):
         top = 10 + row * 195
         logs = np.log10(np.maximum(np.asarray(values, dtype=np.float64), 1e-12))
         low, high = float(logs.min()), float(logs.max())

@@ -57,8 +57,14 @@ def probe(path: str) -> VideoInfo:
         if not fps > 0 or not video.width or not video.height:
             raise UnreadableVideoError(f"{path}: the video stream reports no frame rate or size.")
         audio = container.streams.audio[0] if container.streams.audio else None
-        return VideoInfo(_stream_seconds(video, container), fps, video.width, video.height, audio is not None,
-                         _stream_seconds(audio, container) if audio is not None else 0.0)
+        return VideoInfo(
+            _stream_seconds(video, container),
+            fps,
+            video.width,
+            video.height,
+            audio is not None,
+            _stream_seconds(audio, container) if audio is not None else 0.0,
+        )
 
 
 def audio_seconds(path: str) -> float:

@@ -34,15 +34,23 @@ def _heads(t: torch.Tensor, num_heads: int) -> torch.Tensor:  # [G, S, H*D] -> [
     return t.unflatten(-1, (num_heads, t.shape[-1] // num_heads)).transpose(-3, -2)
 
 
-def add_attention_(out: torch.Tensor, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, num_heads: int,
-                   scale: torch.Tensor) -> None:
+def add_attention_(
+    out: torch.Tensor, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, num_heads: int, scale: torch.Tensor
+) -> None:
     """out += scale · Attention(q, keys, values), in place; out/q [G, S, H*D], keys/values [G, K, H*D], scale 0-d."""
     attended = F.scaled_dot_product_attention(_heads(q, num_heads), _heads(keys, num_heads), _heads(values, num_heads))
     out.unflatten(-1, (num_heads, out.shape[-1] // num_heads)).addcmul_(attended.transpose(-3, -2), scale)
 
 
-def add_frame_attention_(out: torch.Tensor, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                         groups: Sequence[FrameGroup], num_heads: int, scale: torch.Tensor) -> None:
+def add_frame_attention_(
+    out: torch.Tensor,
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    groups: Sequence[FrameGroup],
+    num_heads: int,
+    scale: torch.Tensor,
+) -> None:
     """One batch row: each latent frame's video tokens attend only to that frame's window, added into ``out``.
 
     out/q [T*S, H*D] (frame-major, as Wan flattens [T, h, w]); keys/values [T, W, H*D]; ``groups`` from ``frame_groups``.
@@ -56,5 +64,11 @@ def add_frame_attention_(out: torch.Tensor, q: torch.Tensor, keys: torch.Tensor,
     per_frame = q.shape[0] // frames
     for first, end, length in groups:
         tokens = slice(first * per_frame, end * per_frame)
-        add_attention_(out[tokens].unflatten(0, (end - first, per_frame)), q[tokens].unflatten(0, (end - first, per_frame)),
-                       keys[first:end, :length], values[first:end, :length], num_heads, scale)
+        add_attention_(
+            out[tokens].unflatten(0, (end - first, per_frame)),
+            q[tokens].unflatten(0, (end - first, per_frame)),
+            keys[first:end, :length],
+            values[first:end, :length],
+            num_heads,
+            scale,
+        )

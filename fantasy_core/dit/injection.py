@@ -76,8 +76,12 @@ class CrossAttentionTerm:
                 add_frame_attention_(hidden[row], q[row], keys[source], values[source], self.frame_groups, num_heads, self.scales[row])
 
 
-def branch_terms(rows: Sequence[int], scales: torch.Tensor, keys_values: Sequence[tuple[torch.Tensor, torch.Tensor]],
-                 frame_groups: tuple[FrameGroup, ...] | None = None) -> list[CrossAttentionTerm]:
+def branch_terms(
+    rows: Sequence[int],
+    scales: torch.Tensor,
+    keys_values: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    frame_groups: tuple[FrameGroup, ...] | None = None,
+) -> list[CrossAttentionTerm]:
     """One branch's term in every block: ``keys_values`` holds each block's (keys, values)."""
     rows = tuple(rows)
     return [CrossAttentionTerm(rows, scales, keys, values, frame_groups) for keys, values in keys_values]

@@ -39,7 +39,9 @@ class ArcFaceEncoder:
         if CUDA in requested and self.provider != CUDA:
             logger.warning(
                 "ArcFace asked onnxruntime for CUDA but it runs %s on %s (check that onnxruntime-gpu matches your CUDA "
-                "and cuDNN versions); embeddings are computed on the CPU, more slowly.", self.provider, path.name
+                "and cuDNN versions); embeddings are computed on the CPU, more slowly.",
+                self.provider,
+                path.name,
             )
         self.input_size, self.embedding_dim, self._batched = _check_signature(self._session, path.name)
 

@@ -207,7 +207,9 @@ class MediaPipeFaceDetector:
                 centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
                 logger.warning(
                     "MediaPipe detected a face at (%.0f, %.0f) (confidence %.2f) but its face mesh did not, so its "
-                    "eyes and mouth corners are unknown: that face is skipped.", *centre, score
+                    "eyes and mouth corners are unknown: that face is skipped.",
+                    *centre,
+                    score,
                 )
                 continue
             faces.append(DetectedFace(box, score, keypoints))
@@ -220,9 +222,7 @@ class MediaPipeFaceDetector:
             return None
         landmarks = result.multi_face_landmarks[0].landmark
         # MediaPipe's normalised x spans the region's edges; -0.5 gives OpenCV's pixel-centre coordinates
-        points = np.array(
-            [[x0 + landmarks[i].x * (x1 - x0) - 0.5, y0 + landmarks[i].y * (y1 - y0) - 0.5] for i in self.MESH_POINTS]
-        )
+        points = np.array([[x0 + landmarks[i].x * (x1 - x0) - 0.5, y0 + landmarks[i].y * (y1 - y0) - 0.5] for i in self.MESH_POINTS])
         nose_x, nose_y = points[2]
         if not (box[0] <= nose_x <= box[2] and box[1] <= nose_y <= box[3]):
             return None  # the mesh found a neighbouring face inside the region, not this one

@@ -45,7 +45,9 @@ def face_crops(frames: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
         pad = int(size * (1 + 2 * CROP_SCALE))
         padded = np.pad(frame[..., ::-1], ((pad, pad), (pad, pad), (0, 0)), constant_values=PAD_VALUE)
         y, x = y + pad, x + pad
-        face = padded[int(y - size) : int(y + size * (1 + 2 * CROP_SCALE)), int(x - size * (1 + CROP_SCALE)) : int(x + size * (1 + CROP_SCALE))]
+        face = padded[
+            int(y - size) : int(y + size * (1 + 2 * CROP_SCALE)), int(x - size * (1 + CROP_SCALE)) : int(x + size * (1 + CROP_SCALE))
+        ]
         pixels = torch.from_numpy(np.ascontiguousarray(face)).permute(2, 0, 1)[None].float()
         crops.append(F.interpolate(pixels, size=(CROP_SIDE, CROP_SIDE), mode="bilinear", align_corners=False)[0])
     return torch.stack(crops, 1)
@@ -65,8 +67,9 @@ def offsets_and_confidence(lip_features: torch.Tensor, audio_features: torch.Ten
     """Mean distance between each window's lips and the sound ``shift`` windows away (zero-padded), per shift."""
     padded = F.pad(audio_features, (0, 0, max_shift, max_shift))
     width = 2 * max_shift + 1
-    distances = torch.stack([F.pairwise_distance(lip_features[[i]].expand(width, -1), padded[i : i + width])
-                             for i in range(len(lip_features))], 1)
+    distances = torch.stack(
+        [F.pairwise_distance(lip_features[[i]].expand(width, -1), padded[i : i + width]) for i in range(len(lip_features))], 1
+    )
     mean = distances.mean(1)
     best, index = torch.min(mean, 0)
     return SyncScore(max_shift - int(index), float(torch.median(mean) - best), float(best))
@@ -88,5 +91,9 @@ def sync_score(model, frames: np.ndarray, boxes: np.ndarray, waveform_16k: np.nd
     for start in range(0, windows, batch):
         starts = range(start, min(windows, start + batch))
         lips.append(model.embed_lips(torch.stack([crops[:, v : v + WINDOW_FRAMES] for v in starts]).to(device)).cpu())
-        sound.append(model.embed_audio(torch.stack([coefficients[0, :, :, v * MFCC_PER_FRAME : v * MFCC_PER_FRAME + 20] for v in starts]).to(device)).cpu())
+        sound.append(
+            model.embed_audio(
+                torch.stack([coefficients[0, :, :, v * MFCC_PER_FRAME : v * MFCC_PER_FRAME + 20] for v in starts]).to(device)
+            ).cpu()
+        )
     return offsets_and_confidence(torch.cat(lips), torch.cat(sound), max_shift)

@@ -90,8 +90,12 @@ class MotionCalibration:
         return _interpolate(self.body, raw)
 
     def to_json(self) -> dict:
-        return {"lip": [list(p) for p in self.lip], "body": [list(p) for p in self.body],
-                "window_seconds": self.window_seconds, "body_landmarks": self.body_landmarks}
+        return {
+            "lip": [list(p) for p in self.lip],
+            "body": [list(p) for p in self.body],
+            "window_seconds": self.window_seconds,
+            "body_landmarks": self.body_landmarks,
+        }
 
     @classmethod
     def from_json(cls, values, source: str) -> MotionCalibration:

@@ -66,7 +66,9 @@ class FaceMeshTracker(_Closing):
     def __init__(self, min_confidence: float = 0.5):
         mp = import_mediapipe("Measuring facial motion (ω_l)")
         self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=1, refine_landmarks=True,
+            static_image_mode=True,
+            max_num_faces=1,
+            refine_landmarks=True,
             min_detection_confidence=min_confidence,
         )
 
@@ -93,7 +95,9 @@ class MediaPipePoseTracker(_Closing):
         mp = import_mediapipe("Measuring body motion (ω_b) with MediaPipe Pose")
         self.min_visibility = min_visibility
         self._pose = mp.solutions.pose.Pose(
-            static_image_mode=True, model_complexity=1, enable_segmentation=False,
+            static_image_mode=True,
+            model_complexity=1,
+            enable_segmentation=False,
             min_detection_confidence=min_confidence,
         )
 
@@ -130,8 +134,9 @@ class DWPoseTracker(_Closing):
         try:
             session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own exception types for unreadable files
-            raise ValueError(f"'{path.name}' could not be read as an ONNX model ({type(error).__name__}: {error}). "
-                             "Download dw-ll_ucoco_384.onnx again.") from error
+            raise ValueError(
+                f"'{path.name}' could not be read as an ONNX model ({type(error).__name__}: {error}). Download dw-ll_ucoco_384.onnx again."
+            ) from error
         inputs, outputs = session.get_inputs(), session.get_outputs()
         shape = inputs[0].shape if len(inputs) == 1 else None
         if shape is None or len(shape) != 4 or not all(isinstance(v, int) for v in shape[2:]) or len(outputs) != 2:

@@ -42,10 +42,82 @@ FACE_MESH_POINTS = 478
 MEASURE_SIDE = 512  # frames are measured at most this large (longer side, pixels)
 # What expression moves: MediaPipe's lip, eye and eyebrow contours (FACEMESH_LIPS, *_EYE, *_EYEBROW). The rest of the
 # mesh (cheeks, face oval) mostly adds the model's own jitter when the head moves.
-LIP_POINTS = (0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191, 267, 269, 270,
-              291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415)
-EYE_POINTS = (249, 263, 362, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466,
-              7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246)
+LIP_POINTS = (
+    0,
+    13,
+    14,
+    17,
+    37,
+    39,
+    40,
+    61,
+    78,
+    80,
+    81,
+    82,
+    84,
+    87,
+    88,
+    91,
+    95,
+    146,
+    178,
+    181,
+    185,
+    191,
+    267,
+    269,
+    270,
+    291,
+    308,
+    310,
+    311,
+    312,
+    314,
+    317,
+    318,
+    321,
+    324,
+    375,
+    402,
+    405,
+    409,
+    415,
+)
+EYE_POINTS = (
+    249,
+    263,
+    362,
+    373,
+    374,
+    380,
+    381,
+    382,
+    384,
+    385,
+    386,
+    387,
+    388,
+    390,
+    398,
+    466,
+    7,
+    33,
+    133,
+    144,
+    145,
+    153,
+    154,
+    155,
+    157,
+    158,
+    159,
+    160,
+    161,
+    163,
+    173,
+    246,
+)
 EYEBROW_POINTS = (276, 282, 283, 285, 293, 295, 296, 300, 334, 336, 46, 52, 53, 55, 63, 65, 66, 70, 105, 107)
 EXPRESSION_POINTS = LIP_POINTS + EYE_POINTS + EYEBROW_POINTS
 
@@ -76,8 +148,10 @@ class MotionMeasurement:
             skipped.append(f"no face in {self.face_missing} of {self.frames} frames")
         if self.body_missing:
             skipped.append(f"no body in {self.body_missing} of {self.frames} frames")
-        return (f"{self.intensity.describe()} (raw {self.lip_raw:.3g}, {self.body_raw:.3g}; {self.frames} frames at "
-                f"{self.fps:g} fps; calibration: {self.calibration.source})" + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
+        return (
+            f"{self.intensity.describe()} (raw {self.lip_raw:.3g}, {self.body_raw:.3g}; {self.frames} frames at "
+            f"{self.fps:g} fps; calibration: {self.calibration.source})" + (f"; skipped: {', '.join(skipped)}" if skipped else "")
+        )
 
 
 def _stack(tracked: Sequence[Landmarks | None], num_points: int, dims: int) -> np.ndarray:
@@ -147,7 +221,7 @@ def windowed_variance(coords: np.ndarray, window: int) -> float | None:
     need = max(3, math.ceil(window / 2))
     values = []
     for start in starts:
-        part = coords[start:start + window]
+        part = coords[start : start + window]
         seen = (~np.isnan(part).any(-1)).sum(0)  # [P] frames in which each point was seen
         points = seen >= need
         if points.any():
@@ -220,7 +294,9 @@ def measure_motion(
             )
         logger.warning(
             "FantasyTalking: the default motion calibration was measured with %s body joints but this measurement uses "
-            "%s; ω_b may read differently.", calibration.body_landmarks, body_tracker.layout.name,
+            "%s; ω_b may read differently.",
+            calibration.body_landmarks,
+            body_tracker.layout.name,
         )
     faces, bodies = [], []
     for index, frame in enumerate(frames):
@@ -248,5 +324,14 @@ def measure_motion(
             "least half of its frames, so its motion cannot be measured. Use a clip where it stays in view."
         )
     intensity = MotionIntensity(calibration.omega_lip(lip_raw), calibration.omega_body(body_raw))
-    return MotionMeasurement(intensity, lip_raw, body_raw, displacement_curve(expression), displacement_curve(body),
-                             face_missing, body_missing, float(fps), calibration)
+    return MotionMeasurement(
+        intensity,
+        lip_raw,
+        body_raw,
+        displacement_curve(expression),
+        displacement_curve(body),
+        face_missing,
+        body_missing,
+        float(fps),
+        calibration,
+    )

@@ -85,7 +85,7 @@ def initialise_motion_network(network: MotionNetwork, seed: int = 0) -> MotionNe
     with torch.no_grad():
         for layer in network.modules():
             if isinstance(layer, nn.Linear):
-                bound = layer.in_features ** -0.5
+                bound = layer.in_features**-0.5
                 layer.weight.copy_((torch.rand(layer.weight.shape, generator=gen) * 2 - 1) * bound)
                 layer.bias.zero_()
         network.out.weight.zero_()

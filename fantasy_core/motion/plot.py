@@ -38,10 +38,17 @@ def motion_plot(measurement: MotionMeasurement, width: int = 768, height: int = 
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
     m = measurement
-    draw.text((10, 6), f"omega_lip {m.intensity.lip:.2f} (raw {m.lip_raw:.2e})   omega_body {m.intensity.body:.2f} "
-              f"(raw {m.body_raw:.2e})   {m.frames} frames, {m.fps:g} fps", fill=(235, 235, 235), font=font)
-    panels = (("expression (face sizes)", m.lip_curve, EXPRESSION_COLOUR, m.face_missing),
-              ("body (shoulder widths)", m.body_curve, BODY_COLOUR, m.body_missing))
+    draw.text(
+        (10, 6),
+        f"omega_lip {m.intensity.lip:.2f} (raw {m.lip_raw:.2e})   omega_body {m.intensity.body:.2f} "
+        f"(raw {m.body_raw:.2e})   {m.frames} frames, {m.fps:g} fps",
+        fill=(235, 235, 235),
+        font=font,
+    )
+    panels = (
+        ("expression (face sizes)", m.lip_curve, EXPRESSION_COLOUR, m.face_missing),
+        ("body (shoulder widths)", m.body_curve, BODY_COLOUR, m.body_missing),
+    )
     top, bottom, left, right = 28, height - 22, 50, width - 12
     panel_height = (bottom - top) // 2
     for index, (label, curve, colour, missing) in enumerate(panels):

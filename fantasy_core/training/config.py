@@ -147,17 +147,37 @@ class TrainConfig:
         _check(self.model.base_dtype in BASE_DTYPES, "model.base_dtype", self.model.base_dtype, f"one of {list(BASE_DTYPES)}")
         _check(self.model.base_gpu_memory_gb >= 0, "model.base_gpu_memory_gb", self.model.base_gpu_memory_gb, "0 (all) or more")
         if self.model.shard_base:  # the engine then owns where the base's weights live and gathers them layer by layer
-            _check(self.model.base_gpu_memory_gb == 0, "model.base_gpu_memory_gb", self.model.base_gpu_memory_gb,
-                   "0 with model.shard_base = true (ComfyUI's low-VRAM streaming cannot move sharded weights)")
-            _check(self.model.base_dtype != "fp8_e4m3fn", "model.base_dtype", self.model.base_dtype,
-                   "bf16, fp16 or fp32 with model.shard_base = true (the engines gather 16- and 32-bit weights; bf16 sharded "
-                   "over 8 GPUs is 3.5 GB each)")
+            _check(
+                self.model.base_gpu_memory_gb == 0,
+                "model.base_gpu_memory_gb",
+                self.model.base_gpu_memory_gb,
+                "0 with model.shard_base = true (ComfyUI's low-VRAM streaming cannot move sharded weights)",
+            )
+            _check(
+                self.model.base_dtype != "fp8_e4m3fn",
+                "model.base_dtype",
+                self.model.base_dtype,
+                "bf16, fp16 or fp32 with model.shard_base = true (the engines gather 16- and 32-bit weights; bf16 sharded "
+                "over 8 GPUs is 3.5 GB each)",
+            )
         _check(self.objective.shift > 0, "objective.shift", self.objective.shift, "positive")
         _check(0 <= self.objective.eta <= 1, "objective.eta", self.objective.eta, "between 0 and 1")
-        _check(self.objective.lip_loss in LIP_LOSS_REDUCTIONS, "objective.lip_loss", self.objective.lip_loss, f"one of {list(LIP_LOSS_REDUCTIONS)}")
+        _check(
+            self.objective.lip_loss in LIP_LOSS_REDUCTIONS,
+            "objective.lip_loss",
+            self.objective.lip_loss,
+            f"one of {list(LIP_LOSS_REDUCTIONS)}",
+        )
         _check(self.optimizer.learning_rate > 0, "optimizer.learning_rate", self.optimizer.learning_rate, "positive")
-        _check(self.optimizer.gradient_accumulation >= 1, "optimizer.gradient_accumulation", self.optimizer.gradient_accumulation, "at least 1")
-        _check(self.optimizer.mixed_precision in MIXED_PRECISION, "optimizer.mixed_precision", self.optimizer.mixed_precision, f"one of {list(MIXED_PRECISION)}")
+        _check(
+            self.optimizer.gradient_accumulation >= 1, "optimizer.gradient_accumulation", self.optimizer.gradient_accumulation, "at least 1"
+        )
+        _check(
+            self.optimizer.mixed_precision in MIXED_PRECISION,
+            "optimizer.mixed_precision",
+            self.optimizer.mixed_precision,
+            f"one of {list(MIXED_PRECISION)}",
+        )
         _check(self.checkpoint.every >= 1, "checkpoint.every", self.checkpoint.every, "at least 1")
         _check(self.checkpoint.keep >= 1, "checkpoint.keep", self.checkpoint.keep, "at least 1")
         _check(self.logging.every >= 1, "logging.every", self.logging.every, "at least 1")
@@ -170,8 +190,12 @@ class TrainConfig:
             return
         _check(bool(valid.image), "validation.image", valid.image, "the portrait to render (renders are on: validation.every > 0)")
         _check(bool(valid.audio), "validation.audio", valid.audio, "a voice file to render (renders are on: validation.every > 0)")
-        _check(not self.model.shard_base, "validation.every", valid.every,
-               "0 with model.shard_base = true: a sharded base cannot render on one process")
+        _check(
+            not self.model.shard_base,
+            "validation.every",
+            valid.every,
+            "0 with model.shard_base = true: a sharded base cannot render on one process",
+        )
         _check(valid.steps >= 1, "validation.steps", valid.steps, "at least 1")
         _check(valid.shift > 0, "validation.shift", valid.shift, "positive")
         for name in ("omega_lip", "omega_body"):
@@ -222,8 +246,10 @@ def _build(cls, values: dict, prefix: str):
     unknown = sorted(set(values) - set(known))
     if unknown:
         where = f"in [{prefix.rstrip('.')}]" if prefix else "at the top level"
-        raise ConfigError(f"config key{'s' if len(unknown) > 1 else ''} {', '.join(prefix + k for k in unknown)} "
-                          f"{'do' if len(unknown) > 1 else 'does'} not exist {where}; the keys there are {sorted(known)}.")
+        raise ConfigError(
+            f"config key{'s' if len(unknown) > 1 else ''} {', '.join(prefix + k for k in unknown)} "
+            f"{'do' if len(unknown) > 1 else 'does'} not exist {where}; the keys there are {sorted(known)}."
+        )
     kwargs = {}
     hints = typing.get_type_hints(cls)
     for name, value in values.items():
@@ -290,4 +316,3 @@ def load_config(path: str, overrides: list[str] = ()) -> TrainConfig:
 
 def config_json(config: TrainConfig) -> str:
     return json.dumps(config.to_json(), sort_keys=True)
-

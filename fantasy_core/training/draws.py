@@ -22,7 +22,9 @@ def generator_for(*key: int) -> torch.Generator:
 class DropoutRates:
     """Independent per-sample probabilities of training without a condition (the paper: 0.1 each)."""
 
-    reference: float = 0.1  # the reference image: ComfyUI's no-image I2V input (zero latents, zero mask), zero CLIP-vision features, no identity
+    reference: float = (
+        0.1  # the reference image: ComfyUI's no-image I2V input (zero latents, zero mask), zero CLIP-vision features, no identity
+    )
     audio: float = 0.1  # the audio: the audio branch is off for the sample (the inference negative pass)
     prompt: float = 0.1  # the prompt: an all-zero text context
 
@@ -42,8 +44,9 @@ class SampleDraws:
     lip_loss: torch.Tensor  # [B] bool: p > η
 
 
-def draw(seed: int, step: int, samples: list[int], latent_shape: tuple[int, ...], shift: float, rates: DropoutRates,
-         eta: float) -> SampleDraws:
+def draw(
+    seed: int, step: int, samples: list[int], latent_shape: tuple[int, ...], shift: float, rates: DropoutRates, eta: float
+) -> SampleDraws:
     """``samples``: the global positions (in the step's whole batch) of this process's rows."""
     sigma, noise, flags = [], [], []
     for sample in samples:

@@ -1,8 +1,8 @@
 """Wan's flow-matching objective and the paper's lip-focused loss (Eq. 3).
 
-    x_t = (1 - σ)·x0 + σ·ε,   the model predicts v ≈ ε - x0,   timestep = 1000·σ
-    σ = shift·u / (1 + (shift - 1)·u),  u ~ U(0, 1)       (the time shift Wan samples with; shift 1 = uniform)
-    L = (v - (ε - x0))²,   L_c = M ⊙ L  with M the lip mask on the latent grid, used when p > η, else L.
+x_t = (1 - σ)·x0 + σ·ε,   the model predicts v ≈ ε - x0,   timestep = 1000·σ
+σ = shift·u / (1 + (shift - 1)·u),  u ~ U(0, 1)       (the time shift Wan samples with; shift 1 = uniform)
+L = (v - (ε - x0))²,   L_c = M ⊙ L  with M the lip mask on the latent grid, used when p > η, else L.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return noise - x0
 
 
-def row_losses(prediction: torch.Tensor, target: torch.Tensor, lip_mask: torch.Tensor | None, use_mask: torch.Tensor,
-               reduction: str = "masked_mean") -> tuple[torch.Tensor, torch.Tensor]:
+def row_losses(
+    prediction: torch.Tensor, target: torch.Tensor, lip_mask: torch.Tensor | None, use_mask: torch.Tensor, reduction: str = "masked_mean"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row loss [B] in fp32 and which rows used the lip-focused loss [B].
 
     prediction/target [B, C, T, h, w]; lip_mask [B, T, h, w] in 0..1 (None: no row can use it); use_mask [B] bool (p > η).

@@ -12,12 +12,12 @@ from torch import nn
 
 from ..audio.adapter import AudioAdapter, AudioAdapterConfig, initialise_audio_adapter
 from ..audio.weights import build_adapter
-from ..identity.weights import build_identity_module
 from ..identity.model import IdentityConfig, IdentityModule, initialise_identity_module
+from ..identity.weights import build_identity_module
 from ..module_file import load_fantasytalking_file, save_fantasytalking_file
-from ..motion.weights import build_motion_network
 from ..motion.intensity import MotionCalibration
 from ..motion.model import MotionConfig, MotionNetwork, initialise_motion_network
+from ..motion.weights import build_motion_network
 from .config import ModulesConfig
 
 
@@ -32,8 +32,9 @@ class StartError(ValueError):
 
 
 class TrainableModules(nn.Module):
-    def __init__(self, audio: AudioAdapter, identity: IdentityModule | None, motion: MotionNetwork | None,
-                 calibration: MotionCalibration | None):
+    def __init__(
+        self, audio: AudioAdapter, identity: IdentityModule | None, motion: MotionNetwork | None, calibration: MotionCalibration | None
+    ):
         super().__init__()
         self.audio = audio
         self.identity = identity
@@ -50,7 +51,7 @@ class TrainableModules(nn.Module):
             raise ValueError(f"The weights to save do not match the modules: missing {missing[:4]}, unexpected {extra[:4]}.")
 
         def part(prefix):
-            return {key[len(prefix):]: value.detach().float().cpu() for key, value in whole.items() if key.startswith(prefix)}
+            return {key[len(prefix) :]: value.detach().float().cpu() for key, value in whole.items() if key.startswith(prefix)}
 
         identity = None if self.identity is None else (part("identity."), self.identity.config)
         motion = None if self.motion is None else (part("motion."), self.motion.config, self.calibration)
@@ -61,8 +62,9 @@ def _trainable(module: nn.Module) -> nn.Module:
     return module.float().train().requires_grad_(True)
 
 
-def build_trainable(config: ModulesConfig, wan: WanShape, audio_dim: int, face_dim: int, calibration: MotionCalibration | None,
-                    seed: int = 0) -> tuple[TrainableModules, list[str]]:
+def build_trainable(
+    config: ModulesConfig, wan: WanShape, audio_dim: int, face_dim: int, calibration: MotionCalibration | None, seed: int = 0
+) -> tuple[TrainableModules, list[str]]:
     """The modules and a report line per module saying where it starts from."""
     start = load_fantasytalking_file(config.init) if config.init else None
     name = os.path.basename(config.init)
@@ -70,18 +72,24 @@ def build_trainable(config: ModulesConfig, wan: WanShape, audio_dim: int, face_d
 
     def fits(what: str, num_blocks: int, model_dim: int) -> None:
         if (num_blocks, model_dim) != (wan.num_blocks, wan.model_dim):
-            raise StartError(f"modules.init: the {what} in '{name}' has {num_blocks} blocks of width {model_dim}, but the "
-                             f"Wan model has {wan.num_blocks} of width {wan.model_dim}. Start from a file made for this model.")
+            raise StartError(
+                f"modules.init: the {what} in '{name}' has {num_blocks} blocks of width {model_dim}, but the "
+                f"Wan model has {wan.num_blocks} of width {wan.model_dim}. Start from a file made for this model."
+            )
 
     if start is not None and start.audio is not None:
         fits("audio adapter", start.audio.config.num_blocks, start.audio.config.model_dim)
         if start.audio.config.audio_dim != audio_dim:
-            raise StartError(f"modules.init: the audio adapter in '{name}' takes {start.audio.config.audio_dim}-wide audio "
-                             f"features but the dataset's are {audio_dim} wide (wav2vec2-base: 768).")
+            raise StartError(
+                f"modules.init: the audio adapter in '{name}' takes {start.audio.config.audio_dim}-wide audio "
+                f"features but the dataset's are {audio_dim} wide (wav2vec2-base: 768)."
+            )
         audio = build_adapter(start.audio)
         report.append(f"audio adapter: from {name}")
     else:
-        audio = initialise_audio_adapter(AudioAdapter(AudioAdapterConfig(audio_dim, config.audio_context_dim, wan.model_dim, wan.num_blocks)), seed)
+        audio = initialise_audio_adapter(
+            AudioAdapter(AudioAdapterConfig(audio_dim, config.audio_context_dim, wan.model_dim, wan.num_blocks)), seed
+        )
         report.append("audio adapter: fresh (zero keys/values)")
 
     identity = None
@@ -92,12 +100,20 @@ def build_trainable(config: ModulesConfig, wan: WanShape, audio_dim: int, face_d
             report.append(f"identity module: from {name}")
         else:
             size = config.identity_size
-            identity = initialise_identity_module(IdentityModule(IdentityConfig(
-                face_dim, size.width, size.num_queries, size.num_layers, size.num_heads, size.ffn_dim, wan.model_dim, wan.num_blocks)), seed + 1)
+            identity = initialise_identity_module(
+                IdentityModule(
+                    IdentityConfig(
+                        face_dim, size.width, size.num_queries, size.num_layers, size.num_heads, size.ffn_dim, wan.model_dim, wan.num_blocks
+                    )
+                ),
+                seed + 1,
+            )
             report.append("identity module: fresh (zero keys/values)")
         if identity.config.face_dim != face_dim:
-            raise StartError(f"modules.init: the identity module in '{name}' takes {identity.config.face_dim}-wide ArcFace "
-                             f"embeddings but the dataset's are {face_dim} wide.")
+            raise StartError(
+                f"modules.init: the identity module in '{name}' takes {identity.config.face_dim}-wide ArcFace "
+                f"embeddings but the dataset's are {face_dim} wide."
+            )
     elif start is not None and start.identity is not None:
         report.append(f"identity module: in {name} but not trained ([modules] identity = false), so not saved")
 
@@ -105,8 +121,10 @@ def build_trainable(config: ModulesConfig, wan: WanShape, audio_dim: int, face_d
     if config.motion:
         if start is not None and start.motion is not None:
             if start.motion.config.model_dim != wan.model_dim:
-                raise StartError(f"modules.init: the motion network in '{name}' makes {start.motion.config.model_dim}-wide "
-                                 f"embeddings but the Wan model's time embedding is {wan.model_dim} wide.")
+                raise StartError(
+                    f"modules.init: the motion network in '{name}' makes {start.motion.config.model_dim}-wide "
+                    f"embeddings but the Wan model's time embedding is {wan.model_dim} wide."
+                )
             motion = build_motion_network(start.motion)
             report.append(f"motion network: from {name}")
         else:

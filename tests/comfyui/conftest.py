@@ -62,26 +62,36 @@ def model_files(comfy, comfy_nodes, tmp_path_factory):
         "wav2vec": save_ctc_wav2vec_folder(str(root / "audio_encoders" / "wav2vec2-tiny-960h")),
         "root": root,
     }
-    files["adapter"] = write_checkpoint(str(root / "fantasytalking" / "fantasytalking_tiny.ckpt"), in_layout(files["adapter_state"], "nested"))
+    files["adapter"] = write_checkpoint(
+        str(root / "fantasytalking" / "fantasytalking_tiny.ckpt"), in_layout(files["adapter_state"], "nested")
+    )
     # identity modules for the tiny Wan (256 wide, 2 blocks, 512-wide ArcFace input): trained-like, freshly initialised
     # (zero keys/values), and combined with the audio adapter in one file as the trainer writes it
     files["identity_state"] = random_identity_state(TINY_IDENTITY, seed=4)
     identity = (files["identity_state"], TINY_IDENTITY)
     folder = root / "fantasytalking"
     files["identity"] = save_fantasytalking_file(str(folder / "identity_tiny.safetensors"), identity=identity)
-    files["identity_zero"] = save_fantasytalking_file(str(folder / "identity_untrained.safetensors"),
-                                                      identity=(random_identity_state(TINY_IDENTITY, seed=4, zero_key_values=True), TINY_IDENTITY))
-    files["combined"] = save_fantasytalking_file(str(folder / "fantasytalking_combined_tiny.safetensors"), audio=files["adapter_state"], identity=identity)
+    files["identity_zero"] = save_fantasytalking_file(
+        str(folder / "identity_untrained.safetensors"),
+        identity=(random_identity_state(TINY_IDENTITY, seed=4, zero_key_values=True), TINY_IDENTITY),
+    )
+    files["combined"] = save_fantasytalking_file(
+        str(folder / "fantasytalking_combined_tiny.safetensors"), audio=files["adapter_state"], identity=identity
+    )
     # motion networks for the tiny Wan's 256-wide time embedding: trained-like and freshly initialised (zero last layer)
     files["motion_state"] = random_motion_state(TINY_MOTION, seed=5)
-    files["motion"] = save_fantasytalking_file(str(folder / "motion_tiny.safetensors"),
-                                               motion=(files["motion_state"], TINY_MOTION, MotionCalibration()))
-    files["motion_zero"] = save_fantasytalking_file(str(folder / "motion_untrained.safetensors"),
-                                                    motion=(random_motion_state(TINY_MOTION, seed=5, zero_out=True), TINY_MOTION, MotionCalibration()))
+    files["motion"] = save_fantasytalking_file(
+        str(folder / "motion_tiny.safetensors"), motion=(files["motion_state"], TINY_MOTION, MotionCalibration())
+    )
+    files["motion_zero"] = save_fantasytalking_file(
+        str(folder / "motion_untrained.safetensors"),
+        motion=(random_motion_state(TINY_MOTION, seed=5, zero_out=True), TINY_MOTION, MotionCalibration()),
+    )
     # an insightface pack of ONNX stand-ins with the real signatures: SCRFD reporting one known face (in its 640 px
     # input), ArcFace 112x112 -> 512
-    files["detector_face"] = EncodedFace(box=(220.0, 100.0, 380.0, 300.0), score=0.93, stride=16,
-                                         keypoints=((260, 180), (340, 180), (300, 220), (268, 260), (332, 260)))
+    files["detector_face"] = EncodedFace(
+        box=(220.0, 100.0, 380.0, 300.0), score=0.93, stride=16, keypoints=((260, 180), (340, 180), (300, 220), (268, 260), (332, 260))
+    )
     files["insightface_pack"] = write_model_pack(str(root / "insightface"), [files["detector_face"]], pack="buffalo_l")
     return files
 
@@ -122,11 +132,30 @@ def server(comfyui_path, workspace, tmp_path_factory):
     port = free_port()
     log = open(root / "server.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
-         "--disable-api-nodes", "--database-url", "sqlite:///:memory:", "--extra-model-paths-config", str(config),
-         "--input-directory", str(workspace["inputs"]), "--output-directory", str(root / "output"),
-         "--user-directory", str(root / "user")],
-        cwd=comfyui_path, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--disable-auto-launch",
+            "--disable-api-nodes",
+            "--database-url",
+            "sqlite:///:memory:",
+            "--extra-model-paths-config",
+            str(config),
+            "--input-directory",
+            str(workspace["inputs"]),
+            "--output-directory",
+            str(root / "output"),
+            "--user-directory",
+            str(root / "user"),
+        ],
+        cwd=comfyui_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 180
@@ -154,14 +183,25 @@ def stand_ins(workspace, model_files):
     root = workspace["models"]
     single_wav2vec = os.path.join(model_files["wav2vec"], "model.safetensors")  # Hugging Face naming, CTC head
     repack = write_checkpoint(str(root / "fantasytalking" / "tiny_repack.safetensors"), in_layout(model_files["adapter_state"], "repack"))
-    sources = {"UNETLoader": model_files["wan"], "VAELoader": model_files["vae"], "FantasyTalkingModelLoader": repack,
-               "FantasyTalkingWav2VecLoader": single_wav2vec, "LoraLoaderModelOnly": save_tiny_wan_lora(str(root / "loras" / "tiny_distill.safetensors"))}
+    sources = {
+        "UNETLoader": model_files["wan"],
+        "VAELoader": model_files["vae"],
+        "FantasyTalkingModelLoader": repack,
+        "FantasyTalkingWav2VecLoader": single_wav2vec,
+        "LoraLoaderModelOnly": save_tiny_wan_lora(str(root / "loras" / "tiny_distill.safetensors")),
+    }
     for name in WORKFLOWS:
         for node in load(name)[1].values():
             if node["class_type"] in sources:
                 widget, folder = LOADER_FOLDERS[node["class_type"]]
                 file_name = node["inputs"][widget]
-                source = model_files["identity"] if "identity" in file_name else model_files["motion"] if "motion" in file_name else sources[node["class_type"]]
+                source = (
+                    model_files["identity"]
+                    if "identity" in file_name
+                    else model_files["motion"]
+                    if "motion" in file_name
+                    else sources[node["class_type"]]
+                )
                 target = root / folder / file_name
                 if not target.exists():
                     os.symlink(source, target)

@@ -22,5 +22,12 @@ if __name__ == "__main__":
     from test_dataset_in_comfyui import SETTINGS, SHARD
 
     analysis = AnalysisModels(SETTINGS, arcface_path=os.path.join(models, "arcface.onnx"))
-    prepare_dataset(videos, out, SETTINGS, tiny_encoders(comfy, models), MODEL_NAMES, analysis,
-                    options=RunOptions(workers=workers, clips_per_shard=SHARD, show_progress=False))
+    prepare_dataset(
+        videos,
+        out,
+        SETTINGS,
+        tiny_encoders(comfy, models),
+        MODEL_NAMES,
+        analysis,
+        options=RunOptions(workers=workers, clips_per_shard=SHARD, show_progress=False),
+    )

@@ -37,10 +37,19 @@ def main(config_file: str, out_file: str) -> None:
     dataset = CachedClips(data.dataset, {}, need_faces=config.modules.identity, need_omega=config.modules.motion)
     wan = FrozenWan.load(config.model.wan, config.model.base_dtype, torch.device("cpu"))
     sample = dataset[0]
-    modules, _ = build_trainable(config.modules, wan.shape, sample["audio_features"].shape[-1], sample["face_embedding"].shape[-1],
-                                 dataset.calibration, config.seed)
-    step_module = TrainingStep(modules, wan, config.stage, data.frames, config.modules.identity_scale, config.objective.lip_loss,
-                               config.model.gradient_checkpointing, shard_base=config.model.shard_base)
+    modules, _ = build_trainable(
+        config.modules, wan.shape, sample["audio_features"].shape[-1], sample["face_embedding"].shape[-1], dataset.calibration, config.seed
+    )
+    step_module = TrainingStep(
+        modules,
+        wan,
+        config.stage,
+        data.frames,
+        config.modules.identity_scale,
+        config.objective.lip_loss,
+        config.model.gradient_checkpointing,
+        shard_base=config.model.shard_base,
+    )
     mesh = init_device_mesh("cpu", (world,))
     blocks = list(wan.dit.blocks)
     for block in blocks:
@@ -50,8 +59,9 @@ def main(config_file: str, out_file: str) -> None:
     assert sharded == sum(1 for _ in step_module.parameters()), "every parameter, base and modules, is sharded"
     optim = config.optimizer
     trainable = [p for p in step_module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=optim.learning_rate, betas=(optim.beta1, optim.beta2), eps=optim.eps,
-                                  weight_decay=optim.weight_decay)
+    optimizer = torch.optim.AdamW(
+        trainable, lr=optim.learning_rate, betas=(optim.beta1, optim.beta2), eps=optim.eps, weight_decay=optim.weight_decay
+    )
     for step in range(config.steps):
         with step_module.installed():
             losses, _ = step_module(*micro_batch(config, dataset, step, 0, rank, world))

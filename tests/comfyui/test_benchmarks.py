@@ -10,8 +10,13 @@ from tiers import PACK_DIR
 
 def test_speed_benchmark_smoke_run(comfyui_path, tmp_path):
     out = tmp_path / "speed.json"
-    done = subprocess.run([sys.executable, os.path.join(PACK_DIR, "benchmarks", "bench_speed.py"), "--steps", "3", "--json", str(out)],
-                          env={**os.environ, "COMFYUI_PATH": str(comfyui_path)}, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, os.path.join(PACK_DIR, "benchmarks", "bench_speed.py"), "--steps", "3", "--json", str(out)],
+        env={**os.environ, "COMFYUI_PATH": str(comfyui_path)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "counted at the real shapes" in done.stdout
     figures = json.load(open(out))

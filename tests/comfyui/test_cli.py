@@ -13,20 +13,27 @@ from graphs import mp4_streams
 from shipped import WORKFLOWS, cpu_sized, load
 from tiers import PACK_DIR
 
-VARIANT_FILES = {"standard": "fantasytalking_standard", "lowvram": "fantasytalking_lowvram_fp8", "fast": "fantasytalking_fast_distilled_lora",
-                 "long": "fantasytalking_long_video"}
+VARIANT_FILES = {
+    "standard": "fantasytalking_standard",
+    "lowvram": "fantasytalking_lowvram_fp8",
+    "fast": "fantasytalking_fast_distilled_lora",
+    "long": "fantasytalking_long_video",
+}
 
 
 def cli(*args, env=None, timeout=600):
     environment = {k: v for k, v in os.environ.items() if k != "COMFYUI_PATH"}
     environment.update(env or {})
-    return subprocess.run([sys.executable, "-m", "fantasytalking_cli", *args], cwd=PACK_DIR, capture_output=True, text=True,
-                          timeout=timeout, env=environment)
+    return subprocess.run(
+        [sys.executable, "-m", "fantasytalking_cli", *args], cwd=PACK_DIR, capture_output=True, text=True, timeout=timeout, env=environment
+    )
 
 
 def test_the_command_imports_neither_torch_nor_comfyui():
-    code = ("import sys, fantasytalking_cli.__main__; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'comfy', 'comfy_api', 'nodes', 'fantasy_core')]; assert not bad, bad")
+    code = (
+        "import sys, fantasytalking_cli.__main__; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'comfy', 'comfy_api', 'nodes', 'fantasy_core')]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=PACK_DIR, check=True)
 
 
@@ -34,9 +41,23 @@ def test_the_command_imports_neither_torch_nor_comfyui():
 def test_generate_writes_an_mp4_with_sound(variant, server, stand_ins, workspace, tmp_path):
     image, audio = workspace["media"][0]
     out = tmp_path / f"{variant}.mp4"
-    result = cli("generate", "--image", str(workspace["inputs"] / image), "--audio", str(workspace["inputs"] / audio),
-                 "--prompt", "A man is talking.", "--workflow", variant, "--workflow-file", cpu_sized(VARIANT_FILES[variant], tmp_path),
-                 "--server", f"http://127.0.0.1:{server['port']}", "--out", str(out))
+    result = cli(
+        "generate",
+        "--image",
+        str(workspace["inputs"] / image),
+        "--audio",
+        str(workspace["inputs"] / audio),
+        "--prompt",
+        "A man is talking.",
+        "--workflow",
+        variant,
+        "--workflow-file",
+        cpu_sized(VARIANT_FILES[variant], tmp_path),
+        "--server",
+        f"http://127.0.0.1:{server['port']}",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     assert "] 2/2" in result.stderr  # the sampler's progress bar, from the websocket
     info = mp4_streams(str(out))
@@ -51,8 +72,15 @@ def test_missing_input_file(tmp_path):
 
 def test_unreachable_server(workspace):
     image, audio = workspace["media"][0]
-    result = cli("generate", "--image", str(workspace["inputs"] / image), "--audio", str(workspace["inputs"] / audio),
-                 "--server", f"http://127.0.0.1:{free_port()}")
+    result = cli(
+        "generate",
+        "--image",
+        str(workspace["inputs"] / image),
+        "--audio",
+        str(workspace["inputs"] / audio),
+        "--server",
+        f"http://127.0.0.1:{free_port()}",
+    )
     assert result.returncode == 3
     assert "is not reachable" in result.stderr and "COMFYUI_PATH" in result.stderr
 
@@ -65,8 +93,17 @@ def test_validation_errors_are_printed_readably(server, stand_ins, workspace, tm
         if node["class_type"] == "FantasyTalkingSampler":
             del node["inputs"]["steps"]
     open(path, "w").write(json.dumps(graph))
-    result = cli("generate", "--image", str(workspace["inputs"] / image), "--audio", str(workspace["inputs"] / audio),
-                 "--workflow-file", path, "--server", f"http://127.0.0.1:{server['port']}")
+    result = cli(
+        "generate",
+        "--image",
+        str(workspace["inputs"] / image),
+        "--audio",
+        str(workspace["inputs"] / audio),
+        "--workflow-file",
+        path,
+        "--server",
+        f"http://127.0.0.1:{server['port']}",
+    )
     assert result.returncode == 4, result.stderr
     assert "ComfyUI rejected the workflow" in result.stderr
     assert "(FantasyTalkingSampler)" in result.stderr and "steps" in result.stderr
@@ -75,26 +112,52 @@ def test_validation_errors_are_printed_readably(server, stand_ins, workspace, tm
 def test_missing_models_are_named_with_folder_and_download(server, stand_ins, workspace, tmp_path):
     image, audio = workspace["media"][0]
     path = cpu_sized("fantasytalking_standard", tmp_path, adapter="fantasytalking_model_v2.ckpt")
-    result = cli("generate", "--image", str(workspace["inputs"] / image), "--audio", str(workspace["inputs"] / audio),
-                 "--workflow-file", path, "--server", f"http://127.0.0.1:{server['port']}")
+    result = cli(
+        "generate",
+        "--image",
+        str(workspace["inputs"] / image),
+        "--audio",
+        str(workspace["inputs"] / audio),
+        "--workflow-file",
+        path,
+        "--server",
+        f"http://127.0.0.1:{server['port']}",
+    )
     assert result.returncode == 5, result.stderr
     assert "fantasytalking_model_v2.ckpt -> ComfyUI/models/?" in result.stderr or "fantasytalking_model_v2.ckpt" in result.stderr
-    standard = cli("generate", "--image", str(workspace["inputs"] / image), "--audio", str(workspace["inputs"] / audio),
-                   "--workflow", "standard", "--server", f"http://127.0.0.1:{server['port']}")  # CLIP files are absent in the test
+    standard = cli(
+        "generate",
+        "--image",
+        str(workspace["inputs"] / image),
+        "--audio",
+        str(workspace["inputs"] / audio),
+        "--workflow",
+        "standard",
+        "--server",
+        f"http://127.0.0.1:{server['port']}",
+    )  # CLIP files are absent in the test
     assert standard.returncode == 5
     assert "umt5_xxl_fp8_e4m3fn_scaled.safetensors -> ComfyUI/models/text_encoders/" in standard.stderr
     assert "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/text_encoders/" in standard.stderr
 
 
 def test_execution_errors_are_reported(server, stand_ins, workspace, tmp_path):
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     save_file({"patch_embedding.weight": torch.zeros(2)}, str(workspace["models"] / "fantasytalking" / "broken_adapter.safetensors"))
     image, audio = workspace["media"][0]
-    result = cli("generate", "--image", str(workspace["inputs"] / image), "--audio", str(workspace["inputs"] / audio),
-                 "--workflow-file", cpu_sized("fantasytalking_standard", tmp_path, adapter="broken_adapter.safetensors"),
-                 "--server", f"http://127.0.0.1:{server['port']}")
+    result = cli(
+        "generate",
+        "--image",
+        str(workspace["inputs"] / image),
+        "--audio",
+        str(workspace["inputs"] / audio),
+        "--workflow-file",
+        cpu_sized("fantasytalking_standard", tmp_path, adapter="broken_adapter.safetensors"),
+        "--server",
+        f"http://127.0.0.1:{server['port']}",
+    )
     assert result.returncode == 6, result.stderr
     assert "(FantasyTalkingModelLoader)" in result.stderr and "is not a FantasyTalking adapter" in result.stderr
 
@@ -105,12 +168,28 @@ def test_ctrl_c_cancels_the_job_on_the_server(server, stand_ins, workspace, tmp_
     image, audio = workspace["media"][0]
     environment = {k: v for k, v in os.environ.items() if k != "COMFYUI_PATH"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "fantasytalking_cli", "generate", "--image", str(workspace["inputs"] / image),
-         "--audio", str(workspace["inputs"] / audio),
-         "--workflow-file", cpu_sized("fantasytalking_standard", tmp_path, steps=200, max_frames=21),
-         "--server", f"http://127.0.0.1:{server['port']}", "--out", str(tmp_path / "never.mp4")],
-        cwd=PACK_DIR, stderr=subprocess.PIPE, text=True, env=environment,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal, also when pytest runs in the background
+        [
+            sys.executable,
+            "-m",
+            "fantasytalking_cli",
+            "generate",
+            "--image",
+            str(workspace["inputs"] / image),
+            "--audio",
+            str(workspace["inputs"] / audio),
+            "--workflow-file",
+            cpu_sized("fantasytalking_standard", tmp_path, steps=200, max_frames=21),
+            "--server",
+            f"http://127.0.0.1:{server['port']}",
+            "--out",
+            str(tmp_path / "never.mp4"),
+        ],
+        cwd=PACK_DIR,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # as from a terminal, also when pytest runs in the background
     lines, sampling = [], threading.Event()
 
     def read_stderr():  # Ctrl+C while the sampler runs, whatever this machine's speed
@@ -129,7 +208,9 @@ def test_ctrl_c_cancels_the_job_on_the_server(server, stand_ins, workspace, tmp_
     assert process.returncode == 130, stderr
     assert "Cancelled" in stderr
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (http(server["port"], "/queue")["queue_running"] or http(server["port"], "/queue")["queue_pending"]):
+    while time.monotonic() < deadline and (
+        http(server["port"], "/queue")["queue_running"] or http(server["port"], "/queue")["queue_pending"]
+    ):
         time.sleep(0.5)
     assert not http(server["port"], "/queue")["queue_running"]
     assert not (tmp_path / "never.mp4").exists()
@@ -143,7 +224,12 @@ def test_models_lists_every_file_with_its_source(tmp_path):
     assert result.returncode == 5  # files are missing
     lines = result.stdout.splitlines()
     assert any(line.startswith("wan_2.1_vae.safetensors") and " yes " in line for line in lines)
-    assert any(line.startswith("fantasytalking_fp16.safetensors") and " no " in line and "Kijai/WanVideo_comfy : fantasytalking_fp16.safetensors" in line for line in lines)
+    assert any(
+        line.startswith("fantasytalking_fp16.safetensors")
+        and " no " in line
+        and "Kijai/WanVideo_comfy : fantasytalking_fp16.safetensors" in line
+        for line in lines
+    )
     names = {line.split()[0] for line in lines[1:]}
     for name in WORKFLOWS:
         for node in load(name)[0]["nodes"]:
@@ -223,13 +309,28 @@ def test_generate_starts_a_local_comfyui_when_none_runs(comfyui_path, server, st
     for folder in ("user", "input", "output"):
         (root / folder).mkdir(parents=True)
     config = server["log"].parent / "extra_model_paths.yaml"  # the test server's models and custom nodes
-    extra = (f"--cpu --disable-api-nodes --database-url sqlite:///:memory: --extra-model-paths-config {config} "
-             f"--input-directory {root / 'input'} --output-directory {root / 'output'} --user-directory {root / 'user'}")
+    extra = (
+        f"--cpu --disable-api-nodes --database-url sqlite:///:memory: --extra-model-paths-config {config} "
+        f"--input-directory {root / 'input'} --output-directory {root / 'output'} --user-directory {root / 'user'}"
+    )
     image, audio = workspace["media"][0]
     out = tmp_path / "started.mp4"
-    result = cli("generate", "--image", str(workspace["inputs"] / image), "--audio", str(workspace["inputs"] / audio),
-                 "--workflow-file", cpu_sized("fantasytalking_standard", tmp_path), "--server", f"http://127.0.0.1:{port}",
-                 "--comfyui-args", extra, "--out", str(out), env={"COMFYUI_PATH": str(comfyui_path)})
+    result = cli(
+        "generate",
+        "--image",
+        str(workspace["inputs"] / image),
+        "--audio",
+        str(workspace["inputs"] / audio),
+        "--workflow-file",
+        cpu_sized("fantasytalking_standard", tmp_path),
+        "--server",
+        f"http://127.0.0.1:{port}",
+        "--comfyui-args",
+        extra,
+        "--out",
+        str(out),
+        env={"COMFYUI_PATH": str(comfyui_path)},
+    )
     assert result.returncode == 0, result.stderr
     assert "Starting ComfyUI from" in result.stderr
     assert mp4_streams(str(out))["kinds"] == ["audio", "video"]
@@ -242,9 +343,21 @@ def test_long_track_is_cut_by_max_seconds(server, stand_ins, workspace, tmp_path
 
     image, audio = save_media(str(tmp_path), seconds=20.0, seed=5)
     out = tmp_path / "cut.mp4"
-    result = cli("generate", "--image", str(tmp_path / image), "--audio", str(tmp_path / audio), "--max-seconds", "6",
-                 "--workflow-file", cpu_sized("fantasytalking_long_video", tmp_path, max_frames=100001),
-                 "--server", f"http://127.0.0.1:{server['port']}", "--out", str(out))
+    result = cli(
+        "generate",
+        "--image",
+        str(tmp_path / image),
+        "--audio",
+        str(tmp_path / audio),
+        "--max-seconds",
+        "6",
+        "--workflow-file",
+        cpu_sized("fantasytalking_long_video", tmp_path, max_frames=100001),
+        "--server",
+        f"http://127.0.0.1:{server['port']}",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     assert "Queued the long workflow" in result.stderr  # 6 s is more than one 81-frame window
     info = mp4_streams(str(out))

@@ -56,8 +56,17 @@ def fresh_dynamo(comfy, monkeypatch):
 def patched(comfy_nodes, talk, model=None, modules="all"):
     """Apply with the audio, and with identity and motion when the modules hold them: (model, positive, negative)."""
     extra = {"identity": talk["face"], "motion": MotionIntensity(0.8, 0.3)} if modules == "all" else {}
-    return run(comfy_nodes, "FantasyTalkingApply", model=model or talk["wan"], fantasytalking_model=talk[modules], audio_embeds=talk["embeds"],
-               audio_scale=1.0, positive=conditioning(41), negative=conditioning(42), **extra)
+    return run(
+        comfy_nodes,
+        "FantasyTalkingApply",
+        model=model or talk["wan"],
+        fantasytalking_model=talk[modules],
+        audio_embeds=talk["embeds"],
+        audio_scale=1.0,
+        positive=conditioning(41),
+        negative=conditioning(42),
+        **extra,
+    )
 
 
 def sample(model, positive, negative, cfg=3.0):
@@ -65,8 +74,18 @@ def sample(model, positive, negative, cfg=3.0):
     import comfy.samplers
 
     latent = torch.zeros(1, 16, 3, 8, 8)
-    return comfy.sample.sample_custom(model, comfy.sample.prepare_noise(latent, 0), cfg, comfy.samplers.sampler_object("euler"),
-                                      torch.linspace(0.9, 0.0, STEPS + 1), positive, negative, latent, disable_pbar=True, seed=0)
+    return comfy.sample.sample_custom(
+        model,
+        comfy.sample.prepare_noise(latent, 0),
+        cfg,
+        comfy.samplers.sampler_object("euler"),
+        torch.linspace(0.9, 0.0, STEPS + 1),
+        positive,
+        negative,
+        latent,
+        disable_pbar=True,
+        seed=0,
+    )
 
 
 def core_options(core_node) -> dict | None:
@@ -78,8 +97,8 @@ def core_options(core_node) -> dict | None:
 
 def compile_whole(model, backend):
     """What core TorchCompileModel does, with a counting backend instead of inductor."""
-    from comfy_api.torch_helpers import set_torch_compile_wrapper
     import comfy_extras.nodes_torch_compile as core_node
+    from comfy_api.torch_helpers import set_torch_compile_wrapper
 
     compiled = model.clone()
     set_torch_compile_wrapper(model=compiled, backend=backend, options=core_options(core_node))
@@ -122,9 +141,16 @@ def test_torch_compile_model_compiles_once_never_drops_a_modality_and_equals_eag
 def test_a_changed_scale_or_intensity_is_no_new_graph(comfy_nodes, talk):
     """The pass settings are data: another audio scale, identity scale or ω uses the graph already compiled (also when
     the first call's audio and identity scales happened to be alike, (0.5, 0) for both)."""
+
     def settings(conditioning, audio, identity, **motion):
-        return run(comfy_nodes, "FantasyTalkingConditioningSettings", conditioning=conditioning, audio_scale=audio, identity_scale=identity,
-                   **motion)[0]
+        return run(
+            comfy_nodes,
+            "FantasyTalkingConditioningSettings",
+            conditioning=conditioning,
+            audio_scale=audio,
+            identity_scale=identity,
+            **motion,
+        )[0]
 
     counter = GraphCounter()
     model, heard, silent = patched(comfy_nodes, talk)
@@ -161,8 +187,11 @@ def test_per_block_compile_with_passes_run_one_row_at_a_time(comfy_nodes, talk):
         eager_audio = sample(model, heard, silent)  # the expectation runs one row at a time too
         eager_silent = sample(model, hear(comfy_nodes, heard, 0.0), silent)
         compiled = compile_blocks(model, GraphCounter())
-        compiled.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "test_rows",
-                                      lambda executor, x, *args, **kwargs: (rows_per_call.append(x.shape[0]), executor(x, *args, **kwargs))[1])
+        compiled.add_wrapper_with_key(
+            comfy.patcher_extension.WrappersMP.APPLY_MODEL,
+            "test_rows",
+            lambda executor, x, *args, **kwargs: (rows_per_call.append(x.shape[0]), executor(x, *args, **kwargs))[1],
+        )
         voiced = sample(compiled, heard, silent)
     finally:
         del base.memory_required
@@ -181,12 +210,27 @@ def test_blocks_compiled_and_used_before_apply_then_the_official_guider_at_cfg_o
         import comfy.sample
         import comfy.samplers
 
-        guider = run(comfy_nodes, "FantasyTalkingCFGGuider", model=model, positive=positive, negative=negative,
-                     cfg=1.0, audio_cfg=4.5, audio_cfg_start=0.0, audio_cfg_end=1.0)[0]
+        guider = run(
+            comfy_nodes,
+            "FantasyTalkingCFGGuider",
+            model=model,
+            positive=positive,
+            negative=negative,
+            cfg=1.0,
+            audio_cfg=4.5,
+            audio_cfg_start=0.0,
+            audio_cfg_end=1.0,
+        )[0]
         latent = torch.zeros(1, 16, 3, 8, 8)
         guider.set_conds(positive, negative)
-        return guider.sample(comfy.sample.prepare_noise(latent, 0), latent, comfy.samplers.sampler_object("euler"),
-                             torch.linspace(0.9, 0.0, STEPS + 1), disable_pbar=True, seed=0)
+        return guider.sample(
+            comfy.sample.prepare_noise(latent, 0),
+            latent,
+            comfy.samplers.sampler_object("euler"),
+            torch.linspace(0.9, 0.0, STEPS + 1),
+            disable_pbar=True,
+            seed=0,
+        )
 
     model, heard, silent = patched(comfy_nodes, talk, model=compiled_plain, modules="adapter")
     voiced = guided(model, heard, silent)  # cfg 1: two rows (the positive and its audio-free pass), as before

@@ -21,14 +21,28 @@ def setup(comfy_nodes, model_files):
     embeds = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=encoder, fps=23, max_frames=9)[0]
     wan = comfy.sd.load_diffusion_model(model_files["wan"])
     positive, negative = conditioning(11), conditioning(12)
-    return {"adapter": adapter, "embeds": embeds, "wan": wan, "positive": hear(comfy_nodes, positive, 1.0), "negative": hear(comfy_nodes, negative, 0.0),
-            "silent_positive": hear(comfy_nodes, positive, 0.0)}
+    return {
+        "adapter": adapter,
+        "embeds": embeds,
+        "wan": wan,
+        "positive": hear(comfy_nodes, positive, 1.0),
+        "negative": hear(comfy_nodes, negative, 0.0),
+        "silent_positive": hear(comfy_nodes, positive, 0.0),
+    }
 
 
 def apply(comfy_nodes, setup, model):
     """The patched model; the setup's positive hears the audio, its negative (and silent_positive) do not."""
-    return run(comfy_nodes, "FantasyTalkingApply", model=model, fantasytalking_model=setup["adapter"], audio_embeds=setup["embeds"],
-               audio_scale=1.0, positive=setup["positive"], negative=setup["negative"])[0]
+    return run(
+        comfy_nodes,
+        "FantasyTalkingApply",
+        model=model,
+        fantasytalking_model=setup["adapter"],
+        audio_embeds=setup["embeds"],
+        audio_scale=1.0,
+        positive=setup["positive"],
+        negative=setup["negative"],
+    )[0]
 
 
 @contextlib.contextmanager
@@ -101,16 +115,29 @@ def sample_steps(model, positive, negative, steps=6, cfg=3.0):
 
     latent = torch.zeros(1, 16, 3, 8, 8)
     sigmas = torch.linspace(1.0, 0.0, steps + 1)
-    return comfy.sample.sample_custom(model, comfy.sample.prepare_noise(latent, 0), cfg, comfy.samplers.sampler_object("euler"),
-                                      sigmas, positive, negative, latent, disable_pbar=True, seed=0)
+    return comfy.sample.sample_custom(
+        model,
+        comfy.sample.prepare_noise(latent, 0),
+        cfg,
+        comfy.samplers.sampler_object("euler"),
+        sigmas,
+        positive,
+        negative,
+        latent,
+        disable_pbar=True,
+        seed=0,
+    )
 
 
 def test_easycache_runs_with_the_audio_patch(comfy_nodes, setup):
     patched = apply(comfy_nodes, setup, setup["wan"])
     (cached,) = run(comfy_nodes, "EasyCache", model=patched, reuse_threshold=0.2, start_percent=0.15, end_percent=0.95, verbose=False)
     with_cache = sample_steps(cached, setup["positive"], setup["negative"])
-    without_audio = sample_steps(run(comfy_nodes, "EasyCache", model=setup["wan"], reuse_threshold=0.2, start_percent=0.15,
-                                     end_percent=0.95, verbose=False)[0], setup["positive"], setup["negative"])
+    without_audio = sample_steps(
+        run(comfy_nodes, "EasyCache", model=setup["wan"], reuse_threshold=0.2, start_percent=0.15, end_percent=0.95, verbose=False)[0],
+        setup["positive"],
+        setup["negative"],
+    )
     assert torch.isfinite(with_cache).all()
     assert (with_cache - without_audio).abs().max() > 1e-3
 
@@ -155,12 +182,27 @@ def test_context_windows_get_their_own_slice_of_the_whole_track_windows(comfy_no
     whole = embeds.windows
     latent = (frames - 1) // 4 + 1
     assert whole.latent_frames == latent
-    patched, positive, negative = run(comfy_nodes, "FantasyTalkingApply", model=setup["wan"], fantasytalking_model=setup["adapter"], audio_embeds=embeds,
-                                      audio_scale=1.0, positive=conditioning(21, frames=latent), negative=conditioning(22, frames=latent))
+    patched, positive, negative = run(
+        comfy_nodes,
+        "FantasyTalkingApply",
+        model=setup["wan"],
+        fantasytalking_model=setup["adapter"],
+        audio_embeds=embeds,
+        audio_scale=1.0,
+        positive=conditioning(21, frames=latent),
+        negative=conditioning(22, frames=latent),
+    )
     loaded_with_the_model = patched.get_additional_models_with_key("fantasytalking")
     assert loaded_with_the_model == ([] if kept_for_the_run else [setup["adapter"].audio])
-    settings = dict(context_length=9, context_overlap=4, context_schedule="standard_static", context_stride=1, closed_loop=False,
-                    fuse_method="pyramid", freenoise=False)
+    settings = dict(
+        context_length=9,
+        context_overlap=4,
+        context_schedule="standard_static",
+        context_stride=1,
+        closed_loop=False,
+        fuse_method="pyramid",
+        freenoise=False,
+    )
     accepted = {item.id for item in comfy_nodes["WanContextWindowsManual"].GET_SCHEMA().inputs}  # v0.3.64 has no freenoise
     windowed = run(comfy_nodes, "WanContextWindowsManual", model=patched, **{k: v for k, v in settings.items() if k in accepted})[0]
     unpatched = run(comfy_nodes, "WanContextWindowsManual", model=setup["wan"], **{k: v for k, v in settings.items() if k in accepted})[0]
@@ -192,8 +234,16 @@ def test_fp8_weights_give_keys_in_the_compute_dtype(comfy_nodes, setup, model_fi
     compute = wan8.model.manual_cast_dtype or wan8.model.get_dtype()
     assert wan8.model.diffusion_model.blocks[0].cross_attn.q.weight.dtype == torch.float8_e4m3fn and compute != torch.float8_e4m3fn
     (adapter8,) = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="fantasytalking_tiny.ckpt", weight_dtype="fp8_e4m3fn")
-    patched = run(comfy_nodes, "FantasyTalkingApply", model=wan8, fantasytalking_model=adapter8, audio_embeds=setup["embeds"], audio_scale=1.0,
-                  positive=setup["positive"], negative=setup["negative"])[0]
+    patched = run(
+        comfy_nodes,
+        "FantasyTalkingApply",
+        model=wan8,
+        fantasytalking_model=adapter8,
+        audio_embeds=setup["embeds"],
+        audio_scale=1.0,
+        positive=setup["positive"],
+        negative=setup["negative"],
+    )[0]
     recorder = CallRecorder()
     voiced = denoise_once(recorder.attach(patched), setup["positive"], setup["negative"], cfg=3.0)
     assert torch.isfinite(voiced).all() and recorder.calls[0].audio_keys.dtype == compute
@@ -233,8 +283,10 @@ def test_another_nodes_cross_attention_patch_composes_in_either_order(comfy_node
         assert torch.equal(denoise_once(model, positive, negative), expected)  # and again, in a second run
     assert torch.equal(denoise_once(setup["wan"], positive, negative), plain)
     # ComfyUI restores a patched forward as the bound original; what stands there now is Wan's own
-    assert all(block.cross_attn.forward.__func__ is comfy.ldm.wan.model.WanI2VCrossAttention.forward
-               for block in setup["wan"].model.diffusion_model.blocks)
+    assert all(
+        block.cross_attn.forward.__func__ is comfy.ldm.wan.model.WanI2VCrossAttention.forward
+        for block in setup["wan"].model.diffusion_model.blocks
+    )
 
 
 def test_the_runs_keys_exist_before_comfyui_loads_the_model_for_sampling(comfy_nodes, setup, monkeypatch):

@@ -5,7 +5,7 @@ import contextlib
 import pytest
 import torch
 from naive_reference import naive_attention, naive_frame_attention
-from tiny_models import TINY_WAN, random_adapter_state, in_layout, save_tiny_wan_i2v, write_checkpoint
+from tiny_models import TINY_WAN, in_layout, random_adapter_state, save_tiny_wan_i2v, write_checkpoint
 
 from fantasy_core import AudioAdapterConfig, Injection, build_adapter, load_adapter_weights
 from fantasy_core.audio.windows import compute_audio_windows
@@ -42,7 +42,9 @@ def wan(comfy, tmp_path_factory):
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory):
     config = AudioAdapterConfig(audio_dim=32, context_dim=512, model_dim=TINY_WAN["dim"], num_blocks=TINY_WAN["num_layers"])
-    path = write_checkpoint(str(tmp_path_factory.mktemp("ft") / "fantasytalking_model.ckpt"), in_layout(random_adapter_state(config), "nested"))
+    path = write_checkpoint(
+        str(tmp_path_factory.mktemp("ft") / "fantasytalking_model.ckpt"), in_layout(random_adapter_state(config), "nested")
+    )
     return build_adapter(load_adapter_weights(path))
 
 

@@ -22,8 +22,15 @@ pytestmark = pytest.mark.face
 SETTINGS = DatasetSettings(fps=12, frames=25, width=128, height=128)  # 2.08 s clips, two per 4.4 s video
 SHARD = 1  # one clip per shard, so a kill lands between shards
 KEPT = ["talk_0-0000", "talk_0-0001", "talk_1-0000", "talk_1-0001"]
-DROPPED = {("corrupt.mp4", None): "unreadable", ("cut.mp4", 0): "scene_cut", ("cut.mp4", 1): "no_face",
-           ("faceless.mp4", 0): "no_face", ("faceless.mp4", 1): "no_face", ("silent.mp4", 0): "no_speech", ("silent.mp4", 1): "no_speech"}
+DROPPED = {
+    ("corrupt.mp4", None): "unreadable",
+    ("cut.mp4", 0): "scene_cut",
+    ("cut.mp4", 1): "no_face",
+    ("faceless.mp4", 0): "no_face",
+    ("faceless.mp4", 1): "no_face",
+    ("silent.mp4", 0): "no_speech",
+    ("silent.mp4", 1): "no_speech",
+}
 
 
 def short(clip: str) -> str:
@@ -76,8 +83,15 @@ def made(comfy, tmp_path_factory):
     encoders = tiny_encoders(comfy, str(models))
     save_arcface_onnx(str(models / "arcface.onnx"))
     analysis = AnalysisModels(SETTINGS, arcface_path=str(models / "arcface.onnx"))
-    summary = prepare_dataset(str(videos), str(root / "out"), SETTINGS, encoders, MODEL_NAMES, analysis,
-                              options=RunOptions(clips_per_shard=SHARD, show_progress=False))
+    summary = prepare_dataset(
+        str(videos),
+        str(root / "out"),
+        SETTINGS,
+        encoders,
+        MODEL_NAMES,
+        analysis,
+        options=RunOptions(clips_per_shard=SHARD, show_progress=False),
+    )
     return {"root": root, "videos": videos, "models": models, "out": root / "out", "summary": summary, "encoders": encoders}
 
 
@@ -93,7 +107,11 @@ def test_talking_clips_are_kept_and_the_rest_dropped_with_their_reasons(made):
     assert "0% of the clip is above -45 dBFS" in by_reason["no_speech"]
     assert made["summary"]["clips_kept"] == 4
     assert {reason: entry["count"] for reason, entry in made["summary"]["dropped"].items()} == {
-        "no_face": 3, "no_speech": 2, "scene_cut": 1, "unreadable": 1}
+        "no_face": 3,
+        "no_speech": 2,
+        "scene_cut": 1,
+        "unreadable": 1,
+    }
     assert [row["caption"] for row in kept] == ["", "", "An astronaut talks about the mission.", "An astronaut talks about the mission."]
     for row in kept:
         assert row["checks"]["face_confidence"] >= 0.8 and row["checks"]["speech_fraction"] >= 0.3
@@ -105,10 +123,15 @@ def test_every_cached_tensor_has_its_shape_and_dtype(made):
     kept = rows(made["out"] / "manifest.jsonl")
     assert len({key[0] for key in tensors}) == 4  # one shard per clip
     latent = (16, 7, 16, 16)  # 25 frames -> 7 latent frames; 128 px -> 16 cells
-    expected = {"latents": (latent, torch.bfloat16), "reference_latents": (latent, torch.bfloat16),
-                "reference_mask": ((1, 7, 16, 16), torch.bfloat16), "clip_vision": ((257, 1280), torch.bfloat16),
-                "audio_features": ((103, 768), torch.bfloat16),  # int(25 / 12 * 16000) samples -> 103 wav2vec tokens
-                "lip_mask": ((7, 16, 16), torch.bfloat16), "face_embedding": ((512,), torch.float32)}
+    expected = {
+        "latents": (latent, torch.bfloat16),
+        "reference_latents": (latent, torch.bfloat16),
+        "reference_mask": ((1, 7, 16, 16), torch.bfloat16),
+        "clip_vision": ((257, 1280), torch.bfloat16),
+        "audio_features": ((103, 768), torch.bfloat16),  # int(25 / 12 * 16000) samples -> 103 wav2vec tokens
+        "lip_mask": ((7, 16, 16), torch.bfloat16),
+        "face_embedding": ((512,), torch.float32),
+    }
     for row in kept:
         assert row["fields"] == sorted(expected)
         for field, (shape, dtype) in expected.items():
@@ -131,8 +154,13 @@ def test_the_cached_latents_are_the_vaes_and_the_reference_starts_with_the_first
     row = rows(made["out"] / "manifest.jsonl")[2]  # talk_1, clip 0: starts at 0 s
     with av.open(str(made["videos"] / "talk_1.mp4")) as container:
         first = next(container.decode(video=0)).to_ndarray(format="rgb24")
-    pixels = torch.nn.functional.interpolate(torch.from_numpy(first).permute(2, 0, 1)[None].float(), size=(128, 128),
-                                             mode="bilinear", antialias=True, align_corners=False).round().clamp(0, 255)
+    pixels = (
+        torch.nn.functional.interpolate(
+            torch.from_numpy(first).permute(2, 0, 1)[None].float(), size=(128, 128), mode="bilinear", antialias=True, align_corners=False
+        )
+        .round()
+        .clamp(0, 255)
+    )
     alone = made["encoders"].vae.encode(pixels.permute(0, 2, 3, 1) / 255)[0][:, 0]
     tensors = shard_tensors(made["out"])
     for field in ("latents", "reference_latents"):
@@ -185,7 +213,9 @@ def test_a_run_killed_mid_way_resumes_to_the_files_of_an_uninterrupted_run(made,
     out = tmp_path / "out"
     runner = os.path.join(os.path.dirname(__file__), "dataset_runner.py")
     command = [sys.executable, runner, str(made["videos"]), str(out), str(made["models"]), "2"]
-    process = subprocess.Popen(command, env={**os.environ, "COMFYUI_PATH": str(comfyui_path)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command, env={**os.environ, "COMFYUI_PATH": str(comfyui_path)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     manifest = out / "manifest.jsonl"
     deadline = time.monotonic() + 300
     while not (manifest.exists() and manifest.read_text().count("\n") >= 2):
@@ -217,9 +247,25 @@ def test_a_folder_with_another_dataset_is_refused_and_a_missing_model_named(made
     with pytest.raises(DatasetFolderError, match="holds another dataset \\(fps: 12 there, 23 now"):
         DatasetFolder.open(str(made["out"]), DatasetSettings(fps=23, frames=25, width=128, height=128), {})
     pack = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run([sys.executable, "-m", "fantasy_train", "prepare", str(made["videos"]), str(tmp_path / "new"),
-                             "--vae", "no_such_vae.safetensors", "--comfyui", str(comfyui_path), "--comfyui-args=--cpu"],
-                            cwd=pack, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fantasy_train",
+            "prepare",
+            str(made["videos"]),
+            str(tmp_path / "new"),
+            "--vae",
+            "no_such_vae.safetensors",
+            "--comfyui",
+            str(comfyui_path),
+            "--comfyui-args=--cpu",
+        ],
+        cwd=pack,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 3, result.stderr[-2000:]
     assert "--vae: 'no_such_vae.safetensors' was not found in" in result.stderr and "models/vae" in result.stderr
     assert "--wav2vec: wav2vec2 model 'wav2vec2-base-960h' was not found in" in result.stderr  # every missing file at once
@@ -244,8 +290,15 @@ def test_the_syncnet_filter_keeps_clips_at_or_above_its_confidence_and_drops_the
     def run(name: str, min_confidence: float) -> dict:
         settings = DatasetSettings(fps=12, frames=25, width=128, height=128, sync_max_offset=15, sync_min_confidence=min_confidence)
         models = AnalysisModels(settings, syncnet_path=str(tmp_path / "syncnet_v2.model"))
-        return prepare_dataset(str(tmp_path / "videos"), str(tmp_path / name), settings, made["encoders"], MODEL_NAMES, models,
-                               options=RunOptions(show_progress=False))
+        return prepare_dataset(
+            str(tmp_path / "videos"),
+            str(tmp_path / name),
+            settings,
+            made["encoders"],
+            MODEL_NAMES,
+            models,
+            options=RunOptions(show_progress=False),
+        )
 
     assert run("all", 0.0)["clips_kept"] == 2
     scored = rows(tmp_path / "all" / "manifest.jsonl")
@@ -267,8 +320,9 @@ def test_a_clip_whose_sound_ends_early_or_whose_face_is_unsure_is_dropped_with_t
     from fantasy_core.dataset.analyse import AnalysisModels, ClipAnalyser, ClipTask
 
     voice, rate = speech("a")
-    short_sound = write_video(str(tmp_path / "short_sound.mp4"), clip(frames=int(4.4 * VIDEO_FPS), expression=10, size=256),
-                              VIDEO_FPS, (voice[: 3 * rate], rate))  # picture 4.4 s, sound 3 s
+    short_sound = write_video(
+        str(tmp_path / "short_sound.mp4"), clip(frames=int(4.4 * VIDEO_FPS), expression=10, size=256), VIDEO_FPS, (voice[: 3 * rate], rate)
+    )  # picture 4.4 s, sound 3 s
     unsure = DatasetSettings(fps=12, frames=25, width=128, height=128, min_face_confidence=0.99)
     analyser = ClipAnalyser(AnalysisModels(unsure))
     try:

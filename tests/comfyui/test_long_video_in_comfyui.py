@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 from graphs import mp4_streams
-from test_identity_in_comfyui import face_embedding
 from taps import CallRecorder
+from test_identity_in_comfyui import face_embedding
 from test_nodes import run
 from tiny_models import voice_like
 
@@ -23,13 +23,23 @@ def long_run(comfy_nodes, workspace, model_files, tmp_path_factory):
     wan = comfy.sd.load_diffusion_model(model_files["wan"])
     vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(model_files["vae"]))
     adapter = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="fantasytalking_tiny.ckpt", weight_dtype="default")[0]
-    modules = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="identity_tiny.safetensors", weight_dtype="default", fantasytalking_model=adapter)[0]
-    modules = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="motion_tiny.safetensors", weight_dtype="default", fantasytalking_model=modules)[0]
+    modules = run(
+        comfy_nodes,
+        "FantasyTalkingModelLoader",
+        model_name="identity_tiny.safetensors",
+        weight_dtype="default",
+        fantasytalking_model=adapter,
+    )[0]
+    modules = run(
+        comfy_nodes, "FantasyTalkingModelLoader", model_name="motion_tiny.safetensors", weight_dtype="default", fantasytalking_model=modules
+    )[0]
     face = face_embedding(seed=5)
     motion = MotionIntensity(0.9, 0.2)
     encoder = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")[0]
     track = {"waveform": torch.stack([voice_like(SECONDS, 22050, 1), voice_like(SECONDS, 22050, 2)])[None], "sample_rate": 22050}
-    embeds, num_frames, fps, trimmed = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=track, audio_encoder=encoder, fps=FPS, max_frames=100001)
+    embeds, num_frames, fps, trimmed = run(
+        comfy_nodes, "FantasyTalkingAudioEmbeds", audio=track, audio_encoder=encoder, fps=FPS, max_frames=100001
+    )
     text = comfy_nodes["FantasyTalkingTestConditioning"]().make(seed=1)[0]
     negative = comfy_nodes["FantasyTalkingTestConditioning"]().make(seed=2)[0]
     clip = comfy_nodes["FantasyTalkingTestClipVisionOutput"]().make(seed=3)[0]
@@ -41,15 +51,50 @@ def long_run(comfy_nodes, workspace, model_files, tmp_path_factory):
     identity_module.identity_tokens = lambda vectors, device=None: (faces.append((len(seen), vectors)), original_tokens(vectors, device))[1]
     recorder = CallRecorder()
     try:
-        (video,) = run(comfy_nodes, "FantasyTalkingLongVideo", model=recorder.attach(wan), fantasytalking_model=modules, audio_embeds=embeds, audio_scale=1.0,
-                       positive=text, negative=negative, vae=vae, clip_vision_output=clip, start_image=portrait, width=64, height=64,
-                       segment_frames=81, overlap_frames=13, seed=0, steps=2, cfg=5.0, audio_cfg=4.5, sampler_name="euler",
-                       scheduler="fantasytalking", shift=5.0, color_match=1.0, audio=trimmed, identity=face, identity_scale=0.5,
-                       identity_guidance=False, motion=motion, motion_guidance=False)
+        (video,) = run(
+            comfy_nodes,
+            "FantasyTalkingLongVideo",
+            model=recorder.attach(wan),
+            fantasytalking_model=modules,
+            audio_embeds=embeds,
+            audio_scale=1.0,
+            positive=text,
+            negative=negative,
+            vae=vae,
+            clip_vision_output=clip,
+            start_image=portrait,
+            width=64,
+            height=64,
+            segment_frames=81,
+            overlap_frames=13,
+            seed=0,
+            steps=2,
+            cfg=5.0,
+            audio_cfg=4.5,
+            sampler_name="euler",
+            scheduler="fantasytalking",
+            shift=5.0,
+            color_match=1.0,
+            audio=trimmed,
+            identity=face,
+            identity_scale=0.5,
+            identity_guidance=False,
+            motion=motion,
+            motion_guidance=False,
+        )
     finally:
         del adapter_module.frame_context, identity_module.identity_tokens
-    return {"video": video, "embeds": embeds, "num_frames": num_frames, "seen": seen, "faces": faces, "face": face,
-            "calls": recorder.calls, "motion": modules.motion.model, "recorder": recorder}
+    return {
+        "video": video,
+        "embeds": embeds,
+        "num_frames": num_frames,
+        "seen": seen,
+        "faces": faces,
+        "face": face,
+        "calls": recorder.calls,
+        "motion": modules.motion.model,
+        "recorder": recorder,
+    }
 
 
 def test_every_model_call_of_every_segment_gets_the_motion_intensity(long_run):
@@ -118,8 +163,16 @@ def test_an_error_inside_reaches_the_user_and_leaves_no_file(comfy_nodes, worksp
     wan.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test_failure", failing)
     vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(model_files["vae"]))
     adapter = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="fantasytalking_tiny.ckpt", weight_dtype="default")[0]
-    modules = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="identity_tiny.safetensors", weight_dtype="default", fantasytalking_model=adapter)[0]
-    modules = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="motion_tiny.safetensors", weight_dtype="default", fantasytalking_model=modules)[0]
+    modules = run(
+        comfy_nodes,
+        "FantasyTalkingModelLoader",
+        model_name="identity_tiny.safetensors",
+        weight_dtype="default",
+        fantasytalking_model=adapter,
+    )[0]
+    modules = run(
+        comfy_nodes, "FantasyTalkingModelLoader", model_name="motion_tiny.safetensors", weight_dtype="default", fantasytalking_model=modules
+    )[0]
     face = face_embedding(seed=5)
     motion = MotionIntensity(0.9, 0.2)
     encoder = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")[0]
@@ -127,12 +180,32 @@ def test_an_error_inside_reaches_the_user_and_leaves_no_file(comfy_nodes, worksp
     embeds, _, _, trimmed = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=track, audio_encoder=encoder, fps=FPS, max_frames=100001)
     before = set(os.listdir(folder_paths.get_temp_directory())) if os.path.isdir(folder_paths.get_temp_directory()) else set()
     with pytest.raises(RuntimeError, match="forced failure inside the model"):
-        run(comfy_nodes, "FantasyTalkingLongVideo", model=wan, fantasytalking_model=adapter, audio_embeds=embeds, audio_scale=1.0,
+        run(
+            comfy_nodes,
+            "FantasyTalkingLongVideo",
+            model=wan,
+            fantasytalking_model=adapter,
+            audio_embeds=embeds,
+            audio_scale=1.0,
             positive=comfy_nodes["FantasyTalkingTestConditioning"]().make(seed=1)[0],
-            negative=comfy_nodes["FantasyTalkingTestConditioning"]().make(seed=2)[0], vae=vae,
+            negative=comfy_nodes["FantasyTalkingTestConditioning"]().make(seed=2)[0],
+            vae=vae,
             clip_vision_output=comfy_nodes["FantasyTalkingTestClipVisionOutput"]().make(seed=3)[0],
-            start_image=torch.rand(1, 64, 64, 3), width=64, height=64, segment_frames=17, overlap_frames=5, seed=2**64 - 1, steps=2,
-            cfg=5.0, audio_cfg=4.5, sampler_name="euler", scheduler="fantasytalking", shift=5.0, color_match=1.0, audio=trimmed)
+            start_image=torch.rand(1, 64, 64, 3),
+            width=64,
+            height=64,
+            segment_frames=17,
+            overlap_frames=5,
+            seed=2**64 - 1,
+            steps=2,
+            cfg=5.0,
+            audio_cfg=4.5,
+            sampler_name="euler",
+            scheduler="fantasytalking",
+            shift=5.0,
+            color_match=1.0,
+            audio=trimmed,
+        )
     assert failing.calls == fail_at  # at 5, segment 1 ran: its seed wrapped to 0 (2**64 would not seed torch)
     assert set(os.listdir(folder_paths.get_temp_directory())) - before == set()
 
@@ -152,8 +225,14 @@ def test_any_channel_count_is_muxed_to_the_right_duration(tmp_path, comfy_nodes,
 def test_audio_embeds_mix_more_than_two_channels_down_for_core_create_video(comfy_nodes, workspace, model_files, tmp_path):
     encoder = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")[0]
     six = torch.stack([voice_like(1.0, 22050, seed) for seed in range(6)])[None]
-    _, num_frames, fps, trimmed = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio={"waveform": six, "sample_rate": 22050},
-                                      audio_encoder=encoder, fps=FPS, max_frames=81)
+    _, num_frames, fps, trimmed = run(
+        comfy_nodes,
+        "FantasyTalkingAudioEmbeds",
+        audio={"waveform": six, "sample_rate": 22050},
+        audio_encoder=encoder,
+        fps=FPS,
+        max_frames=81,
+    )
     torch.testing.assert_close(trimmed["waveform"][0, 0], six[0, :, : trimmed["waveform"].shape[-1]].mean(dim=0))
     (video,) = run(comfy_nodes, "CreateVideo", images=torch.rand(num_frames, 64, 64, 3), fps=fps, audio=trimmed)
     path = str(tmp_path / "core.mp4")

@@ -5,9 +5,9 @@ errors users meet."""
 import numpy as np
 import pytest
 import torch
+from taps import CallRecorder
 from test_composition import forced_lowvram
 from test_identity_in_comfyui import context_windowed, face_embedding, load, talking_inputs
-from taps import CallRecorder
 from test_nodes import conditioning, denoise_once, run
 
 from fantasy_core.motion.intensity import MotionIntensity
@@ -24,8 +24,19 @@ def talk(comfy_nodes, model_files):
 
 
 def apply(comfy_nodes, talk, modules, motion=None, guidance=False, **extra):
-    return run(comfy_nodes, "FantasyTalkingApply", model=talk["wan"], fantasytalking_model=modules, audio_embeds=talk["embeds"],
-               audio_scale=1.0, positive=conditioning(31), negative=conditioning(32), motion=motion, motion_guidance=guidance, **extra)
+    return run(
+        comfy_nodes,
+        "FantasyTalkingApply",
+        model=talk["wan"],
+        fantasytalking_model=modules,
+        audio_embeds=talk["embeds"],
+        audio_scale=1.0,
+        positive=conditioning(31),
+        negative=conditioning(32),
+        motion=motion,
+        motion_guidance=guidance,
+        **extra,
+    )
 
 
 def sample(comfy_nodes, talk, modules, cfg=3.0, **options):
@@ -66,7 +77,9 @@ def test_trained_motion_changes_the_video_and_each_level_differently(comfy_nodes
     assert torch.isfinite(subtle).all() and torch.isfinite(intense).all()
     assert (subtle - audio_only).abs().max() > 1e-4 and (intense - subtle).abs().max() > 1e-4
     # without a motion input the module runs at neutral, which is what (0.5, 0.5) gives
-    assert torch.equal(sample(comfy_nodes, talk, talk["with_motion"]), sample(comfy_nodes, talk, talk["with_motion"], motion=MotionIntensity()))
+    assert torch.equal(
+        sample(comfy_nodes, talk, talk["with_motion"]), sample(comfy_nodes, talk, talk["with_motion"], motion=MotionIntensity())
+    )
 
 
 @pytest.mark.parametrize("guidance, negative_omega", [(False, (0.8, 0.3)), (True, (0.5, 0.5))])
@@ -85,8 +98,14 @@ def test_motion_guidance_changes_the_guided_result(comfy_nodes, talk):
 
 def test_conditioning_settings_give_a_pass_its_own_motion_or_apply_s(comfy_nodes, talk):
     model, positive, _ = apply(comfy_nodes, talk, talk["with_motion"], motion=MotionIntensity(0.8, 0.3))
-    negative = run(comfy_nodes, "FantasyTalkingConditioningSettings", conditioning=conditioning(40), audio_scale=0.0,
-                   identity_scale=0.5, motion=MotionIntensity(0.2, 0.6))[0]
+    negative = run(
+        comfy_nodes,
+        "FantasyTalkingConditioningSettings",
+        conditioning=conditioning(40),
+        audio_scale=0.0,
+        identity_scale=0.5,
+        motion=MotionIntensity(0.2, 0.6),
+    )[0]
     fresh = run(comfy_nodes, "FantasyTalkingConditioningSettings", conditioning=conditioning(41), audio_scale=0.0, identity_scale=0.5)[0]
     recorder = CallRecorder()
     denoise_once(recorder.attach(model), positive, negative, cfg=3.0)
@@ -133,13 +152,21 @@ def test_context_windows_carry_the_motion(comfy_nodes, talk):
 
 
 def test_motion_without_a_motion_module_is_an_error(comfy_nodes, talk):
-    with pytest.raises(ValueError, match=r"motion intensity \(ω_l 0.80, ω_b 0.30\) is connected but the fantasytalking_model has no motion module"):
+    with pytest.raises(
+        ValueError, match=r"motion intensity \(ω_l 0.80, ω_b 0.30\) is connected but the fantasytalking_model has no motion module"
+    ):
         apply(comfy_nodes, talk, talk["adapter"], motion=MotionIntensity(0.8, 0.3))
     with pytest.raises(ValueError, match="motion_guidance is on but the fantasytalking_model has no motion module"):
         apply(comfy_nodes, talk, talk["adapter"], guidance=True)
     model, positive, _ = apply(comfy_nodes, talk, talk["adapter"])
-    negative = run(comfy_nodes, "FantasyTalkingConditioningSettings", conditioning=conditioning(40), audio_scale=0.0,
-                   identity_scale=0.5, motion=MotionIntensity(0.2, 0.6))[0]
+    negative = run(
+        comfy_nodes,
+        "FantasyTalkingConditioningSettings",
+        conditioning=conditioning(40),
+        audio_scale=0.0,
+        identity_scale=0.5,
+        motion=MotionIntensity(0.2, 0.6),
+    )[0]
     with pytest.raises(ValueError, match="asks for a motion intensity.*no motion module"):
         denoise_once(model, positive, negative, cfg=3.0)
 
@@ -152,14 +179,20 @@ def test_motion_module_of_another_width_is_rejected(comfy_nodes, talk, model_fil
     from fantasy_core.motion.model import MotionConfig
 
     config = MotionConfig(hidden_dim=16, model_dim=5120)
-    save_fantasytalking_file(str(model_files["root"] / "fantasytalking" / "motion_14b.safetensors"),
-                             motion=(random_motion_state(config), config, MotionCalibration()))
+    save_fantasytalking_file(
+        str(model_files["root"] / "fantasytalking" / "motion_14b.safetensors"),
+        motion=(random_motion_state(config), config, MotionCalibration()),
+    )
     modules = load(comfy_nodes, "motion_14b.safetensors", chained=talk["adapter"])
-    with pytest.raises(ValueError, match=r"motion module \('motion_14b.safetensors'\) makes 5120-wide embeddings, but this model's time embedding is 256 wide"):
+    with pytest.raises(
+        ValueError,
+        match=r"motion module \('motion_14b.safetensors'\) makes 5120-wide embeddings, but this model's time embedding is 256 wide",
+    ):
         apply(comfy_nodes, talk, modules, motion=MotionIntensity())
 
 
 # --- the motion nodes ---
+
 
 def test_motion_intensity_node_presets_and_sliders(comfy_nodes):
     def intensity(preset, lip=0.5, body=0.5):
@@ -210,22 +243,38 @@ def test_measure_motion_uses_the_motion_files_calibration(comfy_nodes, talk, mod
     from fantasy_core.motion.intensity import MotionCalibration
 
     wide = MotionCalibration(lip=((0, 0.0), (100, 1.0)), body=((0, 0.0), (100, 1.0)))
-    save_fantasytalking_file(str(model_files["root"] / "fantasytalking" / "motion_wide.safetensors"),
-                             motion=(model_files["motion_state"], TINY_MOTION, wide))
+    save_fantasytalking_file(
+        str(model_files["root"] / "fantasytalking" / "motion_wide.safetensors"), motion=(model_files["motion_state"], TINY_MOTION, wide)
+    )
     images = synthetic_clip(expression=8)
     default = run(comfy_nodes, "FantasyTalkingMeasureMotion", images=images, fps=FPS, body_model="mediapipe pose")[0]
-    calibrated = run(comfy_nodes, "FantasyTalkingMeasureMotion", images=images, fps=FPS, body_model="mediapipe pose",
-                     fantasytalking_model=load(comfy_nodes, "motion_wide.safetensors"))[0]
+    calibrated = run(
+        comfy_nodes,
+        "FantasyTalkingMeasureMotion",
+        images=images,
+        fps=FPS,
+        body_model="mediapipe pose",
+        fantasytalking_model=load(comfy_nodes, "motion_wide.safetensors"),
+    )[0]
     assert calibrated.lip < 0.01 < default.lip  # the same raw value read against another table
     with pytest.raises(ValueError, match="has no motion module.*disconnect the input"):
-        run(comfy_nodes, "FantasyTalkingMeasureMotion", images=images, fps=FPS, body_model="mediapipe pose", fantasytalking_model=talk["adapter"])
+        run(
+            comfy_nodes,
+            "FantasyTalkingMeasureMotion",
+            images=images,
+            fps=FPS,
+            body_model="mediapipe pose",
+            fantasytalking_model=talk["adapter"],
+        )
 
 
 def test_measure_motion_input_errors(comfy_nodes):
     with pytest.raises(ValueError, match="connect exactly one of 'images'.*or 'video'"):
         run(comfy_nodes, "FantasyTalkingMeasureMotion", fps=25.0, body_model="mediapipe pose")
     with pytest.raises(FileNotFoundError, match="'dwpose/dw-ll_ucoco_384.onnx' was not found.*models/dwpose"):
-        run(comfy_nodes, "FantasyTalkingMeasureMotion", images=torch.rand(30, 64, 64, 3), fps=25.0, body_model="dwpose/dw-ll_ucoco_384.onnx")
+        run(
+            comfy_nodes, "FantasyTalkingMeasureMotion", images=torch.rand(30, 64, 64, 3), fps=25.0, body_model="dwpose/dw-ll_ucoco_384.onnx"
+        )
 
 
 @pytest.mark.face
@@ -250,7 +299,9 @@ def test_measure_motion_decodes_a_video_file_at_its_own_frame_rate(comfy_nodes, 
         container.mux(stream.encode())
     images = torch.from_numpy(np.stack(frames)).float() / 255.0
     from_images = run(comfy_nodes, "FantasyTalkingMeasureMotion", images=images, fps=FPS, body_model="mediapipe pose")[0]
-    from_file = run(comfy_nodes, "FantasyTalkingMeasureMotion", video=InputImpl.VideoFromFile(path), fps=25.0, body_model="mediapipe pose")[0]
+    from_file = run(comfy_nodes, "FantasyTalkingMeasureMotion", video=InputImpl.VideoFromFile(path), fps=25.0, body_model="mediapipe pose")[
+        0
+    ]
     # the same clip through a lossy codec: ω close, not equal (a wrong frame rate would change the windows and ω)
     assert from_file.lip == pytest.approx(from_images.lip, abs=0.1) and from_file.body == pytest.approx(from_images.body, abs=0.15)
 
@@ -258,8 +309,17 @@ def test_measure_motion_decodes_a_video_file_at_its_own_frame_rate(comfy_nodes, 
 def test_three_pass_guider_keeps_the_positives_motion_in_its_audio_free_pass(comfy_nodes, talk):
     model, positive, negative = apply(comfy_nodes, talk, talk["with_motion"], motion=MotionIntensity(0.8, 0.3), guidance=True)
     recorder = CallRecorder()
-    guider = run(comfy_nodes, "FantasyTalkingCFGGuider", model=recorder.attach(model), positive=positive, negative=negative,
-                 cfg=5.0, audio_cfg=4.5, audio_cfg_start=0.0, audio_cfg_end=1.0)[0]
+    guider = run(
+        comfy_nodes,
+        "FantasyTalkingCFGGuider",
+        model=recorder.attach(model),
+        positive=positive,
+        negative=negative,
+        cfg=5.0,
+        audio_cfg=4.5,
+        audio_cfg_start=0.0,
+        audio_cfg_end=1.0,
+    )[0]
     denoise_once(None, positive, negative, guider=guider)
     # negative: neutral (motion guidance); the audio-free pass: the positive's ω; the positive: its ω
     assert by_audio(recorder, talk, (0.5, 0.5), (0.8, 0.3)) == [(0.0, (0.5, 0.5)), (0.0, (0.8, 0.3)), (1.0, (0.8, 0.3))]

@@ -29,8 +29,16 @@ def run(comfy_nodes, node_id, **inputs):
 
 def apply(comfy_nodes, loaded, positive, negative, scale=1.0, model=None, embeds=None):
     """FantasyTalking Apply: (model, positive hearing the audio at ``scale``, negative silent)."""
-    return run(comfy_nodes, "FantasyTalkingApply", model=loaded["wan"] if model is None else model,
-               fantasytalking_model=loaded["adapter"], audio_embeds=loaded["embeds"] if embeds is None else embeds, audio_scale=scale, positive=positive, negative=negative)
+    return run(
+        comfy_nodes,
+        "FantasyTalkingApply",
+        model=loaded["wan"] if model is None else model,
+        fantasytalking_model=loaded["adapter"],
+        audio_embeds=loaded["embeds"] if embeds is None else embeds,
+        audio_scale=scale,
+        positive=positive,
+        negative=negative,
+    )
 
 
 def hear(comfy_nodes, conditioning, scale):
@@ -46,8 +54,19 @@ def loaded(comfy_nodes, model_files):
     (encoder,) = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2-tiny-960h")
     wan = comfy.sd.load_diffusion_model(model_files["wan"])
     audio = {"waveform": torch.stack([voice_like(1.0, 22050), voice_like(1.0, 22050, seed=4)])[None], "sample_rate": 22050}
-    embeds, num_frames, fps, trimmed = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=encoder, fps=23, max_frames=9)
-    return {"adapter": adapter, "encoder": encoder, "wan": wan, "embeds": embeds, "num_frames": num_frames, "fps": fps, "trimmed": trimmed, "audio": audio}
+    embeds, num_frames, fps, trimmed = run(
+        comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=encoder, fps=23, max_frames=9
+    )
+    return {
+        "adapter": adapter,
+        "encoder": encoder,
+        "wan": wan,
+        "embeds": embeds,
+        "num_frames": num_frames,
+        "fps": fps,
+        "trimmed": trimmed,
+        "audio": audio,
+    }
 
 
 def conditioning(seed, frames=LATENT_FRAMES):
@@ -98,7 +117,9 @@ def test_adapter_loader_keeps_the_file_weights_on_the_offload_device(loaded, mod
     assert type(patcher.model.blocks[0].k_proj).__module__ == "comfy.ops"
 
 
-@pytest.mark.parametrize("weight_dtype, blocks, projection", [("fp16", torch.float16, torch.float16), ("fp8_e4m3fn", torch.float8_e4m3fn, torch.float32)])
+@pytest.mark.parametrize(
+    "weight_dtype, blocks, projection", [("fp16", torch.float16, torch.float16), ("fp8_e4m3fn", torch.float8_e4m3fn, torch.float32)]
+)
 def test_adapter_weight_dtype_option(comfy_nodes, model_files, weight_dtype, blocks, projection):
     (modules,) = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="fantasytalking_tiny.ckpt", weight_dtype=weight_dtype)
     assert modules.audio.model.blocks[1].v_proj.weight.dtype == blocks
@@ -120,7 +141,9 @@ def test_wav2vec_loader_matches_transformers_on_the_official_input(loaded, model
 
     folder = model_files["wav2vec"]
     prepared = loaded["embeds"].audio
-    values = Wav2Vec2FeatureExtractor.from_pretrained(folder)(prepared.waveform.numpy(), sampling_rate=16000, return_tensors="pt").input_values
+    values = Wav2Vec2FeatureExtractor.from_pretrained(folder)(
+        prepared.waveform.numpy(), sampling_rate=16000, return_tensors="pt"
+    ).input_values
     with torch.no_grad():
         expected = Wav2Vec2Model.from_pretrained(folder).eval()(values).last_hidden_state[0]
     torch.testing.assert_close(loaded["embeds"].features, expected, rtol=1e-4, atol=1e-4)
@@ -130,7 +153,10 @@ def test_wav2vec_single_file_with_old_weight_norm_names(comfy_nodes, loaded, mod
     from safetensors.torch import load_file, save_file
 
     state = load_file(str(model_files["wav2vec"]) + "/model.safetensors")
-    renamed = {k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v"): v for k, v in state.items()}
+    renamed = {
+        k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v"): v
+        for k, v in state.items()
+    }
     assert any(k.endswith("weight_g") for k in renamed)
     path = model_files["root"] / "audio_encoders" / "wav2vec2_old_names.safetensors"
     save_file(renamed, str(path))
@@ -181,8 +207,13 @@ def naive_reference_model(wan, adapter_state, embeds, scale):
     import comfy.model_management
 
     comfy.model_management.unload_all_models()  # a patched clone's twins leave the model (object patches undone)
-    proj = F.layer_norm(embeds.features @ adapter_state["proj_model.proj.weight"].T, (adapter_state["proj_model.norm.bias"].shape[0],),
-                        adapter_state["proj_model.norm.weight"], adapter_state["proj_model.norm.bias"], eps=1e-5)
+    proj = F.layer_norm(
+        embeds.features @ adapter_state["proj_model.proj.weight"].T,
+        (adapter_state["proj_model.norm.bias"].shape[0],),
+        adapter_state["proj_model.norm.weight"],
+        adapter_state["proj_model.norm.bias"],
+        eps=1e-5,
+    )
     windows, k_lens = naive_official_windows(proj, embeds.num_frames)
     k_lens = torch.tensor(k_lens)[None]
 
@@ -261,13 +292,33 @@ def test_guider_equals_the_official_formula_on_three_separate_passes(comfy_nodes
     cond = denoise_once(with_audio, heard, silent)
     noaudio = denoise_once(loaded["wan"], positive, negative)
     uncond = denoise_once(loaded["wan"], negative, positive)
-    (guider,) = run(comfy_nodes, "FantasyTalkingCFGGuider", model=with_audio, positive=heard, negative=silent,
-                    cfg=cfg, audio_cfg=audio_cfg, audio_cfg_start=0.0, audio_cfg_end=1.0)
+    (guider,) = run(
+        comfy_nodes,
+        "FantasyTalkingCFGGuider",
+        model=with_audio,
+        positive=heard,
+        negative=silent,
+        cfg=cfg,
+        audio_cfg=audio_cfg,
+        audio_cfg_start=0.0,
+        audio_cfg_end=1.0,
+    )
     guided = denoise_once(with_audio, heard, silent, guider=guider)
     torch.testing.assert_close(guided, uncond + cfg * (noaudio - uncond) + audio_cfg * (cond - noaudio), rtol=1e-4, atol=1e-4)
-    (two_pass,) = run(comfy_nodes, "FantasyTalkingCFGGuider", model=with_audio, positive=heard, negative=silent,
-                      cfg=1.0, audio_cfg=audio_cfg, audio_cfg_start=0.0, audio_cfg_end=1.0)
-    torch.testing.assert_close(denoise_once(with_audio, heard, silent, guider=two_pass), noaudio + audio_cfg * (cond - noaudio), rtol=1e-4, atol=1e-4)
+    (two_pass,) = run(
+        comfy_nodes,
+        "FantasyTalkingCFGGuider",
+        model=with_audio,
+        positive=heard,
+        negative=silent,
+        cfg=1.0,
+        audio_cfg=audio_cfg,
+        audio_cfg_start=0.0,
+        audio_cfg_end=1.0,
+    )
+    torch.testing.assert_close(
+        denoise_once(with_audio, heard, silent, guider=two_pass), noaudio + audio_cfg * (cond - noaudio), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_frame_count_mismatch_is_reported(comfy_nodes, loaded):
@@ -281,8 +332,10 @@ def test_adapter_for_another_model_size_is_rejected(comfy_nodes, loaded, model_f
 
     from fantasy_core import AudioAdapterConfig
 
-    big = write_checkpoint(str(model_files["root"] / "fantasytalking" / "wide.safetensors"),
-                           in_layout(random_adapter_state(AudioAdapterConfig(768, 24, 384, 3)), "repack"))
+    big = write_checkpoint(
+        str(model_files["root"] / "fantasytalking" / "wide.safetensors"),
+        in_layout(random_adapter_state(AudioAdapterConfig(768, 24, 384, 3)), "repack"),
+    )
     assert big
     (wide,) = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="wide.safetensors", weight_dtype="default")
     with pytest.raises(ValueError, match="adapter has 3 blocks of width 384, but the model has 2 blocks of width 256"):
@@ -304,7 +357,9 @@ def test_long_audio_is_encoded_in_chunks_with_progress(comfy_nodes, loaded):
     comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: updates.append((value, total)))
     try:
         audio = {"waveform": voice_like(65.0, 16000)[None, None], "sample_rate": 16000}
-        embeds, num_frames, _, _ = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=loaded["encoder"], fps=23, max_frames=100001)
+        embeds, num_frames, _, _ = run(
+            comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=loaded["encoder"], fps=23, max_frames=100001
+        )
     finally:
         comfy.utils.set_progress_bar_global_hook(None)
     assert num_frames == int(23 * 65.0 // 4) * 4 + 5
@@ -322,7 +377,9 @@ def test_core_audio_encoder_loader_output_is_accepted_and_normalised(comfy_nodes
 
     torch.manual_seed(5)
     state = Wav2Vec2Model(comfy_wav2vec_config(num_layers=12)).state_dict()  # core's loader expects all 12 layers
-    save_file({k: v.contiguous() for k, v in state.items()}, str(model_files["root"] / "audio_encoders" / "wav2vec2_base_comfy.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in state.items()}, str(model_files["root"] / "audio_encoders" / "wav2vec2_base_comfy.safetensors")
+    )
     (core_encoder,) = run(comfy_nodes, "AudioEncoderLoader", audio_encoder_name="wav2vec2_base_comfy.safetensors")
     (our_encoder,) = run(comfy_nodes, "FantasyTalkingWav2VecLoader", model_name="wav2vec2_base_comfy.safetensors")
     assert core_encoder.model.do_normalize is False
@@ -389,10 +446,13 @@ def test_text_to_video_wan_is_rejected(comfy, comfy_nodes, loaded, model_files):
         apply(comfy_nodes, loaded, conditioning(1), conditioning(2), model=comfy.sd.load_diffusion_model(path))
 
 
-@pytest.mark.parametrize("in_dim, out_dim, message", [
-    (36, 16, "this is a Wan2.2 image-to-video model .*no CLIP image cross-attention"),
-    (48, 48, "this is a Wan2.2 TI2V model"),
-])
+@pytest.mark.parametrize(
+    "in_dim, out_dim, message",
+    [
+        (36, 16, "this is a Wan2.2 image-to-video model .*no CLIP image cross-attention"),
+        (48, 48, "this is a Wan2.2 TI2V model"),
+    ],
+)
 def test_wan22_models_get_their_own_message(comfy, comfy_nodes, loaded, model_files, in_dim, out_dim, message):
     import comfy.ops
     import comfy.sd

@@ -21,10 +21,25 @@ def custom_nodes_config(tmp_path):
 def test_comfyui_imports_the_pack(comfyui_path, tmp_path):
     _, config = custom_nodes_config(tmp_path)
     result = subprocess.run(
-        [sys.executable, "main.py", "--cpu", "--quick-test-for-ci", "--disable-api-nodes",
-         "--database-url", "sqlite:///:memory:", "--extra-model-paths-config", str(config),
-         "--output-directory", str(tmp_path / "out"), "--user-directory", str(tmp_path / "user")],
-        cwd=comfyui_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "main.py",
+            "--cpu",
+            "--quick-test-for-ci",
+            "--disable-api-nodes",
+            "--database-url",
+            "sqlite:///:memory:",
+            "--extra-model-paths-config",
+            str(config),
+            "--output-directory",
+            str(tmp_path / "out"),
+            "--user-directory",
+            str(tmp_path / "user"),
+        ],
+        cwd=comfyui_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
@@ -78,10 +93,12 @@ def test_a_second_copy_of_the_pack_is_refused_by_name(comfyui_path, tmp_path):
 
     copy = tmp_path / "fantasytalking-fork"
     shutil.copytree(PACK_DIR, copy, ignore=shutil.ignore_patterns("tests", ".git", "__pycache__", "docs", "workflows", "benchmarks"))
-    code = (f"import sys, asyncio; sys.path.insert(0, {str(PACK_DIR)!r}); import fantasy_core; "
-            f"import importlib.util as u; spec = u.spec_from_file_location('fork', {str(copy / '__init__.py')!r}, "
-            f"submodule_search_locations=[{str(copy)!r}]); fork = u.module_from_spec(spec); spec.loader.exec_module(fork); "
-            "fork.use_pack_folder()")
+    code = (
+        f"import sys, asyncio; sys.path.insert(0, {str(PACK_DIR)!r}); import fantasy_core; "
+        f"import importlib.util as u; spec = u.spec_from_file_location('fork', {str(copy / '__init__.py')!r}, "
+        f"submodule_search_locations=[{str(copy)!r}]); fork = u.module_from_spec(spec); spec.loader.exec_module(fork); "
+        "fork.use_pack_folder()"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert f"Two copies of the FantasyTalking pack are installed: {os.path.realpath(PACK_DIR)} and {copy}" in result.stderr

@@ -11,6 +11,7 @@ from graphs import mp4_streams
 from shipped import LOADER_FOLDERS, NOT_PUBLIC, WORKFLOWS, cpu_sized_graph, load
 from tiers import PACK_DIR
 
+
 @pytest.fixture(scope="module")
 def object_info(server):
     return http(server["port"], "/object_info")
@@ -87,7 +88,13 @@ def test_official_settings_in_the_standard_workflow():
     _, api = load("fantasytalking_standard")
     by_type = {node["class_type"]: node["inputs"] for node in api.values()}
     sampler = by_type["FantasyTalkingSampler"]
-    assert (sampler["steps"], sampler["cfg"], sampler["audio_cfg"], sampler["shift"], sampler["scheduler"]) == (30, 5.0, 4.5, 5.0, "fantasytalking")
+    assert (sampler["steps"], sampler["cfg"], sampler["audio_cfg"], sampler["shift"], sampler["scheduler"]) == (
+        30,
+        5.0,
+        4.5,
+        5.0,
+        "fantasytalking",
+    )
     assert by_type["FantasyTalkingAudioEmbeds"]["fps"] == 23 and by_type["FantasyTalkingAudioEmbeds"]["max_frames"] == 81
     assert by_type["ImageScaleToMaxDimension"]["largest_size"] == 512
     assert by_type["CLIPVisionEncode"]["crop"] == "none"

@@ -65,8 +65,17 @@ def stages(made, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     first = config_of(made, root / "stage1", steps=30, objective=NO_DROPOUT, checkpoint={"every": 15})
     one = train(first, show_progress=False)
-    second = config_of(made, root / "stage2", stage=2, steps=30, objective=NO_DROPOUT, checkpoint={"every": 15},
-                       modules={"init": one["file"]}, optimizer={"learning_rate": 1e-2}, logging={"every": 1, "project": "dava"})
+    second = config_of(
+        made,
+        root / "stage2",
+        stage=2,
+        steps=30,
+        objective=NO_DROPOUT,
+        checkpoint={"every": 15},
+        modules={"init": one["file"]},
+        optimizer={"learning_rate": 1e-2},
+        logging={"every": 1, "project": "dava"},
+    )
     two = train(second, show_progress=False)
     return {"first": first, "one": one, "second": second, "two": two, "root": root}
 
@@ -106,9 +115,18 @@ def test_checkpoint_loads_in_the_nodes_and_changes_their_output(comfy_nodes, mod
 
     def sample(name):
         modules = load(comfy_nodes, name)
-        model, positive, negative = run(comfy_nodes, "FantasyTalkingApply", model=talk["wan"], fantasytalking_model=modules,
-                                        audio_embeds=talk["embeds"], audio_scale=1.0, positive=conditioning(31), negative=conditioning(32),
-                                        identity=face_embedding(), motion=MotionIntensity(0.8, 0.3))
+        model, positive, negative = run(
+            comfy_nodes,
+            "FantasyTalkingApply",
+            model=talk["wan"],
+            fantasytalking_model=modules,
+            audio_embeds=talk["embeds"],
+            audio_scale=1.0,
+            positive=conditioning(31),
+            negative=conditioning(32),
+            identity=face_embedding(),
+            motion=MotionIntensity(0.8, 0.3),
+        )
         return denoise_once(model, positive, negative, cfg=3.0)
 
     plain = denoise_once(talk["wan"], conditioning(31), conditioning(32), cfg=3.0)
@@ -122,8 +140,10 @@ def test_init_by_name_comes_from_the_models_folder(comfy_nodes, model_files, mad
     from fantasy_core.module_file import load_fantasytalking_file
     from fantasy_train.trainer import train
 
-    result = train(config_of(made, tmp_path / "run", steps=1, modules={"init": "fantasytalking_tiny.ckpt", "identity": False,
-                                                                       "motion": False}), show_progress=False)
+    result = train(
+        config_of(made, tmp_path / "run", steps=1, modules={"init": "fantasytalking_tiny.ckpt", "identity": False, "motion": False}),
+        show_progress=False,
+    )
     printed = capsys.readouterr().out
     assert "audio adapter: from fantasytalking_tiny.ckpt" in printed and "mixed precision no" in printed
     released = load_fantasytalking_file(model_files["adapter"]).audio.state_dict
@@ -146,7 +166,9 @@ def test_identity_and_motion_get_gradients_and_their_weights_move(made, tmp_path
         moved = [name for name in fresh if name.startswith(prefix) and not torch.equal(fresh[name], trained[name])]
         assert moved, prefix
     # after the first steps every identity and motion tensor has a gradient (the zero-initialised outputs open the way)
-    modules = train(config_of(made, tmp_path / "run", steps=3, objective=NO_DROPOUT), show_progress=False)["modules"]  # resumed: nothing left to do
+    modules = train(config_of(made, tmp_path / "run", steps=3, objective=NO_DROPOUT), show_progress=False)[
+        "modules"
+    ]  # resumed: nothing left to do
     clips = made["clips"]
     batch = torch.utils.data.default_collate([clips[i] for i in range(2)])
     step = TrainingStep(modules, made["frozen"], 1, clips.settings.frames, 0.5, "masked_mean", gradient_checkpointing=False)
@@ -204,8 +226,14 @@ def test_checkpointing_switched_on_in_the_config_recomputes_and_trains_the_same(
     try:
         for checkpointing in (False, True):
             block_calls["count"] = 0
-            config = config_of(made, tmp_path / f"run-{checkpointing}", stage=2, steps=3, optimizer=LINEAR_ADAM,
-                               model={"gradient_checkpointing": checkpointing})
+            config = config_of(
+                made,
+                tmp_path / f"run-{checkpointing}",
+                stage=2,
+                steps=3,
+                optimizer=LINEAR_ADAM,
+                model={"gradient_checkpointing": checkpointing},
+            )
             results[checkpointing] = (states(train(config, show_progress=False)["modules"]), block_calls["count"])
     finally:
         handle.remove()
@@ -221,8 +249,16 @@ def runner(config_json: str, processes: int = 1, comfy_path: str = "", script: s
     if processes == 1:
         command = [sys.executable, script, config_json, *arguments]
     else:
-        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}", f"--master_port={free_port()}",
-                   script, config_json, *arguments]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={processes}",
+            f"--master_port={free_port()}",
+            script,
+            config_json,
+            *arguments,
+        ]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -272,7 +308,9 @@ def test_fsdp2_with_the_base_sharded_equals_one_process(made, tmp_path, comfyui_
     assert any(d.drop_audio.tolist() == [True, False] for d in drawn) and any(d.drop_reference.tolist() == [False, True] for d in drawn)
     common = {"steps": 3, "checkpoint": {"every": 3}, "optimizer": LINEAR_ADAM, "objective": {"dropout": dropout}}
     one = write_config(made, tmp_path / "one.json", data={"batch_size": 2}, model={"gradient_checkpointing": True}, **common)
-    two = write_config(made, tmp_path / "two.json", data={"batch_size": 1}, model={"gradient_checkpointing": True, "shard_base": True}, **common)
+    two = write_config(
+        made, tmp_path / "two.json", data={"batch_size": 1}, model={"gradient_checkpointing": True, "shard_base": True}, **common
+    )
     finished(runner(one, 1, str(comfyui_path)))
     output = finished(runner(two, 2, str(comfyui_path), FSDP_RUNNER, str(tmp_path / "fsdp.safetensors")))
     blocks = len(made["frozen"].dit.blocks)
@@ -285,8 +323,14 @@ def test_fsdp2_with_the_base_sharded_equals_one_process(made, tmp_path, comfyui_
         for key in a:
             torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=f"{module}.{key}")
 
-    half = write_config(made, tmp_path / "half.json", steps=2, data={"batch_size": 1}, optimizer=LINEAR_ADAM,
-                        model={"shard_base": True, "base_dtype": "bf16"})
+    half = write_config(
+        made,
+        tmp_path / "half.json",
+        steps=2,
+        data={"batch_size": 1},
+        optimizer=LINEAR_ADAM,
+        model={"shard_base": True, "base_dtype": "bf16"},
+    )
     finished(runner(half, 2, str(comfyui_path), FSDP_RUNNER, str(tmp_path / "half.safetensors")))
     trained = load_fantasytalking_file(str(tmp_path / "half.safetensors")).audio.state_dict
     start = states(fresh_modules(made, config_of(made, tmp_path / "x")))
@@ -324,8 +368,18 @@ def test_tensorboard_logs_every_figure(made, stages):
     logs = stages["root"] / "stage2" / "logs" / "dava"  # logging.project names the run's folder
     events = EventAccumulator(str(logs)).Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"train/loss", "train/lr", "train/grad_norm", "train/lip_loss_fraction", "train/dropped_audio",
-            "train/dropped_reference", "train/dropped_prompt", "train/sigma", "train/stage", "train/steps_per_second"} <= tags
+    assert {
+        "train/loss",
+        "train/lr",
+        "train/grad_norm",
+        "train/lip_loss_fraction",
+        "train/dropped_audio",
+        "train/dropped_reference",
+        "train/dropped_prompt",
+        "train/sigma",
+        "train/stage",
+        "train/steps_per_second",
+    } <= tags
     assert [event.step for event in events.Scalars("train/loss")] == list(range(1, 31))
     fractions = [event.value for event in events.Scalars("train/lip_loss_fraction")]
     assert 0.6 < sum(fractions) / len(fractions) < 0.95  # η = 0.2: about 80% of rows use the lip-focused loss
@@ -334,6 +388,7 @@ def test_tensorboard_logs_every_figure(made, stages):
 
 def toml_text(values: dict, table: str = "") -> str:
     """A run config as the TOML file users write (tables for nested sections)."""
+
     def literal(value):
         return json.dumps(value) if isinstance(value, (str, bool)) or value is None else repr(value)
 
@@ -346,11 +401,15 @@ def toml_text(values: dict, table: str = "") -> str:
 def test_a_diverging_run_stops_before_the_step_reaches_a_checkpoint(made, tmp_path, comfyui_path):
     """Through the command line: exit 1, the reason and what to lower, no traceback; step 1's checkpoint only."""
     config = tmp_path / "run.toml"
-    config.write_text(toml_text(run_config(made, str(tmp_path / "run"), steps=4, optimizer={"learning_rate": 1e30}, checkpoint={"every": 1})))
+    config.write_text(
+        toml_text(run_config(made, str(tmp_path / "run"), steps=4, optimizer={"learning_rate": 1e30}, checkpoint={"every": 1}))
+    )
     command = [sys.executable, "-m", "fantasy_train", "train", str(config), "--comfyui", str(comfyui_path), "--no-progress"]
 
     def train_command(*extra):
-        return subprocess.run([*command, *extra], cwd=os.path.dirname(RUNNER) + "/../..", capture_output=True, text=True, timeout=600, check=False)
+        return subprocess.run(
+            [*command, *extra], cwd=os.path.dirname(RUNNER) + "/../..", capture_output=True, text=True, timeout=600, check=False
+        )
 
     if not torch.cuda.is_available():  # ComfyUI looks for a GPU unless started with --cpu: the error says so
         result = train_command()
@@ -372,7 +431,9 @@ def test_bad_inputs_are_refused_with_what_to_do(made, tmp_path, comfyui_path):
         train(config_of(made, tmp_path / "a", data={"width": 256, "fps": 25.0}), show_progress=False)
     with pytest.raises(MissingModelError, match="model.wan: 'nowhere.safetensors' was not found in .*diffusion_models"):
         train(config_of(made, tmp_path / "b", model={"wan": "nowhere.safetensors"}), show_progress=False)
-    with pytest.raises(MissingModelError, match="modules.init: FantasyTalking module file 'nowhere.ckpt' was not found in .*fantasytalking"):
+    with pytest.raises(
+        MissingModelError, match="modules.init: FantasyTalking module file 'nowhere.ckpt' was not found in .*fantasytalking"
+    ):
         train(config_of(made, tmp_path / "b2", modules={"init": "nowhere.ckpt"}), show_progress=False)
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "notes.txt").write_text("mine")
@@ -383,6 +444,12 @@ def test_bad_inputs_are_refused_with_what_to_do(made, tmp_path, comfyui_path):
         train(config_of(made, tmp_path / "d", steps=2, optimizer={"learning_rate": 2e-3}), show_progress=False)
     config = tmp_path / "bad.toml"
     config.write_text(f'output_dir = "{tmp_path / "e"}"\n[data]\ndataset = "{made["dataset"]}"\nfpz = 3\n')
-    result = subprocess.run([sys.executable, "-m", "fantasy_train", "train", str(config), "--comfyui", str(comfyui_path)],
-                            cwd=os.path.dirname(RUNNER) + "/../..", capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "fantasy_train", "train", str(config), "--comfyui", str(comfyui_path)],
+        cwd=os.path.dirname(RUNNER) + "/../..",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 2 and "config key data.fpz does not exist in [data]" in result.stderr

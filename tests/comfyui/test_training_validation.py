@@ -35,8 +35,16 @@ def rendered(comfy, made, model_files, tmp_path_factory):
     pack.mkdir(parents=True, exist_ok=True)
     shutil.copy(os.path.join(made["models"], "arcface.onnx"), pack / "w600k_r50.onnx")
     save_astronaut(root / "portrait.png")
-    validation = {"every": 2, "image": str(root / "portrait.png"), "audio": SPEECH, "steps": 2, "seed": 7,
-                  "omega_lip": 0.8, "omega_body": 0.3, "arcface": ARCFACE_CHOICE}
+    validation = {
+        "every": 2,
+        "image": str(root / "portrait.png"),
+        "audio": SPEECH,
+        "steps": 2,
+        "seed": 7,
+        "omega_lip": 0.8,
+        "omega_body": 0.3,
+        "arcface": ARCFACE_CHOICE,
+    }
     encoders = tiny_encoders(comfy, made["models"])
     common = {"stage": 2, "steps": 4, "optimizer": LINEAR_ADAM}
     config = config_of(made, root / "with", validation=validation, **common)
@@ -87,25 +95,52 @@ def test_a_render_is_what_the_nodes_make_from_the_checkpoint(comfy_nodes, model_
     config, encoders = rendered["config"], rendered["encoders"]
     valid = config.validation
     shutil.copy(rendered["with"]["file"], model_files["root"] / "fantasytalking" / "validation_tiny.safetensors")
-    shutil.copy(rendered["with"]["file"].replace("step0000004", "step0000002"), model_files["root"] / "fantasytalking" / "validation_step2_tiny.safetensors")
+    shutil.copy(
+        rendered["with"]["file"].replace("step0000004", "step0000002"),
+        model_files["root"] / "fantasytalking" / "validation_step2_tiny.safetensors",
+    )
     modules = run(comfy_nodes, "FantasyTalkingModelLoader", model_name="validation_tiny.safetensors", weight_dtype="default")[0]
     image = torch.from_numpy(decoded_portrait(rendered["root"] / "portrait.png")).float()[None] / 255
     samples, rate = speech("a")
     audio = {"waveform": torch.from_numpy(samples)[None, None], "sample_rate": rate}
-    embeds, num_frames, fps, _ = run(comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=encoders.wav2vec, fps=12, max_frames=25)
+    embeds, num_frames, fps, _ = run(
+        comfy_nodes, "FantasyTalkingAudioEmbeds", audio=audio, audio_encoder=encoders.wav2vec, fps=12, max_frames=25
+    )
     positive = run(comfy_nodes, "CLIPTextEncode", clip=encoders.text_encoder, text=valid.prompt)[0]
     negative = run(comfy_nodes, "CLIPTextEncode", clip=encoders.text_encoder, text=valid.negative_prompt)[0]
     vision = run(comfy_nodes, "CLIPVisionEncode", clip_vision=encoders.clip_vision, image=image, crop="none")[0]
-    positive, negative, latent = run(comfy_nodes, "WanImageToVideo", positive=positive, negative=negative, vae=encoders.vae, width=128,
-                                     height=128, length=num_frames, batch_size=1, start_image=image, clip_vision_output=vision)
+    positive, negative, latent = run(
+        comfy_nodes,
+        "WanImageToVideo",
+        positive=positive,
+        negative=negative,
+        vae=encoders.vae,
+        width=128,
+        height=128,
+        length=num_frames,
+        batch_size=1,
+        start_image=image,
+        clip_vision_output=vision,
+    )
     face = run(comfy_nodes, "FantasyTalkingFaceCrop", image=image, detector="mediapipe", margin=0.3, min_face_size=16, crop_size=112)[0]
     identity = run(comfy_nodes, "FantasyTalkingFaceEmbedding", face=face, arcface_model=ARCFACE_CHOICE, device="cpu")[0]
     motion = run(comfy_nodes, "FantasyTalkingMotionIntensity", preset="custom", omega_lip=0.8, omega_body=0.3)[0]
     wan = comfy.sd.load_diffusion_model(made["wan"])
     with torch.no_grad():
         workflow = sample_and_decode(comfy_nodes, wan, modules, embeds, positive, negative, latent, identity, motion, valid, encoders.vae)
-        step_two = sample_and_decode(comfy_nodes, wan, run(comfy_nodes, "FantasyTalkingModelLoader", model_name="validation_step2_tiny.safetensors",
-                                                           weight_dtype="default")[0], embeds, positive, negative, latent, identity, motion, valid, encoders.vae)
+        step_two = sample_and_decode(
+            comfy_nodes,
+            wan,
+            run(comfy_nodes, "FantasyTalkingModelLoader", model_name="validation_step2_tiny.safetensors", weight_dtype="default")[0],
+            embeds,
+            positive,
+            negative,
+            latent,
+            identity,
+            motion,
+            valid,
+            encoders.vae,
+        )
 
     renderer = ValidationRenderer.prepare(config, made["clips"], made["frozen"], encoders)
     frames = renderer.render(rendered["with"]["modules"], 4, checkpoint_metadata(config, 4))
@@ -122,11 +157,34 @@ def test_a_render_is_what_the_nodes_make_from_the_checkpoint(comfy_nodes, model_
 
 
 def sample_and_decode(comfy_nodes, wan, modules, embeds, positive, negative, latent, identity, motion, valid, vae) -> torch.Tensor:
-    model, positive, negative = run(comfy_nodes, "FantasyTalkingApply", model=wan, fantasytalking_model=modules, audio_embeds=embeds,
-                                    audio_scale=1.0, positive=positive, negative=negative, identity=identity, motion=motion)
-    samples = run(comfy_nodes, "FantasyTalkingSampler", model=model, positive=positive, negative=negative, latent_image=latent,
-                  seed=valid.seed, steps=valid.steps, cfg=valid.cfg, audio_cfg=valid.audio_cfg, sampler_name="euler",
-                  scheduler="fantasytalking", denoise=1.0, shift=valid.shift)[0]
+    model, positive, negative = run(
+        comfy_nodes,
+        "FantasyTalkingApply",
+        model=wan,
+        fantasytalking_model=modules,
+        audio_embeds=embeds,
+        audio_scale=1.0,
+        positive=positive,
+        negative=negative,
+        identity=identity,
+        motion=motion,
+    )
+    samples = run(
+        comfy_nodes,
+        "FantasyTalkingSampler",
+        model=model,
+        positive=positive,
+        negative=negative,
+        latent_image=latent,
+        seed=valid.seed,
+        steps=valid.steps,
+        cfg=valid.cfg,
+        audio_cfg=valid.audio_cfg,
+        sampler_name="euler",
+        scheduler="fantasytalking",
+        denoise=1.0,
+        shift=valid.shift,
+    )[0]
     return run(comfy_nodes, "VAEDecode", vae=vae, samples=samples)[0]
 
 
@@ -181,15 +239,18 @@ def test_a_voice_without_sound_and_a_diverged_render_are_refused(made, rendered,
     with wave.open(str(silent), "wb") as f:  # a valid WAV header and no samples
         f.setnchannels(1), f.setsampwidth(2), f.setframerate(16000)
     with pytest.raises(ValidationInputError, match=r"validation.audio: .*silent.wav holds no sound. Give a voice file."):
-        ValidationRenderer.prepare(config_of(made, tmp_path / "a", validation={**valid, "audio": str(silent)}), made["clips"],
-                                   made["frozen"], rendered["encoders"])
+        ValidationRenderer.prepare(
+            config_of(made, tmp_path / "a", validation={**valid, "audio": str(silent)}), made["clips"], made["frozen"], rendered["encoders"]
+        )
 
     config = config_of(made, tmp_path / "b", validation=valid)
     renderer = ValidationRenderer.prepare(config, made["clips"], made["frozen"], rendered["encoders"])
     diverged = copy.deepcopy(rendered["with"]["modules"])
     with torch.no_grad():
         diverged.audio.blocks[0].v_proj.weight[0, 0] = float("nan")
-    with pytest.raises(FloatingPointError, match=r"render at step 7 cannot run: the modules' weight 'audio.blocks.0.v_proj.weight' holds NaN"):
+    with pytest.raises(
+        FloatingPointError, match=r"render at step 7 cannot run: the modules' weight 'audio.blocks.0.v_proj.weight' holds NaN"
+    ):
         renderer.render(diverged, 7, {})
     with torch.no_grad():
         diverged.audio.blocks[0].v_proj.weight.copy_(rendered["with"]["modules"].audio.blocks[0].v_proj.weight * 1e36)  # finite, overflows
@@ -232,14 +293,35 @@ def test_the_command_holds_one_copy_of_the_pack_and_reports_machinery_errors(mad
     from training_setup import run_config
 
     Image.new("RGB", (128, 128), (128, 128, 128)).save(tmp_path / "no_face.png")
-    validation = {"every": 1, "image": str(tmp_path / "no_face.png"), "audio": SPEECH, "steps": 1,
-                  "arcface": os.path.join(made["models"], "arcface.onnx")}
+    validation = {
+        "every": 1,
+        "image": str(tmp_path / "no_face.png"),
+        "audio": SPEECH,
+        "steps": 1,
+        "arcface": os.path.join(made["models"], "arcface.onnx"),
+    }
     config = tmp_path / "run.toml"
     config.write_text(toml_text(run_config(made, str(tmp_path / "run"), stage=2, steps=1, validation=validation)))
     runner = os.path.join(os.path.dirname(__file__), "cli_runner.py")
     report = tmp_path / "modules.json"
-    done = subprocess.run([sys.executable, runner, str(report), made["models"], "--", "train", str(config), "--comfyui",
-                           str(comfyui_path), "--comfyui-args=--cpu", "--no-progress"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            runner,
+            str(report),
+            made["models"],
+            "--",
+            "train",
+            str(config),
+            "--comfyui",
+            str(comfyui_path),
+            "--comfyui-args=--cpu",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 1, done.stderr[-3000:]
     assert "error: validation.image: " in done.stderr and "no face" in done.stderr.lower(), done.stderr[-3000:]
     assert "Traceback" not in done.stderr

@@ -9,7 +9,6 @@ import pytest
 import torch
 from conftest_helpers import http, wait_for
 from graphs import mp4_streams, talking_portrait
-
 from test_nodes import NODE_IDS
 
 FRAMES, FPS = 9, 23
@@ -77,7 +76,14 @@ def test_object_info_lists_the_nodes_with_inputs_and_tooltips(server):
         assert inputs
         for name, spec in inputs.items():
             assert spec[1].get("tooltip"), f"{node_id}.{name}"
-    assert list(info["FantasyTalkingApply"]["input"]["required"]) == ["model", "fantasytalking_model", "audio_embeds", "audio_scale", "positive", "negative"]
+    assert list(info["FantasyTalkingApply"]["input"]["required"]) == [
+        "model",
+        "fantasytalking_model",
+        "audio_embeds",
+        "audio_scale",
+        "positive",
+        "negative",
+    ]
     assert info["FantasyTalkingApply"]["output_name"] == ["model", "positive", "negative"]
     assert "fantasytalking_tiny.ckpt" in info["FantasyTalkingModelLoader"]["input"]["required"]["model_name"][1]["options"]
     assert "wav2vec2-tiny-960h" in info["FantasyTalkingWav2VecLoader"]["input"]["required"]["model_name"][1]["options"]

@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 import torch
-from tiny_models import voice_like
-
 from hf_wav2vec import Wav2VecEncoder
+from tiny_models import voice_like
 
 from fantasy_core import AudioInputError, official_num_frames, prepare_audio
 from fantasy_core.audio.track import normalize, to_mono

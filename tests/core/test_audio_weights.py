@@ -42,8 +42,11 @@ def test_built_adapter_holds_the_file_weights_and_projects(tmp_path):
     assert all(torch.equal(adapter.state_dict()[k], v) for k, v in state.items())
     features = torch.randn(1, 10, TINY_ADAPTER.audio_dim)
     expected = torch.nn.functional.layer_norm(
-        features @ state["proj_model.proj.weight"].T, (TINY_ADAPTER.context_dim,),
-        state["proj_model.norm.weight"], state["proj_model.norm.bias"], eps=1e-5,
+        features @ state["proj_model.proj.weight"].T,
+        (TINY_ADAPTER.context_dim,),
+        state["proj_model.norm.weight"],
+        state["proj_model.norm.bias"],
+        eps=1e-5,
     )
     torch.testing.assert_close(adapter.proj_model(features), expected)
 
@@ -109,7 +112,9 @@ def test_extra_key_is_named(tmp_path, layout, name, description):
 def test_wrong_shape_is_named(tmp_path):
     mapping = in_layout(random_adapter_state(), "repack")
     mapping["blocks.1.cross_attn.k_proj.weight"] = torch.zeros(128, TINY_ADAPTER.context_dim)
-    _expect_error(tmp_path, mapping, "x.safetensors", "has shape [128, 512] while block 0 has [256, 512]", "blocks.1.cross_attn.k_proj.weight")
+    _expect_error(
+        tmp_path, mapping, "x.safetensors", "has shape [128, 512] while block 0 has [256, 512]", "blocks.1.cross_attn.k_proj.weight"
+    )
 
 
 def test_projection_width_mismatch_is_named(tmp_path):
@@ -124,8 +129,14 @@ def test_non_contiguous_blocks_are_named(tmp_path):
     state = random_adapter_state(AudioAdapterConfig(32, 24, 256, 4))
     for name in ("k_proj", "v_proj"):
         del state[f"blocks.2.{name}.weight"]
-    _expect_error(tmp_path, in_layout(state, "official_flat"), "x.safetensors", "not contiguous", "block 2 is missing",
-                  "audio_processor.blocks.3.cross_attn.processor.k_proj.weight")
+    _expect_error(
+        tmp_path,
+        in_layout(state, "official_flat"),
+        "x.safetensors",
+        "not contiguous",
+        "block 2 is missing",
+        "audio_processor.blocks.3.cross_attn.processor.k_proj.weight",
+    )
 
 
 def test_wrong_top_level_layout_is_named(tmp_path):
@@ -173,10 +184,13 @@ def test_missing_file_is_named(tmp_path):
         load_adapter_weights(str(tmp_path / "nothing.ckpt"))
 
 
-@pytest.mark.parametrize("layout, name, first_bad_key", [
-    ("nested", "nan.ckpt", "audio_processor.blocks.1.cross_attn.processor.k_proj.weight"),
-    ("repack", "nan.safetensors", "blocks.1.cross_attn.k_proj.weight"),
-])
+@pytest.mark.parametrize(
+    "layout, name, first_bad_key",
+    [
+        ("nested", "nan.ckpt", "audio_processor.blocks.1.cross_attn.processor.k_proj.weight"),
+        ("repack", "nan.safetensors", "blocks.1.cross_attn.k_proj.weight"),
+    ],
+)
 def test_non_finite_weights_are_rejected_at_load_naming_the_file_and_first_bad_key(tmp_path, layout, name, first_bad_key):
     state = random_adapter_state(dtype=torch.float16)
     state["blocks.1.k_proj.weight"][3, 2] = float("nan")

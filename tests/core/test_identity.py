@@ -9,9 +9,9 @@ from test_injection import HEADS, IMG, audio_branch, naive_block_with_audio, set
 from tiny_models import TINY_IDENTITY, random_identity_state
 
 from fantasy_core.dit.injection import branch_terms
-from fantasy_core.identity.weights import IdentityWeights, build_identity_module
 from fantasy_core.identity.embeds import FaceEmbedding
 from fantasy_core.identity.model import IdentityConfig, IdentityModule, initialise_identity_module
+from fantasy_core.identity.weights import IdentityWeights, build_identity_module
 
 SMALL = IdentityConfig(face_dim=10, width=8, num_queries=3, num_layers=2, num_heads=2, ffn_dim=12, model_dim=16, num_blocks=2)
 

@@ -6,8 +6,20 @@ import ast
 import pytest
 from tiers import PACK_DIR
 
-COMFYUI = {"comfy", "comfy_api", "comfy_extras", "comfy_execution", "comfy_config", "folder_paths", "node_helpers",
-           "latent_preview", "nodes", "server", "execution", "app"}
+COMFYUI = {
+    "comfy",
+    "comfy_api",
+    "comfy_extras",
+    "comfy_execution",
+    "comfy_config",
+    "folder_paths",
+    "node_helpers",
+    "latent_preview",
+    "nodes",
+    "server",
+    "execution",
+    "app",
+}
 PACK_PACKAGES = {"fantasy_core", "fantasy_comfy", "fantasy_train", "fantasytalking_cli"}
 BY_STRING = {"import_module", "spec_from_file_location", "module_from_spec", "__import__", "run_module", "run_path"}
 
@@ -31,14 +43,21 @@ def top(module: str) -> str:
     return module.split(".")[0]
 
 
-@pytest.mark.parametrize("package, forbidden", [
-    ("fantasy_core", COMFYUI | {"fantasy_comfy", "fantasy_train", "fantasytalking_cli"}),
-    ("fantasy_comfy", {"fantasy_train", "fantasytalking_cli"}),
-    ("fantasy_train", {"nodes", "fantasytalking_cli"}),
-])
+@pytest.mark.parametrize(
+    "package, forbidden",
+    [
+        ("fantasy_core", COMFYUI | {"fantasy_comfy", "fantasy_train", "fantasytalking_cli"}),
+        ("fantasy_comfy", {"fantasy_train", "fantasytalking_cli"}),
+        ("fantasy_train", {"nodes", "fantasytalking_cli"}),
+    ],
+)
 def test_each_package_imports_only_what_lies_below_it(package, forbidden):
-    wrong = [f"{path.relative_to(PACK_DIR)}:{line} imports {module}"
-             for path in sources(package) for module, level, line in imports_of(path) if level == 0 and top(module) in forbidden]
+    wrong = [
+        f"{path.relative_to(PACK_DIR)}:{line} imports {module}"
+        for path in sources(package)
+        for module, level, line in imports_of(path)
+        if level == 0 and top(module) in forbidden
+    ]
     assert not wrong, wrong
 
 

@@ -2,8 +2,8 @@ import contextlib
 
 import pytest
 import torch
-from torch import nn
 from naive_reference import naive_attention, naive_frame_attention
+from torch import nn
 
 from fantasy_core import AudioAdapter, AudioAdapterConfig, Injection, ModelMismatchError
 from fantasy_core.audio.windows import compute_audio_windows

@@ -3,8 +3,8 @@ import torch
 from naive_reference import naive_official_windows
 
 from fantasy_core import official_num_frames
-from fantasy_core.long_video import OverlapBlender, match_color, plan_segments
 from fantasy_core.audio.windows import compute_audio_windows, gather_windows
+from fantasy_core.long_video import OverlapBlender, match_color, plan_segments
 
 
 def test_twenty_seconds_plan_covers_every_frame_once_with_aligned_overlaps():
@@ -28,8 +28,15 @@ def test_plans_for_other_lengths(total, segment, overlap):
     assert all(s.num_frames <= segment for s in segments)
 
 
-@pytest.mark.parametrize("args, message", [((80, 81, 13), "total_frames"), ((461, 80, 13), "segment_frames"),
-                                           ((461, 81, 12), "overlap_frames"), ((461, 13, 13), "smaller than segment_frames")])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((80, 81, 13), "total_frames"),
+        ((461, 80, 13), "segment_frames"),
+        ((461, 81, 12), "overlap_frames"),
+        ((461, 13, 13), "smaller than segment_frames"),
+    ],
+)
 def test_bad_plans_are_rejected(args, message):
     with pytest.raises(ValueError, match=message):
         plan_segments(*args)

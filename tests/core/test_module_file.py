@@ -50,8 +50,12 @@ def test_identity_file_round_trips_with_its_architecture(tmp_path, states):
 
 
 def test_combined_file_holds_both_and_uses_the_published_audio_names(tmp_path, states):
-    path = save_fantasytalking_file(str(tmp_path / "both.safetensors"), audio=states["audio"], identity=(states["identity"], TINY_IDENTITY),
-                                    metadata={"fantasytalking.trained_steps": "100"})
+    path = save_fantasytalking_file(
+        str(tmp_path / "both.safetensors"),
+        audio=states["audio"],
+        identity=(states["identity"], TINY_IDENTITY),
+        metadata={"fantasytalking.trained_steps": "100"},
+    )
     raw = load_file(path)
     assert "audio.blocks.1.cross_attn.v_proj.weight" in raw and "identity.blocks.1.v_proj.weight" in raw
     weights = load_fantasytalking_file(path)
@@ -80,27 +84,49 @@ def set_config(**changes):
         config = json.loads(metadata["fantasytalking.identity"])
         config.update(changes)
         metadata["fantasytalking.identity"] = json.dumps(config)
+
     return change
 
 
-@pytest.mark.parametrize("damage, message", [
-    (dict(change_metadata=set_config(width=64)), r"shape \[4, 32\].*needs \[4, 64\].*'identity.qformer.queries'"),
-    (dict(change_metadata=set_config(num_blocks=3)), r"2 weight\(s\) its architecture needs are missing.*'identity.blocks.2.k_proj.weight'"),
-    (dict(change_tensors=lambda t: t.pop("identity.blocks.1.k_proj.weight")), r"missing.*'identity.blocks.1.k_proj.weight'"),
-    (dict(change_tensors=lambda t: t.update({"identity.blocks.2.k_proj.weight": torch.zeros(256, 32)})),
-     r"does not have.*'identity.blocks.2.k_proj.weight'"),
-    (dict(change_tensors=lambda t: t["identity.qformer.layers.1.ffn.fc1.weight"].__setitem__((0, 0), float("nan"))),
-     r"NaN or infinite.*'identity.qformer.layers.1.ffn.fc1.weight'"),
-    (dict(change_tensors=lambda t: t.update({"motion.mlp.weight": torch.zeros(2)})), r"'motion.mlp.weight' belongs to none of the declared modules"),
-    (dict(change_metadata=lambda m: m.update({MODULES_KEY: '["identity", "lipsync"]'})), r"declares the modules \['identity', 'lipsync'\].*update"),
-    (dict(change_metadata=lambda m: m.update({FORMAT_KEY: "2"})), r"format version '2'.*Update the FantasyTalking nodes"),
-    (dict(change_metadata=lambda m: m.update({"fantasytalking.identity": "{not json"})), r"not valid JSON"),
-    (dict(change_metadata=lambda m: m.pop("fantasytalking.identity")), r"no identity architecture"),
-    (dict(change_metadata=lambda m: m.update({"fantasytalking.identity": '{"width": 32}'})), r"metadata holds \['width'\], expected exactly"),
-    (dict(change_metadata=lambda m: m.update({MODULES_KEY: '"identity"'})), r"must be a non-empty JSON list of module names"),
-    (dict(change_tensors=lambda t: t.update({"identity.qformer.queries": torch.zeros(4, 32, dtype=torch.int32)})),
-     r"torch.int32, not a float tensor.*'identity.qformer.queries'"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (dict(change_metadata=set_config(width=64)), r"shape \[4, 32\].*needs \[4, 64\].*'identity.qformer.queries'"),
+        (
+            dict(change_metadata=set_config(num_blocks=3)),
+            r"2 weight\(s\) its architecture needs are missing.*'identity.blocks.2.k_proj.weight'",
+        ),
+        (dict(change_tensors=lambda t: t.pop("identity.blocks.1.k_proj.weight")), r"missing.*'identity.blocks.1.k_proj.weight'"),
+        (
+            dict(change_tensors=lambda t: t.update({"identity.blocks.2.k_proj.weight": torch.zeros(256, 32)})),
+            r"does not have.*'identity.blocks.2.k_proj.weight'",
+        ),
+        (
+            dict(change_tensors=lambda t: t["identity.qformer.layers.1.ffn.fc1.weight"].__setitem__((0, 0), float("nan"))),
+            r"NaN or infinite.*'identity.qformer.layers.1.ffn.fc1.weight'",
+        ),
+        (
+            dict(change_tensors=lambda t: t.update({"motion.mlp.weight": torch.zeros(2)})),
+            r"'motion.mlp.weight' belongs to none of the declared modules",
+        ),
+        (
+            dict(change_metadata=lambda m: m.update({MODULES_KEY: '["identity", "lipsync"]'})),
+            r"declares the modules \['identity', 'lipsync'\].*update",
+        ),
+        (dict(change_metadata=lambda m: m.update({FORMAT_KEY: "2"})), r"format version '2'.*Update the FantasyTalking nodes"),
+        (dict(change_metadata=lambda m: m.update({"fantasytalking.identity": "{not json"})), r"not valid JSON"),
+        (dict(change_metadata=lambda m: m.pop("fantasytalking.identity")), r"no identity architecture"),
+        (
+            dict(change_metadata=lambda m: m.update({"fantasytalking.identity": '{"width": 32}'})),
+            r"metadata holds \['width'\], expected exactly",
+        ),
+        (dict(change_metadata=lambda m: m.update({MODULES_KEY: '"identity"'})), r"must be a non-empty JSON list of module names"),
+        (
+            dict(change_tensors=lambda t: t.update({"identity.qformer.queries": torch.zeros(4, 32, dtype=torch.int32)})),
+            r"torch.int32, not a float tensor.*'identity.qformer.queries'",
+        ),
+    ],
+)
 def test_damaged_identity_files_name_the_problem(tmp_path, states, damage, message):
     path = save_fantasytalking_file(str(tmp_path / "good.safetensors"), identity=(states["identity"], TINY_IDENTITY))
     with pytest.raises(CheckpointError, match=message):

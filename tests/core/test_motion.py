@@ -17,11 +17,6 @@ from tiny_models import (
 )
 
 from fantasy_core.module_file import load_fantasytalking_file, save_fantasytalking_file
-from fantasy_core.motion.weights import (
-    MotionCheckpointError,
-    MotionWeights,
-    build_motion_network,
-)
 from fantasy_core.motion.intensity import (
     PRESETS,
     CalibrationError,
@@ -32,6 +27,11 @@ from fantasy_core.motion.model import (
     MotionConfig,
     MotionNetwork,
     initialise_motion_network,
+)
+from fantasy_core.motion.weights import (
+    MotionCheckpointError,
+    MotionWeights,
+    build_motion_network,
 )
 
 SMALL = MotionConfig(hidden_dim=8, model_dim=DIM)
@@ -86,13 +86,16 @@ def test_calibration_from_a_dataset_puts_its_median_clip_at_neutral():
     assert MotionCalibration.from_json(json.loads(json.dumps(calibration.to_json())), "x") == calibration
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(lip=((0, 1.0),)), "at least two"),
-    (dict(lip=((0, 1.0), (90, 2.0))), "rise strictly from 0 to 100"),
-    (dict(body=((0, 2.0), (100, 1.0))), "never fall"),
-    (dict(window_seconds=0), "positive number of seconds"),
-    (dict(body_landmarks="openpose"), "body_landmarks"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(lip=((0, 1.0),)), "at least two"),
+        (dict(lip=((0, 1.0), (90, 2.0))), "rise strictly from 0 to 100"),
+        (dict(body=((0, 2.0), (100, 1.0))), "never fall"),
+        (dict(window_seconds=0), "positive number of seconds"),
+        (dict(body_landmarks="openpose"), "body_landmarks"),
+    ],
+)
 def test_bad_calibration_tables_are_rejected(change, message):
     with pytest.raises(CalibrationError, match=message):
         MotionCalibration(**change)
@@ -152,25 +155,45 @@ def test_motion_file_round_trip_alone_and_combined(tmp_path):
     assert weights.motion.config == TINY_MOTION and weights.motion.calibration == calibration
     assert all(torch.equal(weights.motion.state_dict[key], value) for key, value in state.items())
     combined = save_fantasytalking_file(
-        str(tmp_path / "all.safetensors"), audio=random_adapter_state(TINY_ADAPTER, seed=1),
-        identity=(random_identity_state(TINY_IDENTITY, seed=1), TINY_IDENTITY), motion=(state, TINY_MOTION, calibration))
+        str(tmp_path / "all.safetensors"),
+        audio=random_adapter_state(TINY_ADAPTER, seed=1),
+        identity=(random_identity_state(TINY_IDENTITY, seed=1), TINY_IDENTITY),
+        motion=(state, TINY_MOTION, calibration),
+    )
     assert load_fantasytalking_file(combined).modules == ("audio", "identity", "motion")
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda t, m: t.__setitem__("motion.out.weight", torch.zeros(300, TINY_MOTION.hidden_dim)), r"shape \[300, 16\].*needs \[256, 16\]"),
-    (lambda t, m: t.pop("motion.resnet.fc1.bias"), "missing.*motion.resnet.fc1.bias"),
-    (lambda t, m: t.__setitem__("motion.extra", torch.zeros(1)), "does not have.*motion.extra"),
-    (lambda t, m: t["motion.lip_mlp.fc1.weight"].fill_(float("nan")), "NaN or infinite"),
-    (lambda t, m: m.pop("fantasytalking.motion.calibration"), "no 'fantasytalking.motion.calibration'"),
-    (lambda t, m: m.__setitem__("fantasytalking.motion", '{"hidden_dim": 16}'), "expected exactly"),
-    (lambda t, m: m.__setitem__("fantasytalking.motion.calibration", json.dumps({"lip": [[0, 1]], "body": [[0, 1], [100, 2]],
-                                                                                "window_seconds": 2, "body_landmarks": "dwpose"})), "at least two"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            lambda t, m: t.__setitem__("motion.out.weight", torch.zeros(300, TINY_MOTION.hidden_dim)),
+            r"shape \[300, 16\].*needs \[256, 16\]",
+        ),
+        (lambda t, m: t.pop("motion.resnet.fc1.bias"), "missing.*motion.resnet.fc1.bias"),
+        (lambda t, m: t.__setitem__("motion.extra", torch.zeros(1)), "does not have.*motion.extra"),
+        (lambda t, m: t["motion.lip_mlp.fc1.weight"].fill_(float("nan")), "NaN or infinite"),
+        (lambda t, m: m.pop("fantasytalking.motion.calibration"), "no 'fantasytalking.motion.calibration'"),
+        (lambda t, m: m.__setitem__("fantasytalking.motion", '{"hidden_dim": 16}'), "expected exactly"),
+        (
+            lambda t, m: m.__setitem__(
+                "fantasytalking.motion.calibration",
+                json.dumps({"lip": [[0, 1]], "body": [[0, 1], [100, 2]], "window_seconds": 2, "body_landmarks": "dwpose"}),
+            ),
+            "at least two",
+        ),
+    ],
+)
 def test_damaged_motion_files_are_rejected_with_the_reason(tmp_path, damage, message):
-    path = save_fantasytalking_file(str(tmp_path / "m.safetensors"), motion=(random_motion_state(TINY_MOTION), TINY_MOTION, MotionCalibration()))
+    path = save_fantasytalking_file(
+        str(tmp_path / "m.safetensors"), motion=(random_motion_state(TINY_MOTION), TINY_MOTION, MotionCalibration())
+    )
     edits = {}
-    edited = rewrite(path, tmp_path, change_tensors=lambda tensors: edits.setdefault("tensors", tensors),
-                     change_metadata=lambda metadata: damage(edits["tensors"], metadata))
+    edited = rewrite(
+        path,
+        tmp_path,
+        change_tensors=lambda tensors: edits.setdefault("tensors", tensors),
+        change_metadata=lambda metadata: damage(edits["tensors"], metadata),
+    )
     with pytest.raises(MotionCheckpointError, match=message):
         load_fantasytalking_file(edited)

@@ -52,7 +52,7 @@ def test_windowed_variance_equals_a_direct_restatement():
     # windows of 4 frames, hop 2: starts 0, 2, 4, 6; per point the variance over seen frames, summed over x and y
     expected = []
     for start in (0, 2, 4, 6):
-        part = coords[start:start + 4]
+        part = coords[start : start + 4]
         per_point = [np.var(part[~np.isnan(part[:, p, 0]), p], axis=0).sum() for p in range(3)]
         expected.append(np.mean(per_point))
     assert windowed_variance(coords, 4) == pytest.approx(np.mean(expected))
@@ -142,6 +142,7 @@ def test_motion_plot_draws_both_curves_and_the_skipped_frames():
 
 # --- DWPose through rtmlib ---
 
+
 def rtmlib_or_skip():
     return pytest.importorskip("rtmlib", reason="DWPose tests need `pip install rtmlib==0.0.16 --no-deps`")
 
@@ -187,7 +188,9 @@ def test_dwpose_with_a_still_body_measures_zero(tmp_path):
         still = measure_motion(clip(), FPS, face, body, MotionCalibration(body_landmarks="dwpose"))
         assert still.body_raw < 1e-12 and still.body_missing == 0  # the stand-in's joints never move
         trained_with_mediapipe = MotionCalibration(source="motion.safetensors")
-        with pytest.raises(MotionMeasurementError, match="measured with mediapipe_pose body joints.*uses dwpose.*mediapipe pose body model"):
+        with pytest.raises(
+            MotionMeasurementError, match="measured with mediapipe_pose body joints.*uses dwpose.*mediapipe pose body model"
+        ):
             measure_motion(clip(), FPS, face, body, trained_with_mediapipe)
 
 
@@ -246,8 +249,13 @@ def test_frames_larger_than_the_measuring_size_are_measured_at_it():
 
     assert MEASURE_SIDE == 512
     frames = clip(expression=8)
-    large = [F.interpolate(torch.from_numpy(f).permute(2, 0, 1)[None].float(), scale_factor=2, mode="nearest")[0]
-             .permute(1, 2, 0).to(torch.uint8).numpy() for f in frames]
+    large = [
+        F.interpolate(torch.from_numpy(f).permute(2, 0, 1)[None].float(), scale_factor=2, mode="nearest")[0]
+        .permute(1, 2, 0)
+        .to(torch.uint8)
+        .numpy()
+        for f in frames
+    ]
     assert fit_for_measuring(large[0]).shape == (512, 512, 3)
     np.testing.assert_array_equal(fit_for_measuring(large[0]), frames[0])  # 2x2 blocks averaged back exactly
     assert measure_frames(large).lip_raw == pytest.approx(measured(expression=8).lip_raw, rel=1e-6)

@@ -3,8 +3,8 @@
 import re
 import subprocess
 import sys
-import tomllib
 
+import tomllib
 from tiers import PACK_DIR
 
 
@@ -52,8 +52,12 @@ def test_ci_runs_the_readme_test_command():
 
 def test_passes_the_comfy_registry_code_checks():
     """`comfy node validate` runs ruff with S102 (exec), S307 (eval) and E702 (statements on one line)."""
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--select", "S102,S307,E702", "--no-cache", "."],
-                            cwd=PACK_DIR, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--select", "S102,S307,E702", "--no-cache", "."],
+        cwd=PACK_DIR,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

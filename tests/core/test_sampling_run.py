@@ -55,7 +55,9 @@ def test_a_calls_audio_keys_are_views_of_the_whole_track_and_equal_its_frames_co
     window = run.call((HEARD, SILENT), (2, 3, 4))
     keys = window.branches[0][1].keys
     assert keys.untyped_storage().data_ptr() == audio[1].keys.untyped_storage().data_ptr()  # a view: nothing copied
-    alone = source.adapter.keys_values(source.adapter.frame_context(source.audio.features, source.audio.windows.select([2, 3, 4])), torch.float32)
+    alone = source.adapter.keys_values(
+        source.adapter.frame_context(source.audio.features, source.audio.windows.select([2, 3, 4])), torch.float32
+    )
     torch.testing.assert_close(keys, alone[1][0], rtol=1e-6, atol=1e-6)
     assert window.branches[0][0].frame_groups == frame_groups(source.audio.windows.k_lens[[2, 3, 4]].tolist())
     looped = run.call((HEARD, SILENT), (5, 6, 0))  # a wrapped-around context window: gathered, once for the run
@@ -121,4 +123,3 @@ def test_the_run_knows_what_it_holds():
     run.call((HEARD, SILENT), range(7))
     assert run.cached_bytes() == audio + identity  # the calls use what was prepared
     assert run.matches(torch.device("cpu"), torch.float32) and not run.matches(torch.device("cpu"), torch.float16)
-

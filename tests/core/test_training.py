@@ -138,8 +138,13 @@ def test_config_errors_name_the_key():
 def test_validation_and_sharding_settings_out_of_range_are_refused():
     renders = {"every": 10, "image": "portrait.png", "audio": "speech.wav"}
     assert config_from_dict({**MINIMAL, "validation": renders}).validation.steps == 30
-    for key, value, expected in (("steps", 0, "at least 1"), ("shift", 0.0, "positive"), ("omega_lip", 1.5, "between 0 and 1"),
-                                 ("omega_body", -0.1, "between 0 and 1"), ("every", -1, r"0 \(no renders\) or more")):
+    for key, value, expected in (
+        ("steps", 0, "at least 1"),
+        ("shift", 0.0, "positive"),
+        ("omega_lip", 1.5, "between 0 and 1"),
+        ("omega_body", -0.1, "between 0 and 1"),
+        ("every", -1, r"0 \(no renders\) or more"),
+    ):
         with pytest.raises(ConfigError, match=f"'validation.{key}' must be {expected}, got {value!r}"):
             config_from_dict({**MINIMAL, "validation": {**renders, key: value}})
     with pytest.raises(ConfigError, match="'validation.audio' must be a voice file to render"):
@@ -182,12 +187,19 @@ def test_shipped_fsdp_config_reaches_accelerates_fsdp2_plugin(tmp_path):
     pytest.importorskip("accelerate")
     config = os.path.join(os.path.dirname(__file__), "..", "..", "fantasy_train", "configs", "accelerate", "fsdp_8gpu.yaml")
     script = tmp_path / "show_plugin.py"
-    script.write_text("import os\nfrom accelerate.utils import FullyShardedDataParallelPlugin\n"
-                      "plugin = FullyShardedDataParallelPlugin()\n"
-                      "print(plugin.fsdp_version, plugin.transformer_cls_names_to_wrap, plugin.reshard_after_forward, "
-                      "plugin.activation_checkpointing, os.environ['ACCELERATE_MIXED_PRECISION'])\n")
-    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, "--num_processes", "1", str(script)],
-                          check=False, capture_output=True, text=True, timeout=300)
+    script.write_text(
+        "import os\nfrom accelerate.utils import FullyShardedDataParallelPlugin\n"
+        "plugin = FullyShardedDataParallelPlugin()\n"
+        "print(plugin.fsdp_version, plugin.transformer_cls_names_to_wrap, plugin.reshard_after_forward, "
+        "plugin.activation_checkpointing, os.environ['ACCELERATE_MIXED_PRECISION'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, "--num_processes", "1", str(script)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "2 ['WanAttentionBlock'] True False bf16"
 
@@ -202,19 +214,34 @@ def test_the_runs_settings_reach_deepspeed_and_engine_mismatches_are_refused():
     )
 
     accelerate = pytest.importorskip("accelerate")
-    config = config_from_dict({**MINIMAL, "data": {"dataset": "d", "batch_size": 3},
-                               "optimizer": {"gradient_accumulation": 4, "max_grad_norm": 0.5}})
-    generated = {"train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": 1,
-                 "gradient_clipping": 1.0, "zero_optimization": {"stage": 3}}
+    config = config_from_dict(
+        {**MINIMAL, "data": {"dataset": "d", "batch_size": 3}, "optimizer": {"gradient_accumulation": 4, "max_grad_norm": 0.5}}
+    )
+    generated = {
+        "train_batch_size": "auto",
+        "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": 1.0,
+        "zero_optimization": {"stage": 3},
+    }
     assert apply_deepspeed_settings(generated, config) is generated  # in place: accelerate reads this very dict
-    assert generated == {"train_batch_size": "auto", "train_micro_batch_size_per_gpu": 3, "gradient_accumulation_steps": 4,
-                         "gradient_clipping": 0.5, "zero_optimization": {"stage": 3, "stage3_gather_16bit_weights_on_model_save": True}}
+    assert generated == {
+        "train_batch_size": "auto",
+        "train_micro_batch_size_per_gpu": 3,
+        "gradient_accumulation_steps": 4,
+        "gradient_clipping": 0.5,
+        "zero_optimization": {"stage": 3, "stage3_gather_16bit_weights_on_model_save": True},
+    }
     assert apply_deepspeed_settings({"zero_optimization": {"stage": 2}}, config)["zero_optimization"] == {"stage": 2}
 
     def launched(kind, fsdp2=True, accumulation=4):
         plugin = SimpleNamespace(mixed_precision_policy="bf16 casts")
-        return SimpleNamespace(distributed_type=getattr(accelerate.utils.DistributedType, kind), is_fsdp2=fsdp2,
-                               gradient_accumulation_steps=accumulation, state=SimpleNamespace(fsdp_plugin=plugin))
+        return SimpleNamespace(
+            distributed_type=getattr(accelerate.utils.DistributedType, kind),
+            is_fsdp2=fsdp2,
+            gradient_accumulation_steps=accumulation,
+            state=SimpleNamespace(fsdp_plugin=plugin),
+        )
 
     sharded = config_from_dict({**MINIMAL, "model": {"shard_base": True}, "optimizer": {"gradient_accumulation": 4}})
     with pytest.raises(EngineError, match=r"FSDP1 \(fsdp_version: 1\).*Set fsdp_version: 2"):

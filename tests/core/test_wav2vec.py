@@ -2,9 +2,8 @@ import os
 
 import pytest
 import torch
-from tiny_models import save_wav2vec_folder, tiny_wav2vec_config, voice_like
-
 from hf_wav2vec import Wav2VecEncoder, encode_voice_track
+from tiny_models import save_wav2vec_folder, tiny_wav2vec_config, voice_like
 
 from fantasy_core import AudioEncoderError
 from fantasy_core.audio.wav2vec import FeatureGeometry, plan_chunks

@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from naive_reference import naive_official_windows
 
 from fantasy_core.audio.windows import compute_audio_windows, gather_windows, official_window_ranges
