@@ -494,7 +494,8 @@ def report(results: dict, counted: dict, device_name: str, peak_flops, bandwidth
         )
     print(
         f"  kept for a run: {counted['run_cache_bytes'] / 2**20:.0f} MB of keys and values, instead of "
-        f"{counted['audio_kv_weight_bytes'] / gib:.2f} GB (audio k/v) + {counted['identity_weight_bytes'] / gib:.2f} GB (identity) of weights"
+        f"{counted['audio_kv_weight_bytes'] / gib:.2f} GB (audio k/v) + "
+        f"{counted['identity_weight_bytes'] / gib:.2f} GB (identity) of weights"
     )
 
 

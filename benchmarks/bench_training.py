@@ -174,7 +174,8 @@ def bench_tiny(args) -> None:
         )
     ratio_time = sorted(results[True]["times"])[args.repeats // 2] / sorted(results[False]["times"])[args.repeats // 2]
     print(
-        f"  checkpointing: {ratio_time:.2f}x the step time, {results[True]['saved'] / results[False]['saved']:.3f}x the memory kept for backward"
+        f"  checkpointing: {ratio_time:.2f}x the step time, "
+        f"{results[True]['saved'] / results[False]['saved']:.3f}x the memory kept for backward"
     )
 
 
@@ -187,7 +188,8 @@ def real_scale_estimate() -> None:
     print("Real scale (Wan2.1-I2V-14B, 40 blocks x 5120; modules at the trainer's default sizes):")
     print("  trainable: " + ", ".join(f"{name} {n / 1e9:.3f} B" for name, n in count.items()) + f"; {trainable / 1e9:.2f} B in all")
     print(
-        f"  fp32 weights + gradients + AdamW (16 bytes each): {16 * trainable / GB:.1f} GB ({16 * count['audio'] / GB:.1f} GB audio adapter alone)"
+        f"  fp32 weights + gradients + AdamW (16 bytes each): {16 * trainable / GB:.1f} GB "
+        f"({16 * count['audio'] / GB:.1f} GB audio adapter alone)"
     )
     print("  frozen base (14.0 B parameters): 28.0 GB bf16, 14.0 GB fp8")
     print(

@@ -75,7 +75,7 @@ class FantasyTalkingGuider(comfy.samplers.CFGGuider):
         step = step_of_sigma(sigmas, float(timestep.flatten()[0]))
         return audio_guidance_active(step, len(sigmas) - 1, self.audio_cfg_start, self.audio_cfg_end)
 
-    def predict_noise(self, x, timestep, model_options={}, seed=None):
+    def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006 (CFGGuider's signature)
         model, conds = self.inner_model, self.conds
         if not self.audio_guided_at(timestep, model_options):
             return comfy.samplers.sampling_function(

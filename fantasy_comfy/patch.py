@@ -123,7 +123,8 @@ class FantasyTalkingPatch:
     def _check_modules(self, blocks) -> None:
         if self.modules.audio is None:
             raise ValueError(
-                f"FantasyTalking: the fantasytalking_model input holds no audio adapter (only {', '.join(n for n, _ in self.modules.files)} "
+                "FantasyTalking: the fantasytalking_model input holds no audio adapter "
+                f"(only {', '.join(n for n, _ in self.modules.files)} "
                 f"from {', '.join(sorted({f for _, f in self.modules.files}))}). Load fantasytalking_model.ckpt with a "
                 "'FantasyTalking Model Loader' and connect it to this loader's fantasytalking_model input."
             )
@@ -219,7 +220,7 @@ class FantasyTalkingPatch:
             )
         return rows
 
-    def per_call(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+    def per_call(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):  # noqa: B006 (apply_model's)
         """APPLY_MODEL wrapper: decides on the host what this call adds, then runs the (possibly compiled) model."""
         rows = self._rows(kwargs, x.shape[0])
         base = executor.class_obj

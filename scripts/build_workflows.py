@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PACK_DIR)
-from fantasy_core.guidance import OFFICIAL_NEGATIVE_PROMPT
+from fantasy_core.guidance import OFFICIAL_NEGATIVE_PROMPT  # noqa: E402 (after the pack's folder is on the path)
 
 WORKFLOWS_DIR = os.path.join(PACK_DIR, "workflows")
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
@@ -403,7 +403,7 @@ def to_ui(name: str, nodes: list[Node], object_info: dict) -> dict:
         info = object_info[node.type]
         inputs = []
         for name, spec in input_specs(info):
-            link = next((l for l in links if l[3] == node.id and l[6] == name), None)
+            link = next((entry for entry in links if entry[3] == node.id and entry[6] == name), None)
             if is_widget(spec) and link is None:
                 continue
             entry = {"name": name, "type": spec[0] if isinstance(spec[0], str) else "COMBO", "link": link[0] if link else None}
@@ -449,7 +449,7 @@ def to_ui(name: str, nodes: list[Node], object_info: dict) -> dict:
         "last_node_id": max(n.id for n in nodes),
         "last_link_id": len(links),
         "nodes": ui_nodes,
-        "links": [l[:6] for l in links],
+        "links": [entry[:6] for entry in links],
         "groups": groups,
         "config": {},
         "extra": {"ds": {"scale": 0.7, "offset": [60, 120]}},

@@ -94,7 +94,7 @@ def tiny_text_encoder(comfy, seed: int = 0):
     config = {**TINY_UMT5, "vocab_size": 48}
 
     class TinyUMT5(comfy.sd1_clip.SDClipModel):
-        def __init__(self, device="cpu", layer="last", layer_idx=None, dtype=None, model_options={}):
+        def __init__(self, device="cpu", layer="last", layer_idx=None, dtype=None, model_options={}):  # noqa: B006 (ComfyUI's)
             super().__init__(
                 device=device,
                 layer=layer,
@@ -109,7 +109,7 @@ def tiny_text_encoder(comfy, seed: int = 0):
             )
 
     class TinyWanT5(comfy.sd1_clip.SD1ClipModel):
-        def __init__(self, device="cpu", dtype=None, model_options={}):
+        def __init__(self, device="cpu", dtype=None, model_options={}):  # noqa: B006 (ComfyUI's)
             super().__init__(device=device, dtype=dtype, model_options=model_options, name="umt5xxl", clip_model=TinyUMT5)
 
     with torch.device("meta"):

@@ -125,7 +125,8 @@ def server(comfyui_path, workspace, tmp_path_factory):
     config.write_text(
         "test:\n"
         f"  base_path: {models}\n"
-        "  diffusion_models: diffusion_models\n  vae: vae\n  fantasytalking: fantasytalking\n  audio_encoders: audio_encoders\n  loras: loras\n"
+        "  diffusion_models: diffusion_models\n  vae: vae\n  fantasytalking: fantasytalking\n"
+        "  audio_encoders: audio_encoders\n  loras: loras\n"
         "  insightface: insightface\n"
         f"  custom_nodes: {custom_nodes}\n"
     )
@@ -165,7 +166,7 @@ def server(comfyui_path, workspace, tmp_path_factory):
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("ComfyUI server did not start:\n" + (root / "server.log").read_text()[-4000:])
+                    raise RuntimeError("ComfyUI server did not start:\n" + (root / "server.log").read_text()[-4000:]) from None
                 time.sleep(1)
         yield {"port": port, "output": root / "output", "log": root / "server.log"}
     finally:

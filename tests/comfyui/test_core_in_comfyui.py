@@ -60,7 +60,7 @@ def inputs(seed=0):
 def naive_cross_attention(attn, kv, audio, scale):
     """Official WanCrossAttentionProcessor restated with loops, replacing ComfyUI's forward for the reference run."""
 
-    def forward(x, context, context_img_len, transformer_options={}):
+    def forward(x, context, context_img_len, transformer_options={}):  # noqa: B006 (WanT2VCrossAttention's)
         heads = attn.num_heads
         img, txt = context[:, :context_img_len], context[:, context_img_len:]
         q = attn.norm_q(attn.q(x))

@@ -370,7 +370,8 @@ def test_nodes_register_without_the_face_packages_and_say_what_to_install(comfyu
         nodes = load_comfyui_with_pack({str(comfyui_path)!r})
         assert "FantasyTalkingFaceCrop" in nodes and "FantasyTalkingApply" in nodes
         try:
-            nodes["FantasyTalkingFaceCrop"].execute(image=torch.rand(1, 64, 64, 3), detector="mediapipe", margin=0.3, min_face_size=8, crop_size=64)
+            face_crop = nodes["FantasyTalkingFaceCrop"]
+            face_crop.execute(image=torch.rand(1, 64, 64, 3), detector="mediapipe", margin=0.3, min_face_size=8, crop_size=64)
         except ImportError as error:
             print("CROP:", error)
         face = [(torch.zeros(64, 64, 3, dtype=torch.uint8).numpy(), None)]

@@ -184,9 +184,11 @@ def test_an_error_inside_reaches_the_user_and_leaves_no_file(comfy_nodes, worksp
             comfy_nodes,
             "FantasyTalkingLongVideo",
             model=wan,
-            fantasytalking_model=adapter,
+            fantasytalking_model=modules,  # every modality: their run caches must not outlive the failure either
             audio_embeds=embeds,
             audio_scale=1.0,
+            identity=face,
+            motion=motion,
             positive=comfy_nodes["FantasyTalkingTestConditioning"]().make(seed=1)[0],
             negative=comfy_nodes["FantasyTalkingTestConditioning"]().make(seed=2)[0],
             vae=vae,

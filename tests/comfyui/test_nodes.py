@@ -218,7 +218,7 @@ def naive_reference_model(wan, adapter_state, embeds, scale):
     k_lens = torch.tensor(k_lens)[None]
 
     def forward_for(index, attn):
-        def forward(x, context, context_img_len, transformer_options={}):
+        def forward(x, context, context_img_len, transformer_options={}):  # noqa: B006 (WanT2VCrossAttention's)
             heads = attn.num_heads
             q = attn.norm_q(attn.q(x))
             img, txt = context[:, :context_img_len], context[:, context_img_len:]

