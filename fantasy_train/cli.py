@@ -12,18 +12,42 @@ import sys
 from fantasy_comfy.host import ComfyUINotFoundError, import_comfyui
 
 EXIT_USAGE, EXIT_MISSING_MODEL, EXIT_FAILED = 2, 3, 1
+EXIT_CODES = """exit codes:
+  0  done
+  1  the work failed: clips failed unexpectedly (prepare; run it again to retry them), or the run stopped (train:
+     the loss diverged, a bad module file, an output_dir holding another run, a validation input)
+  2  bad arguments or settings, a config that does not match its dataset, or ComfyUI could not start
+  3  a model file is missing (each named with its folder and where to get it)"""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's default after its help (an option without one says in words what happens when it is not
+    given); the exit codes as written."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, [], ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def parser() -> argparse.ArgumentParser:
     from fantasy_core.dataset.settings import DatasetSettings
 
     defaults = DatasetSettings()
-    main_parser = argparse.ArgumentParser(prog="python -m fantasy_train", description="FantasyTalking training tools.")
+    main_parser = argparse.ArgumentParser(
+        prog="python -m fantasy_train",
+        description="FantasyTalking training tools.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = main_parser.add_subparsers(dest="command", required=True)
     prep = commands.add_parser(
         "prepare",
         help="a folder of talking videos -> a cached training set (resumable)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Cuts a folder of talking videos into clips, filters them, and caches what training needs (latents, "
+        "conditioning, audio features, lip masks, face embeddings, motion intensity). Run it again to continue.",
+        epilog=EXIT_CODES,
+        formatter_class=HelpFormatter,
     )
     prep.add_argument("videos", help="folder of videos with speech (searched recursively)")
     prep.add_argument("out", help="dataset folder to create, or to continue after an interruption")
@@ -35,17 +59,26 @@ def parser() -> argparse.ArgumentParser:
     models.add_argument(
         "--arcface",
         help="ArcFace ONNX as <pack>/<file> under models/insightface/models, e.g. buffalo_l/w600k_r50.onnx "
-        "(non-commercial licence); without it no face embeddings are cached",
+        "(non-commercial licence) (default: none, and no face embeddings are cached)",
     )
     models.add_argument("--face-detector", default=defaults.face_detector, help="'mediapipe' or insightface/<pack> (its SCRFD)")
     models.add_argument("--body-model", default=defaults.body_model, help="'mediapipe pose' or dwpose/<file>.onnx (models/dwpose)")
     clips = prep.add_argument_group("clips")
-    clips.add_argument("--fps", type=float, default=defaults.fps)
-    clips.add_argument("--frames", type=int, default=defaults.frames, help="frames per clip, 4k+1")
-    clips.add_argument("--width", type=int, default=defaults.width)
-    clips.add_argument("--height", type=int, default=defaults.height)
+    clips.add_argument("--fps", type=float, default=defaults.fps, help="frame rate of the clips (the official inference rate)")
+    clips.add_argument(
+        "--frames",
+        type=int,
+        default=defaults.frames,
+        help="frames per clip, 4k+1; at least the 2 s motion-measuring window (46 frames at 23 fps)",
+    )
+    clips.add_argument(
+        "--width", type=int, default=defaults.width, help="clip width, a multiple of 16 (videos are scaled and centre-cropped)"
+    )
+    clips.add_argument("--height", type=int, default=defaults.height, help="clip height, a multiple of 16")
     clips.add_argument("--stride-seconds", type=float, help="between clip starts (default: back to back)")
-    clips.add_argument("--captions", help="CSV with columns file,caption (file relative to VIDEOS); else <video>.txt beside each video")
+    clips.add_argument(
+        "--captions", help="CSV with columns file,caption (file relative to VIDEOS) (default: <video>.txt beside each video)"
+    )
     filters = prep.add_argument_group("filters")
     filters.add_argument("--min-resolution", type=int, help="shorter side of a source video (default: the shorter of --width/--height)")
     filters.add_argument(
@@ -53,38 +86,64 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         help="detector score on the first, middle and last frame (default: 0.9 for insightface, the paper's; 0.8 for mediapipe)",
     )
-    filters.add_argument("--min-speech-fraction", type=float, default=defaults.min_speech_fraction)
-    filters.add_argument("--speech-level-db", type=float, default=defaults.speech_level_db)
-    filters.add_argument("--scene-cut-threshold", type=float, default=defaults.scene_cut_threshold)
     filters.add_argument(
-        "--syncnet", help="SyncNet weights (syncnet_v2.model of joonson/syncnet_python): drop clips whose sound is off the lips"
+        "--min-speech-fraction",
+        type=float,
+        default=defaults.min_speech_fraction,
+        help="smallest fraction of a clip's 30 ms windows louder than --speech-level-db (0 to 1)",
     )
     filters.add_argument(
-        "--sync-max-offset", type=int, help=f"with --syncnet: largest |offset| in 25 fps frames (default {defaults.sync_max_offset})"
+        "--speech-level-db",
+        type=float,
+        default=defaults.speech_level_db,
+        help="loudness (dBFS) above which a 30 ms window counts as speech",
     )
     filters.add_argument(
-        "--sync-min-confidence", type=float, help=f"with --syncnet: smallest confidence (default {defaults.sync_min_confidence:g})"
+        "--scene-cut-threshold",
+        type=float,
+        default=defaults.scene_cut_threshold,
+        help="a clip is dropped when two consecutive frames' thumbnails differ by more than this (0 to 1)",
+    )
+    filters.add_argument(
+        "--syncnet",
+        help="SyncNet weights (syncnet_v2.model of joonson/syncnet_python): drop clips whose sound is off the lips "
+        "(default: no lip-sync filter)",
+    )
+    filters.add_argument(
+        "--sync-max-offset", type=int, help=f"with --syncnet: largest |offset| in 25 fps frames (default: {defaults.sync_max_offset})"
+    )
+    filters.add_argument(
+        "--sync-min-confidence", type=float, help=f"with --syncnet: smallest confidence (default: {defaults.sync_min_confidence:g})"
     )
     run = prep.add_argument_group("run")
-    run.add_argument("--storage-dtype", choices=["bf16", "fp16", "fp32"], default=defaults.storage_dtype)
+    run.add_argument(
+        "--storage-dtype", choices=["bf16", "fp16", "fp32"], default=defaults.storage_dtype, help="precision of the cached float tensors"
+    )
     run.add_argument("--workers", type=int, default=max(min((os.cpu_count() or 2) - 1, 8), 0), help="CPU worker processes (0: none)")
-    run.add_argument("--clips-per-shard", type=int, default=16)
-    run.add_argument("--encode-batch", type=int, default=4)
+    run.add_argument("--clips-per-shard", type=int, default=16, help="clips per .safetensors shard (a shard is written when full)")
+    run.add_argument("--encode-batch", type=int, default=4, help="clips encoded together on the GPU (VAE, CLIP vision, wav2vec2)")
     run.add_argument("--comfyui", help="ComfyUI folder (default: $COMFYUI_PATH, or the ComfyUI this pack is installed in)")
-    run.add_argument("--comfyui-args", default="", help="ComfyUI device options, e.g. '--lowvram' or '--cpu'")
+    run.add_argument("--comfyui-args", default="", help="ComfyUI device options, e.g. '--lowvram' or '--cpu' (default: none)")
     prep.set_defaults(run=prepare)
-    trainer = commands.add_parser("train", help="train the audio, identity and motion modules (resumes a run found in output_dir)")
+    trainer = commands.add_parser(
+        "train",
+        help="train the audio, identity and motion modules (resumes a run found in output_dir)",
+        description="DAVA training of the audio adapter, the identity module and the motion network on a prepared set. "
+        "A run found in the config's output_dir is resumed; launch with accelerate for more than one GPU.",
+        epilog=EXIT_CODES,
+        formatter_class=HelpFormatter,
+    )
     trainer.add_argument("config", help="TOML run configuration (see fantasy_train/configs/)")
     trainer.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config value, e.g. --set optimizer.learning_rate=5e-5 (repeatable)",
+        help="override a config value, e.g. --set optimizer.learning_rate=5e-5 (repeatable; default: none)",
     )
     trainer.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to TensorBoard)")
     trainer.add_argument("--comfyui", help="ComfyUI folder (default: $COMFYUI_PATH, or the ComfyUI this pack is installed in)")
-    trainer.add_argument("--comfyui-args", default="", help="ComfyUI device options, e.g. '--cpu'")
+    trainer.add_argument("--comfyui-args", default="", help="ComfyUI device options, e.g. '--lowvram' or '--cpu' (default: none)")
     trainer.set_defaults(run=train)
     return main_parser
 
@@ -157,6 +216,7 @@ def prepare(args) -> int:
             storage_dtype=args.storage_dtype,
             **sync,
         )
+        settings.check_motion_window()
     except (SettingsError, ValueError) as error:
         return _fail(str(error), EXIT_USAGE)
     if not os.path.isdir(args.videos):

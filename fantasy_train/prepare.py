@@ -262,6 +262,7 @@ def prepare_dataset(
     options: RunOptions = RunOptions(),
 ) -> dict:
     """Make (or continue) the dataset in ``out_dir`` and return its summary."""
+    settings.check_motion_window()
     folder = DatasetFolder.open(out_dir, settings, model_names)
     videos = find_videos(videos_dir)
     tasks, video_drops = plan(videos, settings, read_captions(videos_dir, captions_csv, videos), folder.done)

@@ -18,8 +18,8 @@ class FantasyTalkingFaceCrop(io.ComfyNode):
             node_id="FantasyTalkingFaceCrop",
             display_name="FantasyTalking Face Crop",
             category=CATEGORY,
-            description="Finds the portrait's main face (the largest; the clearly more confident of two equally large "
-            "ones) and its 5 keypoints, and shows a square crop around it. Face Embedding aligns the face from the "
+            description="Finds the portrait's main face (the largest; of faces about as large, the clearly more confident "
+            "one) and its 5 keypoints, and shows a square crop around it. Face Embedding aligns the face from the "
             "keypoints on the full image, so margin and crop_size shape only the crop output. Several photos of the "
             "same person may come as a batch.",
             inputs=[

@@ -31,7 +31,7 @@ DROP_REASONS = {
     "audio_unusable": "the clip's sound is missing, too short or not finite",
     "no_speech": "too little of the clip is louder than the speech level",
     "no_face": "no face was found in the first, middle or last frame",
-    "several_faces": "several equally large faces: whose identity is unclear",
+    "several_faces": "several faces of about the same size: whose identity is unclear",
     "face_confidence": "the face detector's confidence is below the minimum",
     "motion_unmeasurable": "the face or body could not be followed through the clip",
     "lip_sync": "SyncNet finds the sound off the lips, or not confidently on them",

@@ -7,6 +7,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from ..frames import check_video_length, clip_seconds
+from ..motion.intensity import MotionCalibration
+from ..motion.measure import frames_per_window
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 STORAGE_DTYPES = ("bf16", "fp16", "fp32")
@@ -52,6 +54,18 @@ class DatasetSettings:
                 raise SettingsError(f"{name} must lie between 0 and 1, got {getattr(self, name)}.")
         if self.storage_dtype not in STORAGE_DTYPES:
             raise SettingsError(f"storage_dtype must be one of {list(STORAGE_DTYPES)}, got {self.storage_dtype!r}.")
+
+    def check_motion_window(self) -> None:
+        """Every clip's ω is measured over windows of the calibration's length (2 s): a shorter clip could never be
+        measured, so it is refused before any work rather than dropped clip by clip."""
+        window = frames_per_window(self.fps, MotionCalibration().window_seconds)
+        if self.frames < window:
+            fits = next(n for n in range(window, window + 4) if n % 4 == 1)
+            raise SettingsError(
+                f"frames: {self.frames} frames at {self.fps:g} fps ({self.clip_seconds:.2f} s) is shorter than the "
+                f"{MotionCalibration().window_seconds:g} s window the motion measurement needs, so every clip would be "
+                f"dropped. Use --frames {fits} or more (at least {window} frames at this frame rate; 4k+1)."
+            )
 
     @property
     def clip_seconds(self) -> float:

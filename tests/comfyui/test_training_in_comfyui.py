@@ -274,24 +274,41 @@ def finished(process, timeout=600) -> str:
     return output
 
 
-def test_two_processes_equal_one_process_on_the_combined_batch(made, tmp_path, comfyui_path):
+@pytest.mark.parametrize("optimizer", ["eps_1", "shipped"])
+def test_two_processes_equal_one_process_on_the_combined_batch(made, tmp_path, comfyui_path, optimizer):
+    """What docs/training.md promises. With eps = 1 (Adam close to SGD) the weights agree to 1e-6. With the shipped
+    AdamW (lr 1e-4, eps 1e-8) the gradients agree to rounding, but Adam scales each step by the gradient's own running
+    size, so a weight whose gradient is at rounding level may step by up to about lr either way: the weights agree to
+    within 2 lr per step, and nearly all far closer."""
     from fantasy_core.module_file import load_fantasytalking_file
+    from fantasy_core.training.config import OptimizerConfig
 
-    common = {"steps": 3, "checkpoint": {"every": 3}, "optimizer": LINEAR_ADAM}
+    steps, settings = 3, LINEAR_ADAM if optimizer == "eps_1" else {}
+    common = {"steps": steps, "checkpoint": {"every": steps}, "optimizer": settings}
     one = write_config(made, tmp_path / "one.json", data={"batch_size": 2}, **common)
     two = write_config(made, tmp_path / "two.json", data={"batch_size": 1}, **common)
     finished(runner(one, 1, str(comfyui_path)))
     output = finished(runner(two, 2, str(comfyui_path)))
     assert "2 process(es)" in output
-    name = "checkpoints/fantasytalking-stage1-step0000003.safetensors"
+    name = f"checkpoints/fantasytalking-stage1-step{steps:07d}.safetensors"
     single, double = (load_fantasytalking_file(str(tmp_path / run / name)) for run in ("one", "two"))
+    start = states(fresh_modules(made, config_of(made, tmp_path / "x")))
+    learning_rate = OptimizerConfig().learning_rate
+    differences, moved = [], []
     for module in ("audio", "identity", "motion"):
         a, b = getattr(single, module).state_dict, getattr(double, module).state_dict
         assert a.keys() == b.keys()
         for key in a:
-            torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=f"{module}.{key}")
-    start = states(fresh_modules(made, config_of(made, tmp_path / "x")))
-    assert not torch.equal(start["audio.blocks.0.v_proj.weight"], single.audio.state_dict["blocks.0.v_proj.weight"])  # they trained
+            if optimizer == "eps_1":
+                torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=f"{module}.{key}")
+            differences.append((b[key].float() - a[key].float()).abs().flatten())
+            moved.append((a[key].float() - start[f"{module}.{key}"].float()).abs().flatten())
+    differences, moved = torch.cat(differences), torch.cat(moved)
+    if optimizer == "shipped":
+        assert differences.max() <= 2 * learning_rate * steps
+        assert (differences <= 1e-6).float().mean() > 0.9  # the bound is reached only where gradients are at rounding level
+    assert moved.max() > 10 * differences.max()  # they trained, far more than they differ
+    print(f"{optimizer}: largest difference {differences.max():.2e}, median {differences.median():.2e}; largest move {moved.max():.2e}")
 
 
 def test_fsdp2_with_the_base_sharded_equals_one_process(made, tmp_path, comfyui_path):

@@ -249,8 +249,11 @@ def test_whole_videos_without_sound_too_small_or_too_short_are_dropped_with_the_
     assert again == []  # what a previous run decided is not planned again
 
 
-def test_the_command_refuses_bad_settings_before_loading_anything(tmp_path, capsys):
+def test_the_command_refuses_bad_settings_before_loading_anything(tmp_path, capsys, monkeypatch):
+    import fantasy_train.cli
     from fantasy_train.cli import main
+
+    monkeypatch.setattr(fantasy_train.cli, "_start_comfyui", lambda args: pytest.fail("ComfyUI was started for refused settings"))
 
     (tmp_path / "videos").mkdir()
     out = str(tmp_path / "out")
@@ -260,7 +263,28 @@ def test_the_command_refuses_bad_settings_before_loading_anything(tmp_path, caps
     assert "frames must be of the form 4k+1" in capsys.readouterr().err
     assert main(["prepare", str(tmp_path / "missing"), out]) == 2
     assert f"VIDEOS: the folder {tmp_path / 'missing'} does not exist." in capsys.readouterr().err
+    # clips shorter than the 2 s motion-measuring window could never be measured: refused, with the minimum
+    assert main(["prepare", str(tmp_path / "videos"), out, "--frames", "17"]) == 2
+    err = capsys.readouterr().err
+    assert "frames: 17 frames at 23 fps (0.74 s) is shorter than the 2 s window" in err
+    assert "Use --frames 49 or more (at least 46 frames at this frame rate" in err
     assert not os.path.exists(out)
+
+
+def test_every_option_of_both_commands_says_what_it_does_and_its_default():
+    from fantasy_train.cli import HelpFormatter, parser
+
+    commands = next(action for action in parser()._actions if action.dest == "command").choices
+    for name in ("prepare", "train"):
+        command = commands[name]
+        text = command.format_help()
+        assert "exit codes:" in text and "3  a model file is missing" in text
+        for action in command._actions:
+            if action.dest == "help":
+                continue
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+            if action.option_strings and action.nargs != 0:  # every option with a value names its default
+                assert "default" in HelpFormatter(name)._get_help_string(action), f"{name} {action.option_strings}"
 
 
 def test_settings_name_the_body_model_as_a_calibration_does():
