@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+from .add_modules import GraphError, IdentityChoice, MotionChoice, add_identity, add_motion
 from .comfy_client import (
     EXIT_EXECUTION,
     EXIT_INTERRUPTED,
@@ -25,16 +26,27 @@ from .workflows import LOADER_WIDGETS, VARIANTS, api_workflow, choose_variant, f
 DEFAULT_SERVER = "http://127.0.0.1:8188"
 
 
-def progress_printer(stream=sys.stderr):
-    def show(value: int, total: int, node: str) -> None:
-        width = 30
-        filled = int(width * value / max(total, 1))
-        stream.write(f"\r  node {node:>4} [{'#' * filled}{'.' * (width - filled)}] {value}/{total}")
-        stream.flush()
-        if value >= total:
-            stream.write("\n")
+class ProgressBars:
+    """ComfyUI's progress messages as tqdm bars (steps per second, time left), one per node that reports progress."""
 
-    return show
+    def __init__(self, stream=sys.stderr):
+        self.stream, self.bar, self.key = stream, None, None
+
+    def __call__(self, value: int, total: int, node: str) -> None:
+        from tqdm import tqdm
+
+        if self.key != (node, total) or value < (self.bar.n if self.bar else 0):
+            self.close()
+            self.bar = tqdm(total=total, desc=f"node {node}", unit="step", file=self.stream, dynamic_ncols=True)
+            self.key = (node, total)
+        self.bar.update(value - self.bar.n)
+        if value >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar, self.key = None, None
 
 
 def start_local_comfyui(server: str, wait_seconds: float, extra_args: str = "") -> subprocess.Popen:
@@ -83,15 +95,106 @@ def missing_models(client: ComfyClient, graph: dict, variant: str) -> list[str]:
     return missing
 
 
+IDENTITY_OPTIONS = ("arcface", "face_detector", "identity_scale")
+MOTION_OPTIONS = ("motion_preset", "omega_lip", "omega_body", "motion_from", "body_model")
+
+
+def check_module_options(args) -> None:
+    """What can be refused before the server is asked: options of a module that was not named, and contradictions."""
+
+    def given(names):
+        return [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None]
+
+    if not args.identity_module and given(IDENTITY_OPTIONS):
+        raise CommandError(f"{', '.join(given(IDENTITY_OPTIONS))} need --identity-module (the trained identity module file).", EXIT_USAGE)
+    if not args.motion_module and given(MOTION_OPTIONS):
+        raise CommandError(f"{', '.join(given(MOTION_OPTIONS))} need --motion-module (the trained motion module file).", EXIT_USAGE)
+    if args.motion_from is not None and given(("motion_preset", "omega_lip", "omega_body")):
+        raise CommandError(
+            "--motion-from measures ω from a clip: give it alone, or --motion-preset, or --omega-lip/--omega-body.", EXIT_USAGE
+        )
+    if args.motion_preset is not None and given(("omega_lip", "omega_body")):
+        raise CommandError("--motion-preset sets both ω: give it or --omega-lip/--omega-body, not both.", EXIT_USAGE)
+    for name in ("omega_lip", "omega_body", "identity_scale"):
+        value, top = getattr(args, name), 1.0 if name != "identity_scale" else 10.0
+        if value is not None and not 0.0 <= value <= top:
+            raise CommandError(f"--{name.replace('_', '-')} must lie between 0 and {top:g}; got {value:g}.", EXIT_USAGE)
+    if args.motion_from is not None and not os.path.isfile(args.motion_from):
+        raise CommandError(f"--motion-from: file not found: {args.motion_from}", EXIT_USAGE)
+    if args.body_model is not None and args.motion_from is None:
+        raise CommandError("--body-model is for measuring --motion-from; give the reference clip too.", EXIT_USAGE)
+
+
+SERVER_CHOICES = {  # option -> (node, widget, what to do when the server lacks the choice)
+    "identity_module": ("FantasyTalkingModelLoader", "model_name", "put the file the trainer wrote in ComfyUI/models/fantasytalking/"),
+    "motion_module": ("FantasyTalkingModelLoader", "model_name", "put the file the trainer wrote in ComfyUI/models/fantasytalking/"),
+    "arcface": (
+        "FantasyTalkingFaceEmbedding",
+        "arcface_model",
+        "put insightface's buffalo_l pack (w600k_r50.onnx; non-commercial licence) in ComfyUI/models/insightface/models/buffalo_l/",
+    ),
+    "face_detector": ("FantasyTalkingFaceCrop", "detector", "use mediapipe, or an insightface pack holding det_10g.onnx"),
+    "motion_preset": ("FantasyTalkingMotionIntensity", "preset", "use one of the presets"),
+    "body_model": ("FantasyTalkingMeasureMotion", "body_model", "use mediapipe pose, or put a DWPose ONNX in ComfyUI/models/dwpose/"),
+}
+
+
+def options_of(info: dict, node: str, widget: str) -> list[str]:
+    inputs = info.get(node, {}).get("input", {})
+    spec = {**inputs.get("required", {}), **inputs.get("optional", {})}.get(widget)
+    if spec is None:
+        return []
+    return list(spec[0]) if isinstance(spec[0], list) else list(spec[1].get("options", []))
+
+
+def check_server_choices(client: ComfyClient, args, graph: dict) -> None:
+    """Every file or choice named for identity and motion is one the server offers; ArcFace must exist at all."""
+    info = client.get_json("/object_info")
+    wanted = {name: getattr(args, name) for name in SERVER_CHOICES if getattr(args, name, None) is not None}
+    if args.identity_module:
+        embedding = next(node for node in graph.values() if node["class_type"] == "FantasyTalkingFaceEmbedding")
+        wanted["arcface"] = embedding["inputs"]["arcface_model"]
+        if not options_of(info, "FantasyTalkingFaceEmbedding", "arcface_model"):
+            raise CommandError(
+                "--identity-module needs ArcFace to embed the portrait's face, and ComfyUI has no ArcFace model: "
+                + SERVER_CHOICES["arcface"][2]
+                + " (see docs/models.md), then restart ComfyUI.",
+                EXIT_USAGE,
+            )
+    for name, value in wanted.items():
+        node, widget, advice = SERVER_CHOICES[name]
+        offered = options_of(info, node, widget)
+        if value not in offered:
+            raise CommandError(
+                f"--{name.replace('_', '-')}: ComfyUI has no '{value}' (it offers: {', '.join(offered) or 'none'}); {advice}.", EXIT_USAGE
+            )
+
+
+def with_requested_modules(client: ComfyClient, args, graph: dict) -> dict:
+    try:
+        if args.identity_module:
+            graph = add_identity(graph, IdentityChoice(args.identity_module, args.arcface, args.face_detector, args.identity_scale))
+        if args.motion_module:
+            reference = client.upload(args.motion_from) if args.motion_from else None
+            choice = MotionChoice(args.motion_module, args.motion_preset, args.omega_lip, args.omega_body, reference, args.body_model)
+            graph = add_motion(graph, choice)
+    except GraphError as error:
+        raise CommandError(f"--identity-module/--motion-module: {error}", EXIT_USAGE) from error
+    check_server_choices(client, args, graph)
+    return graph
+
+
 def generate(args) -> int:
     for label, path in (("--image", args.image), ("--audio", args.audio)):
         if not os.path.isfile(path):
             raise CommandError(f"{label}: file not found: {path}", EXIT_USAGE)
+    check_module_options(args)
     client = ComfyClient(args.server)
     server_process = None if client.is_up() else start_local_comfyui(args.server, args.start_timeout, args.comfyui_args)
     try:
         variant = choose_variant(args.workflow, args.audio, args.max_seconds)
         graph = load_json(args.workflow_file) if args.workflow_file else api_workflow(variant)
+        graph = with_requested_modules(client, args, graph)
         missing = missing_models(client, graph, variant)
         if missing:
             raise CommandError(
@@ -108,11 +211,14 @@ def generate(args) -> int:
         next_event = next(events)  # connect before queueing so no progress message is missed
         prompt_id = client.queue(graph)
         print(f"Queued the {variant} workflow as {prompt_id}", file=sys.stderr)
+        bars = ProgressBars()
         try:
-            follow(client, prompt_id, _chain(next_event, events), progress_printer())
+            follow(client, prompt_id, _chain(next_event, events), bars)
         except KeyboardInterrupt:
             client.cancel(prompt_id)
             raise CommandError("Cancelled: the job was removed from the ComfyUI queue and interrupted.", EXIT_INTERRUPTED) from None
+        finally:
+            bars.close()
         outputs = finished_outputs(client, prompt_id)
         videos = [entry for node in outputs.values() for entry in node.get("images", []) if entry["filename"].endswith(".mp4")]
         if not videos:
@@ -223,6 +329,18 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("FANTASYTALKING_COMFYUI_ARGS", ""),
         help="extra arguments for a ComfyUI this command starts, e.g. '--lowvram' (default: $FANTASYTALKING_COMFYUI_ARGS)",
     )
+    identity = gen.add_argument_group("identity (needs an identity module from the trainer and ArcFace on the server)")
+    identity.add_argument("--identity-module", help="identity module file in ComfyUI/models/fantasytalking (default: no identity)")
+    identity.add_argument("--arcface", help="ArcFace model as <pack>/<file> (default: buffalo_l/w600k_r50.onnx, the identity workflow's)")
+    identity.add_argument("--face-detector", help="mediapipe or insightface/<pack> (default: mediapipe)")
+    identity.add_argument("--identity-scale", type=float, help="λ2, the identity attention's strength (default: 0.5)")
+    motion = gen.add_argument_group("motion (needs a motion module from the trainer)")
+    motion.add_argument("--motion-module", help="motion module file in ComfyUI/models/fantasytalking (default: no motion module)")
+    motion.add_argument("--motion-preset", help="subtle, natural or intense (the paper's; default: custom ω below, else neutral 0.5)")
+    motion.add_argument("--omega-lip", type=float, help="ω_l, facial expression, 0 to 1 (default: 0.5)")
+    motion.add_argument("--omega-body", type=float, help="ω_b, body motion, 0 to 1 (default: 0.5)")
+    motion.add_argument("--motion-from", metavar="CLIP", help="a reference video whose ω the server measures (default: none)")
+    motion.add_argument("--body-model", help="with --motion-from: mediapipe pose or dwpose/<file>.onnx (default: mediapipe pose)")
     gen.set_defaults(run=generate)
     mod = commands.add_parser("models", help="list the model files the workflows need and whether ComfyUI has them")
     mod.add_argument("--workflow", choices=[*VARIANTS, "all"], default="all")

@@ -12,6 +12,8 @@ VARIANTS = {
     "fast": "fantasytalking_fast_distilled_lora",
     "long": "fantasytalking_long_video",
 }
+# the identity and motion workflows are where --identity-module and --motion-* take their nodes from (add_modules)
+TEMPLATES = {**VARIANTS, "identity": "fantasytalking_identity", "motion": "fantasytalking_motion"}
 ONE_WINDOW_SECONDS = 81 / 23  # the official 81 frames at 23 fps; longer tracks need the long-video workflow
 
 
@@ -66,7 +68,7 @@ def _read(path: str) -> dict:
 
 
 def api_workflow(variant: str) -> dict:
-    return _read(os.path.join(WORKFLOWS_DIR, "api", f"{VARIANTS[variant]}.json"))
+    return _read(os.path.join(WORKFLOWS_DIR, "api", f"{TEMPLATES[variant]}.json"))
 
 
 def required_models(variant: str) -> list[dict]:

@@ -2,17 +2,21 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from conftest_helpers import free_port, http
 from graphs import mp4_streams
 from shipped import WORKFLOWS, cpu_sized, load
 from tiers import PACK_DIR
 
+# tqdm's bar: "2/2 [00:01<00:00,  1.52step/s]" (elapsed<left, rate)
+PROGRESS_WITH_RATE_AND_ETA = r"2/2 \[\d\d:\d\d<\d\d:\d\d, +[\d.]+(step/s|s/step)\]"
 VARIANT_FILES = {
     "standard": "fantasytalking_standard",
     "lowvram": "fantasytalking_lowvram_fp8",
@@ -59,7 +63,7 @@ def test_generate_writes_an_mp4_with_sound(variant, server, stand_ins, workspace
         str(out),
     )
     assert result.returncode == 0, result.stderr
-    assert "] 2/2" in result.stderr  # the sampler's progress bar, from the websocket
+    assert re.search(PROGRESS_WITH_RATE_AND_ETA, result.stderr), result.stderr  # the sampler's bar, from the websocket
     info = mp4_streams(str(out))
     assert info["kinds"] == ["audio", "video"] and info["frames"] == 9
     assert info["audio_duration"] == pytest.approx(9 / 23, abs=0.08)
@@ -363,3 +367,120 @@ def test_long_track_is_cut_by_max_seconds(server, stand_ins, workspace, tmp_path
     info = mp4_streams(str(out))
     assert info["frames"] == int(23 * 6 // 4) * 4 + 5 == 141  # two segments: frames 0-80 and 68-140
     assert info["audio_duration"] == pytest.approx(141 / 23, abs=0.08)  # the voice cut to the video, as officially
+
+
+def queued_graph(server, stderr: str) -> dict:
+    """The graph ComfyUI ran for the job the command queued (from its history)."""
+    prompt_id = re.search(r"workflow as ([0-9a-f-]+)", stderr).group(1)
+    return http(server["port"], f"/history/{prompt_id}")[prompt_id]["prompt"][2]
+
+
+def first_frame(path) -> np.ndarray:
+    import av
+
+    with av.open(str(path)) as container:
+        return next(container.decode(video=0)).to_ndarray(format="rgb24")
+
+
+def talk(workspace, tmp_path, server, out, *extra):
+    _, audio = workspace["media"][0]
+    return cli(
+        "generate",
+        "--image",
+        str(workspace["inputs"] / "portrait.png"),
+        "--audio",
+        str(workspace["inputs"] / audio),
+        "--workflow-file",
+        cpu_sized("fantasytalking_standard", tmp_path),
+        "--seed",
+        "3",
+        "--server",
+        f"http://127.0.0.1:{server['port']}",
+        "--out",
+        str(tmp_path / out),
+        *extra,
+    )
+
+
+def test_generate_makes_an_identity_video(server, stand_ins, workspace, tmp_path):
+    """--identity-module adds the identity workflow's loader, Face Crop and Face Embedding to the workflow (here the
+    standard one), and the identity changes the video."""
+    plain = talk(workspace, tmp_path, server, "plain.mp4")
+    assert plain.returncode == 0, plain.stderr
+    result = talk(workspace, tmp_path, server, "identity.mp4", "--identity-module", "identity_tiny.safetensors", "--identity-scale", "0.7")
+    assert result.returncode == 0, result.stderr
+    graph = queued_graph(server, result.stderr)
+    kinds = {node["class_type"]: key for key, node in graph.items()}
+    apply = graph[kinds["FantasyTalkingApply"]]["inputs"]
+    assert apply["identity"] == [kinds["FantasyTalkingFaceEmbedding"], 0] and apply["identity_scale"] == 0.7
+    loader = graph[apply["fantasytalking_model"][0]]["inputs"]
+    assert (
+        loader["model_name"] == "identity_tiny.safetensors"
+        and graph[loader["fantasytalking_model"][0]]["class_type"] == "FantasyTalkingModelLoader"
+    )
+    assert graph[kinds["FantasyTalkingFaceEmbedding"]]["inputs"]["arcface_model"] == "buffalo_l/w600k_r50.onnx"
+    assert mp4_streams(str(tmp_path / "identity.mp4"))["frames"] == 9
+    assert np.abs(first_frame(tmp_path / "identity.mp4").astype(int) - first_frame(tmp_path / "plain.mp4").astype(int)).max() > 0
+
+
+def test_generate_makes_motion_videos_from_a_preset_and_from_a_clip(server, stand_ins, workspace, tmp_path):
+    from dataset_media import make_videos
+
+    result = talk(workspace, tmp_path, server, "intense.mp4", "--motion-module", "motion_tiny.safetensors", "--motion-preset", "intense")
+    assert result.returncode == 0, result.stderr
+    graph = queued_graph(server, result.stderr)
+    (intensity,) = [node for node in graph.values() if node["class_type"] == "FantasyTalkingMotionIntensity"]
+    assert intensity["inputs"]["preset"] == "intense"
+    clip = make_videos(str(tmp_path / "reference"), talking=1, extras=False)["talk_0"]
+    result = talk(workspace, tmp_path, server, "measured.mp4", "--motion-module", "motion_tiny.safetensors", "--motion-from", clip)
+    assert result.returncode == 0, result.stderr
+    graph = queued_graph(server, result.stderr)
+    (measure,) = [node for node in graph.values() if node["class_type"] == "FantasyTalkingMeasureMotion"]
+    assert graph[measure["inputs"]["video"][0]]["class_type"] == "LoadVideo"
+    assert graph[measure["inputs"]["fantasytalking_model"][0]]["inputs"]["model_name"] == "motion_tiny.safetensors"  # its calibration
+    assert mp4_streams(str(tmp_path / "measured.mp4"))["frames"] == 9
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--arcface", "buffalo_l/w600k_r50.onnx"], "--arcface need --identity-module"),
+        (["--motion-preset", "intense"], "--motion-preset need --motion-module"),
+        (["--motion-module", "m.safetensors", "--motion-preset", "intense", "--omega-lip", "0.2"], "give it or --omega-lip/--omega-body"),
+        (["--motion-module", "m.safetensors", "--omega-body", "1.5"], "--omega-body must lie between 0 and 1; got 1.5"),
+        (["--motion-module", "m.safetensors", "--motion-from", "nowhere.mp4"], "--motion-from: file not found: nowhere.mp4"),
+    ],
+)
+def test_contradictory_module_options_are_refused_before_the_server(workspace, arguments, message):
+    image, audio = workspace["media"][0]
+    result = cli(
+        "generate",
+        "--image",
+        str(workspace["inputs"] / image),
+        "--audio",
+        str(workspace["inputs"] / audio),
+        "--server",
+        f"http://127.0.0.1:{free_port()}",
+        *arguments,
+    )  # no server there: refused before asking
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--identity-module", "nobody.safetensors"], "--identity-module: ComfyUI has no 'nobody.safetensors' (it offers: "),
+        (
+            ["--identity-module", "identity_tiny.safetensors", "--arcface", "antelopev2/glintr100.onnx"],
+            "--arcface: ComfyUI has no 'antelopev2/glintr100.onnx' (it offers: buffalo_l/w600k_r50.onnx",
+        ),
+        (
+            ["--motion-module", "motion_tiny.safetensors", "--motion-preset", "wild"],
+            "--motion-preset: ComfyUI has no 'wild' (it offers: custom, subtle",
+        ),
+    ],
+)
+def test_module_choices_the_server_lacks_are_named_with_what_it_offers(server, stand_ins, workspace, tmp_path, arguments, message):
+    result = talk(workspace, tmp_path, server, "never.mp4", *arguments)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "never.mp4").exists()

@@ -40,3 +40,52 @@ def test_frame_rule_matches_the_core(seconds, frames):
     from fantasy_core import official_num_frames as core_rule
 
     assert official_num_frames(seconds) == core_rule(seconds, 23, None) == frames
+
+
+class ObjectInfo:
+    """A stand-in for the HTTP client: only /object_info, with the choices a server would offer."""
+
+    def __init__(self, arcface: list[str]):
+        self.info = {
+            "FantasyTalkingModelLoader": {"input": {"required": {"model_name": [["fantasytalking_fp16.safetensors", "face.safetensors"]]}}},
+            "FantasyTalkingFaceEmbedding": {"input": {"required": {"arcface_model": [arcface]}}},
+            "FantasyTalkingFaceCrop": {"input": {"required": {"detector": [["mediapipe"]]}}},
+        }
+
+    def get_json(self, path):
+        assert path == "/object_info"
+        return self.info
+
+
+def test_an_identity_module_without_arcface_on_the_server_is_refused_with_what_to_install():
+    from fantasytalking_cli.__main__ import CommandError, parser, with_requested_modules
+
+    args = parser().parse_args(["generate", "--image", "p.png", "--audio", "v.wav", "--identity-module", "face.safetensors"])
+    graph = api_workflow("standard")
+    with pytest.raises(
+        CommandError, match=r"--identity-module needs ArcFace .* ComfyUI has no ArcFace model: put insightface's buffalo_l"
+    ) as error:
+        with_requested_modules(ObjectInfo(arcface=[]), args, graph)
+    assert error.value.exit_code == 2
+    added = with_requested_modules(ObjectInfo(arcface=["buffalo_l/w600k_r50.onnx"]), args, graph)
+    new_kinds = {node["class_type"] for node in added.values()} - {node["class_type"] for node in graph.values()}
+    assert new_kinds == {"FantasyTalkingFaceCrop", "FantasyTalkingFaceEmbedding"}
+    assert len(added) == len(graph) + 3  # a loader, Face Crop, Face Embedding
+
+
+def test_identity_and_motion_together_on_the_long_video_workflow_chain_their_loaders():
+    from fantasytalking_cli.add_modules import IdentityChoice, MotionChoice, add_identity, add_motion
+
+    graph = add_motion(add_identity(api_workflow("long"), IdentityChoice("face.safetensors")), MotionChoice("move.safetensors", "subtle"))
+    (long_id,) = [key for key, node in graph.items() if node["class_type"] == "FantasyTalkingLongVideo"]
+    inputs = graph[long_id]["inputs"]
+    chain, loader = [], inputs["fantasytalking_model"][0]
+    while loader is not None:  # motion loader -> identity loader -> the audio adapter's loader
+        chain.append(graph[loader]["inputs"]["model_name"])
+        loader = graph[loader]["inputs"].get("fantasytalking_model", [None])[0]
+    assert chain == ["move.safetensors", "face.safetensors", "fantasytalking_fp16.safetensors"]
+    assert graph[inputs["identity"][0]]["class_type"] == "FantasyTalkingFaceEmbedding"
+    assert graph[inputs["motion"][0]]["inputs"]["preset"] == "subtle"
+    (portrait,) = [key for key, node in graph.items() if node["class_type"] == "LoadImage"]
+    crop = graph[graph[inputs["identity"][0]]["inputs"]["face"][0]]
+    assert crop["inputs"]["image"] == [portrait, 0]
