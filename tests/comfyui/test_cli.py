@@ -74,17 +74,15 @@ def test_missing_input_file(tmp_path):
     assert result.returncode == 2 and "--image: file not found" in result.stderr
 
 
-def test_unreachable_server(workspace):
+def generate_without_server(workspace, *arguments):
+    """``generate`` against a port where no server listens."""
     image, audio = workspace["media"][0]
-    result = cli(
-        "generate",
-        "--image",
-        str(workspace["inputs"] / image),
-        "--audio",
-        str(workspace["inputs"] / audio),
-        "--server",
-        f"http://127.0.0.1:{free_port()}",
-    )
+    inputs = ["--image", str(workspace["inputs"] / image), "--audio", str(workspace["inputs"] / audio)]
+    return cli("generate", *inputs, "--server", f"http://127.0.0.1:{free_port()}", *arguments)
+
+
+def test_unreachable_server(workspace):
+    result = generate_without_server(workspace)
     assert result.returncode == 3
     assert "is not reachable" in result.stderr and "COMFYUI_PATH" in result.stderr
 
@@ -452,17 +450,7 @@ def test_generate_makes_motion_videos_from_a_preset_and_from_a_clip(server, stan
     ],
 )
 def test_contradictory_module_options_are_refused_before_the_server(workspace, arguments, message):
-    image, audio = workspace["media"][0]
-    result = cli(
-        "generate",
-        "--image",
-        str(workspace["inputs"] / image),
-        "--audio",
-        str(workspace["inputs"] / audio),
-        "--server",
-        f"http://127.0.0.1:{free_port()}",
-        *arguments,
-    )  # no server there: refused before asking
+    result = generate_without_server(workspace, *arguments)  # refused before the (absent) server is asked
     assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
