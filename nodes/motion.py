@@ -6,11 +6,9 @@ from comfy_api.latest import io
 
 from fantasy_comfy.model_folders import MEDIAPIPE_POSE, body_model_choices
 from fantasy_comfy.motion import measure_clip
-from fantasy_core.motion.intensity import MEANING, NEUTRAL, PRESETS, MotionIntensity
+from fantasy_core.motion.intensity import CUSTOM, MEANING, NEUTRAL, PRESETS, intensity_of
 
 from .types import CATEGORY, FantasyTalkingModel, FantasyTalkingMotion
-
-CUSTOM = "custom"
 
 
 def _omega_input(name: str, what: str) -> io.Float.Input:
@@ -37,18 +35,10 @@ class FantasyTalkingMotionIntensity(io.ComfyNode):
 
     @classmethod
     def execute(cls, preset: str, omega_lip: float, omega_body: float) -> io.NodeOutput:
-        if preset == CUSTOM:
-            return io.NodeOutput(MotionIntensity(omega_lip, omega_body))
-        if preset not in PRESETS:
-            raise ValueError(f"FantasyTalking Motion Intensity: preset must be one of {[CUSTOM, *PRESETS]}; got {preset!r}.")
-        lip, body = PRESETS[preset]
-        if (omega_lip, omega_body) != (NEUTRAL, NEUTRAL) and (omega_lip, omega_body) != (lip, body):
-            raise ValueError(
-                f"FantasyTalking Motion Intensity: preset '{preset}' sets ω_l = {lip:g} and ω_b = {body:g}, but the "
-                f"sliders say {omega_lip:g} and {omega_body:g}. Set preset to 'custom' to use the sliders, or put them "
-                f"back to {NEUTRAL:g} to use the preset."
-            )
-        return io.NodeOutput(MotionIntensity(lip, body))
+        try:
+            return io.NodeOutput(intensity_of(preset, omega_lip, omega_body))
+        except ValueError as error:
+            raise ValueError(f"FantasyTalking Motion Intensity: {error}") from error
 
 
 class FantasyTalkingMeasureMotion(io.ComfyNode):

@@ -9,15 +9,12 @@ venv=${FANTASYTALKING_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/fantasytalking-nodes
 pins="$pack_dir/tests/requirements.txt"
 no_deps_pins="$pack_dir/tests/requirements-no-deps.txt"
 
-comfy=""
-if [ -n "${COMFYUI_PATH:-}" ]; then
-  [ -f "$COMFYUI_PATH/main.py" ] || { echo "COMFYUI_PATH=$COMFYUI_PATH is not a ComfyUI checkout (no main.py)" >&2; exit 2; }
-  comfy=$(cd "$COMFYUI_PATH" && pwd)
-elif [ "$(basename "$(dirname "$pack_dir")")" = custom_nodes ] && [ -f "$pack_dir/../../main.py" ]; then
-  comfy=$(cd "$pack_dir/../.." && pwd)
-elif [ -f "$HOME/comfy/ComfyUI/main.py" ]; then
-  comfy="$HOME/comfy/ComfyUI"
+# the one rule for finding ComfyUI (fantasy_comfy/host.py, standard library only, so any Python runs it)
+if [ -n "${COMFYUI_PATH:-}" ] && [ ! -f "$COMFYUI_PATH/main.py" ]; then
+  echo "COMFYUI_PATH=$COMFYUI_PATH is not a ComfyUI checkout (no main.py)" >&2
+  exit 2
 fi
+comfy=$(cd "$pack_dir" && "$python" -m fantasy_comfy.host)
 
 stamp=$( { "$python" --version; cat "$pins" "$no_deps_pins" "$pack_dir/requirements.txt"; [ -z "$comfy" ] || cat "$comfy/requirements.txt"; } | sha256sum | cut -c1-16)
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then

@@ -18,6 +18,7 @@ NEUTRAL = 0.5
 # Paper Table 2: subtle (0.1, 0.1), natural (0.5, 0.5), intense (1.0, 1.0)
 PRESETS = {"subtle": (0.1, 0.1), "natural": (0.5, 0.5), "intense": (1.0, 1.0)}
 MEANING = "0 = still, 0.5 = neutral (the median training clip), 1 = the most animated"
+CUSTOM = "custom"  # the preset that means "the two sliders"
 
 
 @dataclass(frozen=True)
@@ -122,3 +123,19 @@ def _interpolate(table, raw: float) -> float:
     for i in range(1, len(values)):  # tied values (many equally still clips): the value itself reads as the lowest of
         values[i] = max(values[i], np.nextafter(values[i - 1], np.inf))  # their percentiles, anything above as the highest
     return float(np.interp(raw, values, percents))
+
+
+def intensity_of(preset: str, omega_lip: float, omega_body: float) -> MotionIntensity:
+    """What Motion Intensity's widgets mean: ``custom`` takes the two sliders; a preset takes its pair, and sliders
+    moved away from neutral to something else contradict it."""
+    if preset == CUSTOM:
+        return MotionIntensity(omega_lip, omega_body)
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {[CUSTOM, *PRESETS]}; got {preset!r}.")
+    lip, body = PRESETS[preset]
+    if (omega_lip, omega_body) not in ((NEUTRAL, NEUTRAL), (lip, body)):
+        raise ValueError(
+            f"preset '{preset}' sets ω_l = {lip:g} and ω_b = {body:g}, but the sliders say {omega_lip:g} and "
+            f"{omega_body:g}. Set preset to '{CUSTOM}' to use the sliders, or put them back to {NEUTRAL:g} to use the preset."
+        )
+    return MotionIntensity(lip, body)
