@@ -20,10 +20,10 @@ import torch
 from fantasy_core.dataset import (
     analyse as clip_analysis,  # imported by its top-level name: worker processes re-import it
 )
-from fantasy_core.dataset.settings import VIDEO_EXTENSIONS, DatasetSettings
+from fantasy_core.dataset.settings import DatasetSettings
 from fantasy_core.dataset.store import DatasetFolder
 from fantasy_core.dataset.summary import dataset_calibration, write_summary
-from fantasy_core.dataset.video import UnreadableVideoError, probe
+from fantasy_core.dataset.video import UnreadableVideoError, find_videos, probe
 from fantasy_core.frames import clip_starts
 from fantasy_core.motion.intensity import MotionCalibration
 
@@ -37,21 +37,6 @@ class RunOptions:
     clips_per_shard: int = 16
     encode_batch: int = 4  # reference frames through CLIP vision at once
     show_progress: bool = True
-
-
-def find_videos(folder: str) -> list[tuple[str, str]]:
-    """(path, path relative to the folder) of every video under it, sorted so runs are repeatable."""
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"The videos folder {folder} does not exist.")
-    found = []
-    for directory, _, names in os.walk(folder):
-        for name in names:
-            if name.lower().endswith(VIDEO_EXTENSIONS):
-                path = os.path.join(directory, name)
-                found.append((path, os.path.relpath(path, folder).replace(os.sep, "/")))
-    if not found:
-        raise FileNotFoundError(f"No videos ({', '.join(VIDEO_EXTENSIONS)}) were found under {folder}.")
-    return sorted(found, key=lambda item: item[1])
 
 
 def read_captions(folder: str, captions_csv: str | None, videos: list[tuple[str, str]] = ()) -> dict[str, str]:

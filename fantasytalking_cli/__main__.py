@@ -303,6 +303,45 @@ def download(repo: str, path: str, target: str) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+SYNCNET_FILE = "syncnet_v2.model"
+SYNCNET_SOURCE = "joonson/syncnet_python (download_model.sh: www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model)"
+
+
+def evaluate(args) -> int:
+    """Scores a folder of generated videos (no ComfyUI server needed; imports torch, unlike the other commands)."""
+    pack = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if pack not in sys.path:
+        sys.path.append(pack)  # the pack's import root, as ComfyUI gets it from the pack's __init__.py
+    from fantasy_core.evaluation.folder import AVAILABLE, PLANNED, EvaluationRequest, evaluate_folder, markdown
+    from fantasy_core.evaluation.sync import SyncProtocol
+
+    metrics = tuple(name.strip() for name in args.metrics.split(",") if name.strip())
+    unknown = [name for name in metrics if name not in AVAILABLE]
+    if unknown:
+        raise CommandError(
+            f"--metrics: {unknown} not available yet (available: {', '.join(AVAILABLE)}; to come: {', '.join(PLANNED)}).", EXIT_USAGE
+        )
+    for label, folder in (("VIDEOS", args.videos), ("--audio-dir", args.audio_dir)):
+        if folder is not None and not os.path.isdir(folder):
+            raise CommandError(f"{label}: the folder {folder} does not exist.", EXIT_USAGE)
+    weights = args.weights or (os.path.join(os.environ["COMFYUI_PATH"], "models", "evaluation") if os.environ.get("COMFYUI_PATH") else None)
+    syncnet = args.syncnet or (os.path.join(weights, SYNCNET_FILE) if weights else None)
+    if syncnet is None or not os.path.isfile(syncnet):
+        where = syncnet or f"ComfyUI/models/evaluation/{SYNCNET_FILE} (give --weights or --syncnet, or set COMFYUI_PATH)"
+        raise CommandError(
+            f"the Sync-C/Sync-D weights are missing: {where}. Download {SYNCNET_FILE} from {SYNCNET_SOURCE}.", EXIT_MISSING_MODELS
+        )
+    protocol = SyncProtocol(min_track=args.min_track, min_face_size=args.min_face_size)
+    request = EvaluationRequest(args.videos, args.out, syncnet, args.audio_dir, metrics, args.device, protocol)
+    try:
+        summary = evaluate_folder(request, show_progress=True)
+    except (FileNotFoundError, ValueError) as error:
+        raise CommandError(str(error), EXIT_USAGE) from error
+    print(markdown(summary))
+    print(f"per-video rows, summary and manifest: {args.out}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main_parser = argparse.ArgumentParser(prog="fantasytalking", description="Headless FantasyTalking videos through a ComfyUI server.")
     commands = main_parser.add_subparsers(dest="command", required=True)
@@ -347,6 +386,19 @@ def parser() -> argparse.ArgumentParser:
     mod.add_argument("--comfyui", help="ComfyUI folder (default: COMFYUI_PATH)")
     mod.add_argument("--download", action="store_true", help="download missing files with huggingface_hub")
     mod.set_defaults(run=models)
+    ev = commands.add_parser("evaluate", help="score a folder of generated videos (Sync-C, Sync-D, offset); no server needed")
+    ev.add_argument("videos", help="folder of generated videos (searched recursively)")
+    ev.add_argument(
+        "--out", default="evaluation", help="folder for videos.csv/.jsonl, summary.json/.md, manifest.json (default: evaluation)"
+    )
+    ev.add_argument("--metrics", default="sync", help="comma-separated; available now: sync (default: sync)")
+    ev.add_argument("--audio-dir", help="voice files matched to the videos by name (default: each video's own sound track)")
+    ev.add_argument("--weights", help="folder of the metric weights (default: $COMFYUI_PATH/models/evaluation)")
+    ev.add_argument("--syncnet", help=f"the SyncNet weights file (default: {SYNCNET_FILE} in --weights)")
+    ev.add_argument("--device", default="cpu", help="torch device for the metric networks (default: cpu)")
+    ev.add_argument("--min-track", type=int, default=50, help="frames at 25 fps a face track needs to be scored (default: 50)")
+    ev.add_argument("--min-face-size", type=int, default=50, help="smallest face side in pixels (default: 50)")
+    ev.set_defaults(run=evaluate)
     return main_parser
 
 

@@ -5,9 +5,12 @@ never held in memory."""
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from .settings import VIDEO_EXTENSIONS
 
 
 class UnreadableVideoError(ValueError):
@@ -149,3 +152,18 @@ def _to_float(samples: np.ndarray, sample_format: str) -> np.ndarray:
         return (samples.astype(np.float32) - 128) / 128
     scale = {"s16": 1 / 32768, "s32": 1 / 2147483648}.get(base, 1.0)
     return samples.astype(np.float32) * scale
+
+
+def find_videos(folder: str) -> list[tuple[str, str]]:
+    """(path, path relative to the folder) of every video under it, sorted so runs are repeatable."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"The videos folder {folder} does not exist.")
+    found = []
+    for directory, _, names in os.walk(folder):
+        for name in names:
+            if name.lower().endswith(VIDEO_EXTENSIONS):
+                path = os.path.join(directory, name)
+                found.append((path, os.path.relpath(path, folder).replace(os.sep, "/")))
+    if not found:
+        raise FileNotFoundError(f"No videos ({', '.join(VIDEO_EXTENSIONS)}) were found under {folder}.")
+    return sorted(found, key=lambda item: item[1])

