@@ -72,6 +72,7 @@ def main(config_file: str, out_file: str) -> None:
     if rank == 0:
         modules.save(out_file, state=state)
         print(f"FSDP2: {world} processes, {len(blocks)} blocks wrapped, {sharded} parameters sharded", flush=True)
+    dist.barrier()  # a rank tearing gloo down while the other still saves can abort ("terminate called ...")
     dist.destroy_process_group()
 
 

@@ -447,6 +447,8 @@ def test_generate_makes_motion_videos_from_a_preset_and_from_a_clip(server, stan
         (["--motion-module", "m.safetensors", "--motion-preset", "intense", "--omega-lip", "0.2"], "give it or --omega-lip/--omega-body"),
         (["--motion-module", "m.safetensors", "--omega-body", "1.5"], "--omega-body must lie between 0 and 1; got 1.5"),
         (["--motion-module", "m.safetensors", "--motion-from", "nowhere.mp4"], "--motion-from: file not found: nowhere.mp4"),
+        (["--identity-module", "i.safetensors", "--identity-scale", "11"], "--identity-scale must lie between 0 and 10; got 11"),
+        (["--motion-module", "m.safetensors", "--body-model", "mediapipe pose"], "--body-model is for measuring --motion-from"),
     ],
 )
 def test_contradictory_module_options_are_refused_before_the_server(workspace, arguments, message):

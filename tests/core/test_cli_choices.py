@@ -89,3 +89,11 @@ def test_identity_and_motion_together_on_the_long_video_workflow_chain_their_loa
     (portrait,) = [key for key, node in graph.items() if node["class_type"] == "LoadImage"]
     crop = graph[graph[inputs["identity"][0]]["inputs"]["face"][0]]
     assert crop["inputs"]["image"] == [portrait, 0]
+
+
+def test_a_workflow_without_an_apply_node_is_refused_by_name():
+    from fantasytalking_cli.add_modules import GraphError, IdentityChoice, add_identity
+
+    graph = {key: node for key, node in api_workflow("standard").items() if node["class_type"] != "FantasyTalkingApply"}
+    with pytest.raises(GraphError, match=r"exactly one FantasyTalking Apply or Long Video node .* it has 0"):
+        add_identity(graph, IdentityChoice("face.safetensors"))

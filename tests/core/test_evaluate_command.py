@@ -80,4 +80,8 @@ def test_missing_weights_and_unknown_metrics_are_refused_with_what_to_do(folder,
     assert main(["evaluate", str(folder / "videos"), "--metrics", "sync,fid", "--syncnet", str(folder / "syncnet_v2.model")]) == 2
     assert "['fid'] not available yet" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nowhere"), "--syncnet", str(folder / "syncnet_v2.model")]) == 2
+    assert f"VIDEOS: the folder {tmp_path / 'nowhere'} does not exist." in capsys.readouterr().err
+    arguments = ["evaluate", str(folder / "videos"), "--audio-dir", str(tmp_path / "voices"), "--syncnet", str(folder / "syncnet_v2.model")]
+    assert main(arguments) == 2
+    assert f"--audio-dir: the folder {tmp_path / 'voices'} does not exist." in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
