@@ -1,5 +1,5 @@
-"""``fantasytalking generate`` and ``fantasytalking models``: headless talking-portrait videos through ComfyUI's HTTP
-API. Imports neither torch nor ComfyUI, so it runs from any Python with the pack's requirements."""
+"""``fantasytalking generate`` and ``models``: headless talking-portrait videos through ComfyUI's HTTP API, and
+``evaluate`` (evaluate.py). Imports neither torch nor ComfyUI, so it runs from any Python with the pack's requirements."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from .comfy_client import (
     CommandError,
     follow,
 )
+from .evaluate import add_evaluate_parser, evaluation_weights
 from .workflows import LOADER_WIDGETS, VARIANTS, api_workflow, choose_variant, fill, required_models
 
 DEFAULT_SERVER = "http://127.0.0.1:8188"
@@ -264,6 +265,8 @@ def _chain(first, rest):
 
 def models(args) -> int:
     comfyui = args.comfyui or os.environ.get("COMFYUI_PATH")
+    if args.evaluation:
+        return evaluation_weights(comfyui, args.download)
     variants = list(VARIANTS) if args.workflow == "all" else [args.workflow]
     seen, missing = {}, 0
     for variant in variants:
@@ -301,45 +304,6 @@ def download(repo: str, path: str, target: str) -> None:
         raise CommandError(f"could not download {repo}/{path}: {reason}", EXIT_MISSING_MODELS) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-SYNCNET_FILE = "syncnet_v2.model"
-SYNCNET_SOURCE = "joonson/syncnet_python (download_model.sh: www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model)"
-
-
-def evaluate(args) -> int:
-    """Scores a folder of generated videos (no ComfyUI server needed; imports torch, unlike the other commands)."""
-    pack = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if pack not in sys.path:
-        sys.path.append(pack)  # the pack's import root, as ComfyUI gets it from the pack's __init__.py
-    from fantasy_core.evaluation.folder import AVAILABLE, PLANNED, EvaluationRequest, evaluate_folder, markdown
-    from fantasy_core.evaluation.sync import SyncProtocol
-
-    metrics = tuple(name.strip() for name in args.metrics.split(",") if name.strip())
-    unknown = [name for name in metrics if name not in AVAILABLE]
-    if unknown:
-        raise CommandError(
-            f"--metrics: {unknown} not available yet (available: {', '.join(AVAILABLE)}; to come: {', '.join(PLANNED)}).", EXIT_USAGE
-        )
-    for label, folder in (("VIDEOS", args.videos), ("--audio-dir", args.audio_dir)):
-        if folder is not None and not os.path.isdir(folder):
-            raise CommandError(f"{label}: the folder {folder} does not exist.", EXIT_USAGE)
-    weights = args.weights or (os.path.join(os.environ["COMFYUI_PATH"], "models", "evaluation") if os.environ.get("COMFYUI_PATH") else None)
-    syncnet = args.syncnet or (os.path.join(weights, SYNCNET_FILE) if weights else None)
-    if syncnet is None or not os.path.isfile(syncnet):
-        where = syncnet or f"ComfyUI/models/evaluation/{SYNCNET_FILE} (give --weights or --syncnet, or set COMFYUI_PATH)"
-        raise CommandError(
-            f"the Sync-C/Sync-D weights are missing: {where}. Download {SYNCNET_FILE} from {SYNCNET_SOURCE}.", EXIT_MISSING_MODELS
-        )
-    protocol = SyncProtocol(min_track=args.min_track, min_face_size=args.min_face_size)
-    request = EvaluationRequest(args.videos, args.out, syncnet, args.audio_dir, metrics, args.device, protocol)
-    try:
-        summary = evaluate_folder(request, show_progress=True)
-    except (FileNotFoundError, ValueError) as error:
-        raise CommandError(str(error), EXIT_USAGE) from error
-    print(markdown(summary))
-    print(f"per-video rows, summary and manifest: {args.out}")
-    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -385,20 +349,9 @@ def parser() -> argparse.ArgumentParser:
     mod.add_argument("--workflow", choices=[*VARIANTS, "all"], default="all")
     mod.add_argument("--comfyui", help="ComfyUI folder (default: COMFYUI_PATH)")
     mod.add_argument("--download", action="store_true", help="download missing files with huggingface_hub")
+    mod.add_argument("--evaluation", action="store_true", help="the metric weights of `fantasytalking evaluate` instead")
     mod.set_defaults(run=models)
-    ev = commands.add_parser("evaluate", help="score a folder of generated videos (Sync-C, Sync-D, offset); no server needed")
-    ev.add_argument("videos", help="folder of generated videos (searched recursively)")
-    ev.add_argument(
-        "--out", default="evaluation", help="folder for videos.csv/.jsonl, summary.json/.md, manifest.json (default: evaluation)"
-    )
-    ev.add_argument("--metrics", default="sync", help="comma-separated; available now: sync (default: sync)")
-    ev.add_argument("--audio-dir", help="voice files matched to the videos by name (default: each video's own sound track)")
-    ev.add_argument("--weights", help="folder of the metric weights (default: $COMFYUI_PATH/models/evaluation)")
-    ev.add_argument("--syncnet", help=f"the SyncNet weights file (default: {SYNCNET_FILE} in --weights)")
-    ev.add_argument("--device", default="cpu", help="torch device for the metric networks (default: cpu)")
-    ev.add_argument("--min-track", type=int, default=50, help="frames at 25 fps a face track needs to be scored (default: 50)")
-    ev.add_argument("--min-face-size", type=int, default=50, help="smallest face side in pixels (default: 50)")
-    ev.set_defaults(run=evaluate)
+    add_evaluate_parser(commands)
     return main_parser
 
 

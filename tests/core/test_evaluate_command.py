@@ -52,17 +52,19 @@ def test_every_video_gets_a_row_and_the_summary_counts_what_was_not_scored(folde
     with open(root / "out" / "videos.csv", encoding="utf-8") as f:
         rows = {row["video"]: row for row in csv.DictReader(f)}
     assert set(rows) == {"corrupt.mp4", "faceless.mp4", "silent.mp4", "talk.mp4"}
-    assert rows["talk.mp4"]["status"] == "scored" and (int(rows["talk.mp4"]["frames"]), int(rows["talk.mp4"]["track_frames"])) == (60, 60)
+    talk = rows["talk.mp4"]
+    assert talk["sync_status"] == "scored" and (int(talk["sync_frames"]), int(talk["track_frames"]), int(talk["frames_in"])) == (60, 60, 60)
     assert float(rows["talk.mp4"]["sync_d"]) > 0 and -15 <= int(rows["talk.mp4"]["offset"]) <= 15
-    assert (rows["faceless.mp4"]["status"], rows["silent.mp4"]["status"], rows["corrupt.mp4"]["status"]) == (
+    assert (rows["faceless.mp4"]["sync_status"], rows["silent.mp4"]["sync_status"], rows["corrupt.mp4"]["read_status"]) == (
         "no_face",
         "no_sound",
         "unreadable",
     )
+    assert "could not be opened" in rows["corrupt.mp4"]["read_detail"] and rows["corrupt.mp4"]["sync_status"] == ""
     summary = json.loads((root / "out" / "summary.json").read_text())
-    assert summary["videos"] == 4 and summary["status"] == {"scored": 1, "no_face": 1, "no_sound": 1, "unreadable": 1}
+    assert summary["videos"] == 4 and summary["status"] == {"read": {"ok": 3, "unreadable": 1}, "sync": {"no_face": 1, "no_sound": 1, "scored": 1}}
     scored = [json.loads(line) for line in (root / "out" / "videos.jsonl").read_text().splitlines()]
-    values = [row["sync_d"] for row in scored if row["status"] == "scored"]
+    values = [row["sync_d"] for row in scored if row.get("sync_status") == "scored"]
     assert summary["metrics"]["sync_d"]["n"] == len(values) and summary["metrics"]["sync_d"]["mean"] == pytest.approx(
         sum(values) / len(values)
     )
@@ -70,15 +72,17 @@ def test_every_video_gets_a_row_and_the_summary_counts_what_was_not_scored(folde
     described = json.loads((root / "out" / "manifest.json").read_text())
     expected = hashlib.sha256((root / "syncnet_v2.model").read_bytes()).hexdigest()
     assert described["weights"]["syncnet"]["sha256"] == expected and described["protocol"]["sync"]["min_track"] == 50
+    assert described["arguments"]["metrics"] == ["sync"] and described["processes"] == 1
     assert (root / "out" / "summary.md").read_text().startswith("| metric | mean | std | n | not scored | aggregation |")
 
 
 def test_missing_weights_and_unknown_metrics_are_refused_with_what_to_do(folder, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("COMFYUI_PATH", raising=False)
     assert main(["evaluate", str(folder / "videos"), "--out", str(tmp_path / "out")]) == 5
-    assert "the Sync-C/Sync-D weights are missing" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "missing weights: syncnet_v2.model (sync) from joonson/syncnet_python" in err and "models --evaluation --download" in err
     assert main(["evaluate", str(folder / "videos"), "--metrics", "sync,fid", "--syncnet", str(folder / "syncnet_v2.model")]) == 2
-    assert "['fid'] not available yet" in capsys.readouterr().err
+    assert "--metrics: ['fid'] not available" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nowhere"), "--syncnet", str(folder / "syncnet_v2.model")]) == 2
     assert f"VIDEOS: the folder {tmp_path / 'nowhere'} does not exist." in capsys.readouterr().err
     arguments = ["evaluate", str(folder / "videos"), "--audio-dir", str(tmp_path / "voices"), "--syncnet", str(folder / "syncnet_v2.model")]
