@@ -97,14 +97,16 @@ def hashed_weights(paths: dict[str, str]) -> dict[str, dict]:
 
 
 class Processes:
-    """accelerate's view of the launch (one process when not launched by ``accelerate launch``)."""
+    """accelerate's view of the launch (one process when not launched by ``accelerate launch`` or torchrun); on
+    GPUs each process takes its own device, on the CPU they talk over gloo."""
 
-    def __init__(self):
-        self.state = None
+    def __init__(self, device: str):
+        self.state, self.device = None, device
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             from accelerate import PartialState
 
-            self.state = PartialState()
+            self.state = PartialState(cpu=device == "cpu")
+            self.device = str(self.state.device)
 
     @property
     def count(self) -> int:
@@ -177,12 +179,13 @@ def evaluate_folder(request: EvaluationRequest, show_progress: bool = True, anno
     from tqdm import tqdm
 
     chosen = plan(request)
-    for name, reason in chosen.skipped.items():
-        announce(f"skipping {name}: {reason}")
-    if chosen.missing:
-        announce(chosen.missing)
     videos = find_videos(request.videos_dir)
-    processes = Processes()
+    processes = Processes(request.device)
+    if processes.is_main:
+        for name, reason in chosen.skipped.items():
+            announce(f"skipping {name}: {reason}")
+        if chosen.missing:
+            announce(chosen.missing)
 
     def progress(items, what):
         return tqdm(items, desc=what, unit="video", disable=not (show_progress and processes.is_main))
@@ -190,7 +193,7 @@ def evaluate_folder(request: EvaluationRequest, show_progress: bool = True, anno
     weights = hashed_weights(chosen.paths)
     shared = metrics.Shared()
     try:
-        runners = metrics.build(chosen.metrics, chosen.paths, request.device, shared, request.sync_protocol)
+        runners = metrics.build(chosen.metrics, chosen.paths, processes.device, shared, request.sync_protocol)
         per_video = [runner for runner in runners if not hasattr(runner, "features")]
         sets = [runner for runner in runners if hasattr(runner, "features")]
         needs_sound = any(getattr(runner, "needs_sound", False) for runner in runners)

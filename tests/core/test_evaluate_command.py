@@ -62,7 +62,10 @@ def test_every_video_gets_a_row_and_the_summary_counts_what_was_not_scored(folde
     )
     assert "could not be opened" in rows["corrupt.mp4"]["read_detail"] and rows["corrupt.mp4"]["sync_status"] == ""
     summary = json.loads((root / "out" / "summary.json").read_text())
-    assert summary["videos"] == 4 and summary["status"] == {"read": {"ok": 3, "unreadable": 1}, "sync": {"no_face": 1, "no_sound": 1, "scored": 1}}
+    assert summary["videos"] == 4 and summary["status"] == {
+        "read": {"ok": 3, "unreadable": 1},
+        "sync": {"no_face": 1, "no_sound": 1, "scored": 1},
+    }
     scored = [json.loads(line) for line in (root / "out" / "videos.jsonl").read_text().splitlines()]
     values = [row["sync_d"] for row in scored if row.get("sync_status") == "scored"]
     assert summary["metrics"]["sync_d"]["n"] == len(values) and summary["metrics"]["sync_d"]["mean"] == pytest.approx(
@@ -89,3 +92,25 @@ def test_missing_weights_and_unknown_metrics_are_refused_with_what_to_do(folder,
     assert main(arguments) == 2
     assert f"--audio-dir: the folder {tmp_path / 'voices'} does not exist." in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_two_processes_share_the_folder_and_gather_the_same_rows(folder, tmp_path):
+    """torchrun (as `accelerate launch` does) with two CPU processes: each scores half, the first writes everything,
+    and rows and summary equal one process's."""
+    import os
+    import subprocess
+    import sys
+
+    pack = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    arguments = ["evaluate", str(folder / "videos"), "--syncnet", str(folder / "syncnet_v2.model"), "--min-face-size", "16"]
+    assert main([*arguments, "--out", str(tmp_path / "one")]) == 0
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "-m"]
+    done = subprocess.run(
+        [*launcher, "fantasytalking_cli", *arguments, "--out", str(tmp_path / "two")], cwd=pack, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("| sync_c |") == 1  # only the first process reports
+    assert "2/2" in done.stderr and "4/4" not in done.stderr  # the first process's bar: its half of the 4 videos
+    for name in ("videos.jsonl", "summary.json"):
+        assert (tmp_path / "two" / name).read_text() == (tmp_path / "one" / name).read_text()
+    assert json.loads((tmp_path / "two" / "manifest.json").read_text())["processes"] == 2
