@@ -24,6 +24,7 @@ def default_weights_dir(comfyui: str | None = None) -> str | None:
 def evaluate(args) -> int:
     _import_root()
     from fantasy_core.evaluation import metrics as known
+    from fantasy_core.evaluation.dynamics import DynamicsProtocol
     from fantasy_core.evaluation.folder import EvaluationRequest, MissingWeightsError, evaluate_folder
     from fantasy_core.evaluation.report import markdown
     from fantasy_core.evaluation.sync import SyncProtocol
@@ -48,6 +49,10 @@ def evaluate(args) -> int:
             raise CommandError(f"{label}: the folder {folder} does not exist.", EXIT_USAGE)
     if args.syncnet and not os.path.isfile(args.syncnet):
         raise CommandError(f"--syncnet: {args.syncnet} does not exist.", EXIT_MISSING_MODELS)
+    try:
+        dynamics_protocol = DynamicsProtocol(short_side=args.flow_size, frame_stride=args.flow_stride)
+    except ValueError as error:
+        raise CommandError(f"--flow-size/--flow-stride: {error}", EXIT_USAGE) from error
     request = EvaluationRequest(
         videos_dir=args.videos,
         out_dir=args.out,
@@ -59,7 +64,9 @@ def evaluate(args) -> int:
         stats_cache=args.stats_cache,
         device=args.device,
         sync_protocol=SyncProtocol(min_track=args.min_track, min_face_size=args.min_face_size),
+        dynamics_protocol=dynamics_protocol,
         weight_files={"syncnet": args.syncnet} if args.syncnet else {},
+        check_hashes=not args.allow_unpublished_weights,
     )
     try:
         summary = evaluate_folder(request, show_progress=True, announce=lambda line: print(line, file=sys.stderr))
@@ -90,9 +97,26 @@ def add_evaluate_parser(commands) -> None:
     ev.add_argument("--stats-cache", help="folder for the reference statistics cache (default: OUT/reference_stats)")
     ev.add_argument("--weights", help="folder of the metric weights (default: $COMFYUI_PATH/models/evaluation)")
     ev.add_argument("--syncnet", help="the SyncNet weights file (default: syncnet_v2.model in --weights)")
+    ev.add_argument(
+        "--allow-unpublished-weights",
+        action="store_true",
+        help="score with a weights file that does not match its publisher's hash (the manifest records it)",
+    )
     ev.add_argument("--device", default="cpu", help="torch device for the metric networks (default: cpu)")
     ev.add_argument("--min-track", type=int, default=50, help="frames at 25 fps a face track needs to be scored (default: 50)")
-    ev.add_argument("--min-face-size", type=int, default=50, help="smallest face side in pixels (default: 50)")
+    ev.add_argument("--min-face-size", type=int, default=50, help="smallest face side in pixels, for sync and IDC (default: 50)")
+    ev.add_argument(
+        "--flow-size",
+        type=int,
+        default=512,
+        help="SD/BD: the shorter side frames are resized to before optical flow; SD and BD are pixels at this size (default: 512)",
+    )
+    ev.add_argument(
+        "--flow-stride",
+        type=int,
+        default=1,
+        help="SD/BD: measure the motion between every k-th frame (faster; SD and BD are then per k frames) (default: 1)",
+    )
     ev.set_defaults(run=evaluate)
 
 

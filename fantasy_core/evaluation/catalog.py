@@ -108,12 +108,3 @@ def sha256_of(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def check_published_hash(path: str, entry: MetricWeights) -> None:
-    """Raises when a file whose publisher put a hash in its name does not match it (a truncated or other file)."""
-    if entry.sha256_prefix and not sha256_of(path).startswith(entry.sha256_prefix):
-        raise ValueError(
-            f"{path} is not the published {entry.name}: its SHA-256 does not start with {entry.sha256_prefix}. "
-            f"Download it again from {entry.source}."
-        )

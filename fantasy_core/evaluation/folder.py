@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..dataset.video import UnreadableVideoError, find_videos
 from . import catalog, metrics
+from .dynamics import DynamicsProtocol
 from .frechet import FeatureStatistics, frechet_distance
 from .media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, matched_file, read_video
 from .report import manifest, status_counts, value_summary, write_outputs
@@ -33,7 +34,9 @@ class EvaluationRequest:
     stats_cache: str | None = None  # where reference statistics are cached; None: <out_dir>/reference_stats
     device: str = "cpu"
     sync_protocol: SyncProtocol = field(default_factory=SyncProtocol)
+    dynamics_protocol: DynamicsProtocol = field(default_factory=DynamicsProtocol)
     weight_files: dict[str, str] = field(default_factory=dict)  # catalog key -> an explicit path (e.g. --syncnet)
+    check_hashes: bool = True  # refuse a file whose publisher's hash it does not match (else record the mismatch)
 
 
 @dataclass
@@ -80,7 +83,9 @@ def plan(request: EvaluationRequest) -> Plan:
     return Plan(runnable, paths, skipped, message)
 
 
-def hashed_weights(paths: dict[str, str]) -> dict[str, dict]:
+def hashed_weights(paths: dict[str, str], check: bool = True) -> dict[str, dict]:
+    """Each weights file's SHA-256 for the manifest; a file whose publisher put a hash in its name must match it
+    (unless ``check`` is off, when the manifest says it does not)."""
     described = {}
     for key, path in paths.items():
         entry = catalog.BY_KEY[key]
@@ -91,8 +96,15 @@ def hashed_weights(paths: dict[str, str]) -> dict[str, dict]:
                 "sha256": {name: catalog.sha256_of(os.path.join(path, name)) for name in files},
             }
         else:
-            catalog.check_published_hash(path, entry)
-            described[key] = {"file": os.path.basename(path), "sha256": catalog.sha256_of(path)}
+            digest = catalog.sha256_of(path)
+            described[key] = {"file": os.path.basename(path), "sha256": digest}
+            if entry.sha256_prefix:
+                described[key]["published"] = digest.startswith(entry.sha256_prefix)
+                if check and not described[key]["published"]:
+                    raise ValueError(
+                        f"{path} is not the published {entry.name}: its SHA-256 does not start with {entry.sha256_prefix}. "
+                        f"Download it again from {entry.source} (or pass --allow-unpublished-weights to score with it anyway)."
+                    )
     return described
 
 
@@ -190,10 +202,10 @@ def evaluate_folder(request: EvaluationRequest, show_progress: bool = True, anno
     def progress(items, what):
         return tqdm(items, desc=what, unit="video", disable=not (show_progress and processes.is_main))
 
-    weights = hashed_weights(chosen.paths)
+    weights = hashed_weights(chosen.paths, request.check_hashes)
     shared = metrics.Shared()
     try:
-        runners = metrics.build(chosen.metrics, chosen.paths, processes.device, shared, request.sync_protocol)
+        runners = metrics.build(chosen.metrics, chosen.paths, processes.device, shared, request)
         per_video = [runner for runner in runners if not hasattr(runner, "features")]
         sets = [runner for runner in runners if hasattr(runner, "features")]
         needs_sound = any(getattr(runner, "needs_sound", False) for runner in runners)
@@ -229,7 +241,7 @@ def evaluate_folder(request: EvaluationRequest, show_progress: bool = True, anno
     summary = summarise(rows, per_video, set_results, chosen.skipped)
     summary["missing_weights"] = chosen.missing
     if processes.is_main:
-        arguments = {**asdict(request), "sync_protocol": asdict(request.sync_protocol), "metrics": list(chosen.metrics)}
+        arguments = {**asdict(request), "metrics": list(chosen.metrics)}
         protocols = {runner.name: runner.described() for runner in runners}
         write_outputs(request.out_dir, rows, summary, manifest(arguments, weights, protocols, processes.count))
     return summary

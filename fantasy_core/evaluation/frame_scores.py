@@ -20,6 +20,20 @@ def identity_consistency(features: torch.Tensor) -> float:
     return float(((to_previous + to_first) / 2).mean())
 
 
+def identity_consistency_to_reference(features: torch.Tensor, reference: torch.Tensor) -> float:
+    """Identity consistency against a reference image (the portrait): VBench's formula with the reference in the first
+    frame's place. With r the reference [D] and f_1..f_T the frames' features [T, D] (T ≥ 1), f_0 := r, it is the
+    mean over t = 1..T of (max(0, cos(f_{t-1}, f_t)) + max(0, cos(r, f_t))) / 2: every generated frame is compared
+    with the one before it and with the reference (the first with the reference twice). Equals
+    ``identity_consistency(torch.cat([reference[None], features]))``; 1 when every frame looks like the reference."""
+    if features.dim() != 2 or features.shape[0] < 1 or reference.shape != features.shape[1:]:
+        raise ValueError(
+            f"identity consistency to a reference needs frame features [T, D] (T ≥ 1) and a reference [D]; got "
+            f"{list(features.shape)} and {list(reference.shape)}."
+        )
+    return identity_consistency(torch.cat([reference[None].to(features.dtype), features]))
+
+
 @dataclass(frozen=True)
 class Dynamics:
     subject: float  # SD: mean optical-flow magnitude (pixels per frame pair) on the person

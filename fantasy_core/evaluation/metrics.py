@@ -9,7 +9,7 @@ from dataclasses import asdict
 import torch
 
 from . import catalog
-from .sync import SyncProtocol, evaluate_sync
+from .sync import evaluate_sync
 
 PER_VIDEO = ("sync", "idc", "sd", "bd", "aesthetic")
 SETS = ("fid", "fvd")
@@ -23,6 +23,7 @@ class Shared:
 
     def __init__(self):
         self._detector = None
+        self.closing = []  # what metrics opened that holds native resources (MediaPipe graphs)
 
     @property
     def detector(self):
@@ -33,8 +34,9 @@ class Shared:
         return self._detector
 
     def close(self) -> None:
-        if self._detector is not None:
-            self._detector.close()
+        for resource in [self._detector, *self.closing]:
+            if resource is not None:
+                resource.close()
 
 
 class SyncMetric:
@@ -43,10 +45,10 @@ class SyncMetric:
     needs_sound = True
     summarised = {"sync_c": "mean over scored videos", "sync_d": "mean over scored videos", "offset": "mean over scored videos"}
 
-    def __init__(self, paths: dict[str, str], device: str, shared: Shared, protocol: SyncProtocol):
+    def __init__(self, paths: dict[str, str], device: str, shared: Shared, request):
         from ..lipsync.syncnet import load_syncnet
 
-        self.model, self.shared, self.protocol = load_syncnet(paths["syncnet"], device), shared, protocol
+        self.model, self.shared, self.protocol = load_syncnet(paths["syncnet"], device), shared, request.sync_protocol
 
     def score(self, video) -> dict:
         result = evaluate_sync(self.model, video.frames, video.fps, video.sound_16k, self.shared.detector, self.protocol)
@@ -71,9 +73,84 @@ class SyncMetric:
         }
 
 
+def prefixed(name: str, row: dict) -> dict:
+    """A metric's own row with its status and detail named after it (every metric has both)."""
+    return {(f"{name}_{key}" if key in ("status", "detail") else key): value for key, value in row.items()}
+
+
+class DynamicsMetric:
+    name = "dynamics"
+    weights = ("raft",)
+    summarised = {"sd": "mean over scored videos", "bd": "mean over scored videos with a background"}
+
+    def __init__(self, paths: dict[str, str], device: str, shared: Shared, request):
+        from .dynamics import load_raft
+        from .person_mask import PersonSegmenter
+
+        self.protocol = request.dynamics_protocol
+        self.model = load_raft(paths["raft"], device)
+        self.segmenter = PersonSegmenter(self.protocol)
+        shared.closing.append(self.segmenter)
+
+    def score(self, video) -> dict:
+        from .dynamics import video_dynamics
+
+        return prefixed(self.name, video_dynamics(self.model, self.segmenter, video.frames, self.protocol))
+
+    def described(self) -> dict:
+        return asdict(self.protocol)
+
+
+class IdentityMetric:
+    """IDC against each video's first frame, or against its source portrait when a portraits folder is given (a video
+    without a matched portrait is then not scored, so one mean never mixes the two readings)."""
+
+    name = "idc"
+    weights = ("dino",)
+    summarised = {"idc": "mean over scored videos"}
+
+    def __init__(self, paths: dict[str, str], device: str, shared: Shared, request):
+        from .dino import IdcProtocol, load_dino
+
+        self.model, self.shared = load_dino(paths["dino"], device), shared
+        self.against_portraits = request.portraits_dir is not None
+        reference = "portrait" if self.against_portraits else "first_frame"
+        self.protocol = IdcProtocol(reference=reference, min_face_size=request.sync_protocol.min_face_size)  # one face rule
+
+    def score(self, video) -> dict:
+        from .dino import video_identity_consistency
+
+        if self.against_portraits and video.portrait is None:
+            return {"idc_status": "no_portrait", "idc_detail": "no portrait of this name in the portraits folder", "idc": None}
+        return video_identity_consistency(self.model, video.frames, self.shared.detector, self.protocol, portrait=video.portrait)
+
+    def described(self) -> dict:
+        return {**asdict(self.protocol), "features": "DINO ViT-B/16 CLS of per-frame face crops", "formula": "VBench subject consistency"}
+
+
+class AestheticMetric:
+    name = "aesthetic"
+    weights = ("clip", "aesthetic_head")
+    summarised = {"aesthetic": "mean over frames, then over videos"}
+
+    def __init__(self, paths: dict[str, str], device: str, shared: Shared, request):
+        from .aesthetic import AestheticProtocol, load_aesthetic
+
+        self.scorer = load_aesthetic(paths["clip"], paths["aesthetic_head"], device)
+        self.protocol = AestheticProtocol()
+
+    def score(self, video) -> dict:
+        from .aesthetic import video_aesthetic
+
+        return {"aesthetic_status": "scored", **video_aesthetic(self.scorer, video.frames, self.protocol)}
+
+    def described(self) -> dict:
+        return {**asdict(self.protocol), "normalisation": self.scorer.normalisation, "head": "LAION v1 linear, / 10"}
+
+
 def metric_classes() -> dict[str, type]:
     """Per metric selector, the class that runs it (SD and BD share one)."""
-    return {"sync": SyncMetric}
+    return {"sync": SyncMetric, "idc": IdentityMetric, "sd": DynamicsMetric, "bd": DynamicsMetric, "aesthetic": AestheticMetric}
 
 
 def available() -> tuple[str, ...]:
@@ -86,13 +163,13 @@ def weights_of(selectors) -> list[catalog.MetricWeights]:
     return [catalog.BY_KEY[key] for key in keys]
 
 
-def build(selectors, paths: dict[str, str], device: str, shared: Shared, sync_protocol: SyncProtocol) -> list:
-    """One instance per class (SD and BD are one), in the order asked."""
+def build(selectors, paths: dict[str, str], device: str, shared: Shared, request) -> list:
+    """One instance per class (SD and BD are one), in the order asked; ``request`` carries the protocols."""
     built: dict[type, object] = {}
     for name in selectors:
         cls = metric_classes()[name]
         if cls not in built:
-            built[cls] = cls(paths, device, shared, sync_protocol) if cls is SyncMetric else cls(paths, device, shared)
+            built[cls] = cls(paths, device, shared, request)
     return list(built.values())
 
 

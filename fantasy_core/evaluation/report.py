@@ -57,6 +57,7 @@ def markdown(summary: dict) -> str:
     )
     lines += ["", f"{summary['videos']} videos ({statuses})"]
     lines += [f"skipped {name}: {reason}" for name, reason in summary.get("skipped", {}).items()]
+    lines += [summary["missing_weights"]] if summary.get("missing_weights") else []
     return "\n".join([*lines, ""])
 
 

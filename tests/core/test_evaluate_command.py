@@ -114,3 +114,71 @@ def test_two_processes_share_the_folder_and_gather_the_same_rows(folder, tmp_pat
     for name in ("videos.jsonl", "summary.json"):
         assert (tmp_path / "two" / name).read_text() == (tmp_path / "one" / name).read_text()
     assert json.loads((tmp_path / "two" / "manifest.json").read_text())["processes"] == 2
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    from evaluation_models import write_weights
+
+    return write_weights(str(tmp_path_factory.mktemp("evaluation")))
+
+
+def test_every_per_video_metric_runs_from_one_weights_folder(folder, weights, tmp_path, capsys):
+    """sync, idc (against portraits), sd/bd and aesthetic in one run: each video's row carries every metric's status,
+    the values equal each metric's own function on the same frames, and the summary means are the rows' means."""
+    import numpy as np
+    from PIL import Image
+
+    from fantasy_core.dataset.video import read_frames
+    from fantasy_core.evaluation.aesthetic import AestheticProtocol, load_aesthetic, video_aesthetic
+    from fantasy_core.evaluation.dino import IdcProtocol, load_dino, video_identity_consistency
+    from fantasy_core.identity.face import MediaPipeFaceDetector
+
+    portraits = tmp_path / "portraits"
+    portraits.mkdir()
+    first = read_frames(str(folder / "videos" / "talk.mp4"), 0.0, 60, 25)
+    Image.fromarray(first[0]).save(portraits / "talk.png")
+    arguments = ["evaluate", str(folder / "videos"), "--weights", weights, "--portraits-dir", str(portraits)]
+    arguments += ["--flow-size", "128", "--flow-stride", "10"]
+    assert main([*arguments, "--out", str(tmp_path / "refused")]) == 2  # random RAFT weights are not torchvision's file
+    assert "is not the published raft_large_C_T_SKHT_V2-ff5fadd5.pth: its SHA-256 does not start with ff5fadd5" in capsys.readouterr().err
+    arguments.append("--allow-unpublished-weights")
+    assert main([*arguments, "--min-face-size", "16", "--out", str(tmp_path / "out")]) == 0
+    assert "skipping" not in capsys.readouterr().err
+    rows = {json.loads(line)["video"]: json.loads(line) for line in (tmp_path / "out" / "videos.jsonl").read_text().splitlines()}
+    talk = rows["talk.mp4"]
+    assert (talk["sync_status"], talk["idc_status"], talk["dynamics_status"]) == ("scored", "scored", "scored")
+    assert talk["idc_reference"] == "portrait" and rows["silent.mp4"]["idc_status"] == "no_portrait"
+    with MediaPipeFaceDetector() as detector:
+        expected = video_identity_consistency(
+            load_dino(f"{weights}/dino-vitb16"), first, detector, IdcProtocol(reference="portrait", min_face_size=16), portrait=first[0]
+        )
+    assert talk["idc"] == pytest.approx(expected["idc"], abs=1e-6)
+    scorer = load_aesthetic(f"{weights}/clip-vit-large-patch14", f"{weights}/sa_0_4_vit_l_14_linear.pth")
+    assert talk["aesthetic"] == pytest.approx(video_aesthetic(scorer, first, AestheticProtocol())["aesthetic"], abs=1e-6)
+    assert talk["pairs"] == 5 and talk["size"] == "128x128" and np.isfinite([talk["sd"], talk["bd"]]).all()
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["status"]["idc"] == {"no_portrait": 2, "scored": 1}
+    aesthetics = [row["aesthetic"] for row in rows.values() if row.get("aesthetic_status") == "scored"]
+    assert summary["metrics"]["aesthetic"]["n"] == 3 and summary["metrics"]["aesthetic"]["mean"] == pytest.approx(np.mean(aesthetics))
+    described = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert set(described["weights"]) == {"syncnet", "dino", "raft", "clip", "aesthetic_head"}
+    assert described["weights"]["raft"]["published"] is False and "published" not in described["weights"]["syncnet"]
+    assert described["protocol"]["dynamics"]["frame_stride"] == 10 and described["protocol"]["idc"]["reference"] == "portrait"
+
+
+def test_a_metric_without_its_weights_is_skipped_with_its_source_and_the_rest_run(folder, weights, tmp_path, capsys):
+    import shutil
+
+    partial = tmp_path / "weights"
+    shutil.copytree(weights, partial, ignore=shutil.ignore_patterns("raft_*", "dino-*"))
+    arguments = ["evaluate", str(folder / "videos"), "--weights", str(partial), "--metrics", "sync,idc,sd", "--out", str(tmp_path / "o")]
+    assert main([*arguments, "--min-face-size", "16"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "skipping idc: weights missing: dino-vitb16" in err and "skipping sd: weights missing: raft_large_C_T_SKHT_V2-ff5fadd5.pth" in err
+    )
+    assert "Hugging Face facebook/dino-vitb16" in err and "torchvision Raft_Large_Weights.C_T_SKHT_V2" in err and str(partial) in err
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert set(summary["skipped"]) == {"idc", "sd"} and summary["status"]["sync"]["scored"] == 1
+    assert "missing weights" in (tmp_path / "o" / "summary.md").read_text()
