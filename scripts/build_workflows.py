@@ -1,5 +1,6 @@
 """Writes the shipped workflows from one description: workflows/*.json (UI format, for dragging into ComfyUI and the
-template browser) and workflows/api/*.json (API format, for POST /prompt and `fantasytalking generate`).
+template browser) and workflows/api/*.json (API format, for POST /prompt and `fantasytalking generate`); the
+examples that score a video rather than make one go to workflows/evaluation/ (and its api/).
 
 Widget order comes from the node definitions of a real ComfyUI with the pack loaded (COMFYUI_PATH or
 ~/comfy/ComfyUI), so the UI files match what the frontend expects. Run it with the test environment:
@@ -79,8 +80,10 @@ GROUPS = {  # title -> (x, y, colour); nodes are laid out in columns inside thei
     "6. Output video": (1400, 620, "#444"),
     "7. Identity: main face -> ArcFace (insightface pack, see README)": (2100, 0, "#2a7f62"),
     "7. Motion intensity: how much the speaker moves (see README)": (2100, 0, "#7f5a2a"),
+    "1. The clip to score: a talking video with its voice": (0, 0, "#3f789e"),
+    "2. Lip sync score (SyncNet weights in models/evaluation)": (700, 0, "#a1309b"),
 }
-INPUTS, MODELS_GROUP, AUDIO, CONDITIONING, SAMPLING, OUTPUT, IDENTITY, MOTION = GROUPS
+INPUTS, MODELS_GROUP, AUDIO, CONDITIONING, SAMPLING, OUTPUT, IDENTITY, MOTION, SCORED_CLIP, SCORE = GROUPS
 
 
 def talking_portrait(variant: str) -> list[Node]:
@@ -331,6 +334,25 @@ def talking_portrait_with_motion() -> list[Node]:
     ]
 
 
+def lip_sync_score() -> list[Node]:
+    """A video (e.g. one the talking-portrait workflows saved, copied into ComfyUI's input folder) scored by SyncNet:
+    Sync-C, Sync-D and the offset in the report, the distances in the plot. In a generating workflow, connect Create
+    Video's VIDEO to the score node instead of Load Video's to compare seeds and settings."""
+    return [
+        Node(1, "LoadVideo", "Talking video (with its voice)", SCORED_CLIP, {"file": "talking.mp4"}),
+        Node(
+            2,
+            "FantasyTalkingLipSyncScore",
+            "Lip sync score (Sync-C, Sync-D, offset)",
+            SCORE,
+            {"syncnet": "syncnet_v2.model", "fps": 25.0, "on_unscorable": "error", "min_track": 50, "min_face_size": 50},
+            {"video": (1, 0)},
+        ),
+        Node(3, "PreviewImage", "Distance per offset and per window", SCORE, {}, {"images": (2, 3)}),
+        Node(4, "PreviewAny", "Report", SCORE, {}, {"source": (2, 4)}),
+    ]
+
+
 WORKFLOWS = {
     "fantasytalking_standard": talking_portrait("standard"),
     "fantasytalking_identity": talking_portrait_with_identity(),
@@ -339,6 +361,9 @@ WORKFLOWS = {
     "fantasytalking_lowvram_fp8": talking_portrait("lowvram"),
     "fantasytalking_fast_distilled_lora": talking_portrait("fast"),
 }
+# Not template-browser material: they make no video and need no Wan model (the template browser lists workflows/*.json).
+EVALUATION_DIR = os.path.join(WORKFLOWS_DIR, "evaluation")
+EVALUATION_WORKFLOWS = {"fantasytalking_lipsync_score": lip_sync_score()}
 
 
 def input_specs(info: dict) -> list[tuple[str, list]]:
@@ -366,8 +391,8 @@ def widget_values(node: Node, info: dict) -> list:
         values.append(node.widgets[name])
         if options.get("control_after_generate"):
             values.append("fixed")
-        if options.get("image_upload"):
-            values.append("image")
+        if options.get("image_upload") or options.get("video_upload"):
+            values.append("image")  # the upload button's value, as the frontend saves it (for video files too)
         if options.get("audio_upload"):
             values.extend([None, None])
     return values
@@ -478,11 +503,13 @@ def object_info_from_comfyui() -> dict:
 
 def main() -> None:
     object_info = object_info_from_comfyui()
-    os.makedirs(os.path.join(WORKFLOWS_DIR, "api"), exist_ok=True)
-    for name, nodes in WORKFLOWS.items():
+    written = [(WORKFLOWS_DIR, name, nodes) for name, nodes in WORKFLOWS.items()]
+    written += [(EVALUATION_DIR, name, nodes) for name, nodes in EVALUATION_WORKFLOWS.items()]
+    for folder, name, nodes in written:
+        os.makedirs(os.path.join(folder, "api"), exist_ok=True)
         for path, content in (
-            (os.path.join(WORKFLOWS_DIR, f"{name}.json"), to_ui(name, nodes, object_info)),
-            (os.path.join(WORKFLOWS_DIR, "api", f"{name}.json"), to_api(nodes)),
+            (os.path.join(folder, f"{name}.json"), to_ui(name, nodes, object_info)),
+            (os.path.join(folder, "api", f"{name}.json"), to_api(nodes)),
         ):
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(content, f, indent=1, ensure_ascii=False)

@@ -26,6 +26,10 @@ class SyncScore:
     offset: int  # frames at 25 fps, as syncnet_python reports it; negative when the sound comes after the lips
     confidence: float  # median distance - minimum distance (LSE-C)
     min_distance: float  # the best offset's mean distance (LSE-D)
+    # for plots: the mean distance per audio shift -max_shift .. +max_shift (syncnet_python's mdist, so the offset of
+    # index i is max_shift - i), and each 5-frame window's distance at the best shift (their mean is min_distance)
+    mean_distances: tuple[float, ...] = ()
+    window_distances: tuple[float, ...] = ()
 
 
 def _median_filter(values: np.ndarray, kernel: int) -> np.ndarray:
@@ -72,12 +76,17 @@ def offsets_and_confidence(lip_features: torch.Tensor, audio_features: torch.Ten
     )
     mean = distances.mean(1)
     best, index = torch.min(mean, 0)
-    return SyncScore(max_shift - int(index), float(torch.median(mean) - best), float(best))
+    return SyncScore(
+        max_shift - int(index), float(torch.median(mean) - best), float(best), tuple(mean.tolist()), tuple(distances[index].tolist())
+    )
 
 
 @torch.no_grad()
-def sync_score(model, frames: np.ndarray, boxes: np.ndarray, waveform_16k: np.ndarray, max_shift: int = 15, batch: int = 20) -> SyncScore:
-    """Frames at 25 fps with their face boxes, and the sound of the same span at 16 kHz."""
+def sync_score(
+    model, frames: np.ndarray, boxes: np.ndarray, waveform_16k: np.ndarray, max_shift: int = 15, batch: int = 20, progress=None
+) -> SyncScore:
+    """Frames at 25 fps with their face boxes, and the sound of the same span at 16 kHz. ``progress(done, total)``,
+    when given, hears how many 5-frame windows are embedded."""
     if len(frames) < SMOOTHING_FRAMES:
         raise ValueError(f"SyncNet scores at least {SMOOTHING_FRAMES} frames at 25 fps (its box smoothing); this clip has {len(frames)}.")
     crops = face_crops(frames, boxes)
@@ -96,4 +105,6 @@ def sync_score(model, frames: np.ndarray, boxes: np.ndarray, waveform_16k: np.nd
                 torch.stack([coefficients[0, :, :, v * MFCC_PER_FRAME : v * MFCC_PER_FRAME + 20] for v in starts]).to(device)
             ).cpu()
         )
+        if progress is not None:
+            progress(starts.stop, windows)
     return offsets_and_confidence(torch.cat(lips), torch.cat(sound), max_shift)
