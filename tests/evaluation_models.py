@@ -48,10 +48,59 @@ def write_clip(folder: str) -> None:
     torch.save(torch.nn.Linear(CLIP_PROJECTION, 1).state_dict(), os.path.join(folder, "sa_0_4_vit_l_14_linear.pth"))
 
 
-WRITERS = {"syncnet": write_syncnet, "raft": write_raft, "dino": write_dino, "clip": write_clip}
+def random_fid_state() -> dict[str, torch.Tensor]:
+    """pytorch-fid's layout, from torchvision itself, with weights scaled so activations neither vanish nor explode
+    through 90-odd layers (torchvision's default initialisation leaves features of 1e-8)."""
+    from torchvision.models import inception_v3
+
+    generator = torch.Generator().manual_seed(0)
+    state = inception_v3(weights=None, num_classes=1008, aux_logits=False, init_weights=False).state_dict()
+    for key, value in state.items():
+        if key.endswith("conv.weight"):
+            value.copy_(torch.randn(value.shape, generator=generator) * (2 / value[0].numel()) ** 0.5)
+        elif key.endswith(("bn.weight", "running_var")):
+            value.copy_(0.75 + 0.5 * torch.rand(value.shape, generator=generator))
+        elif key.endswith(("bn.bias", "running_mean")):
+            value.copy_(0.1 * torch.randn(value.shape, generator=generator))
+    return state
 
 
-def write_weights(folder: str, keys=tuple(WRITERS)) -> str:
+def write_inception(folder: str) -> None:
+    torch.save(random_fid_state(), os.path.join(folder, "pt_inception-2015-12-05-6726825d.pth"))
+
+
+class StandInI3D(torch.nn.Module):
+    """StyleGAN-V's I3D call signature, [B, 3, T, H, W] -> [B, 400]: features from each clip's colour statistics, so
+    different videos give different features."""
+
+    def __init__(self):
+        super().__init__()
+        generator = torch.Generator().manual_seed(4)
+        self.project = torch.nn.Parameter(torch.randn(12, 400, generator=generator))
+
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False) -> torch.Tensor:
+        if rescale:
+            x = x / 255 * 2 - 1
+        motion = (x[:, :, 1:] - x[:, :, :-1]).abs().mean(dim=(2, 3, 4))
+        stats = torch.cat([x.mean(dim=(2, 3, 4)), x.std(dim=(2, 3, 4)), x.amax(dim=(2, 3, 4)) - x.amin(dim=(2, 3, 4)), motion], 1)
+        return stats @ self.project
+
+
+def write_i3d(folder: str) -> None:
+    torch.jit.script(StandInI3D()).save(os.path.join(folder, "i3d_torchscript.pt"))
+
+
+WRITERS = {
+    "syncnet": write_syncnet,
+    "raft": write_raft,
+    "dino": write_dino,
+    "clip": write_clip,
+    "inception": write_inception,
+    "i3d": write_i3d,
+}
+
+
+def write_weights(folder: str, keys=("syncnet", "raft", "dino", "clip")) -> str:
     os.makedirs(folder, exist_ok=True)
     for key in keys:
         WRITERS[key](folder)

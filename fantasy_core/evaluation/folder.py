@@ -153,21 +153,26 @@ class Processes:
 
 def listing_key(videos: list[tuple[str, str]], metric, weights: dict) -> str:
     listing = [(relative, os.path.getsize(path), os.path.getmtime(path)) for path, relative in videos]
-    payload = json.dumps([metric.name, metric.described(), weights, listing], sort_keys=True, default=str)
+    own = {key: weights[key] for key in metric.weights}  # this metric's network only, so other choices reuse the cache
+    payload = json.dumps([metric.name, metric.described(), own, listing], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def set_statistics(metric, videos, processes: Processes, progress) -> FeatureStatistics:
-    statistics = FeatureStatistics.empty(metric.width)
+def set_statistics(metric, videos, processes: Processes, progress) -> tuple[FeatureStatistics, dict[str, int]]:
+    """The reference videos' statistics and how many were used, unreadable or too short."""
+    statistics, counts = FeatureStatistics.empty(metric.width), {"used": 0, "unreadable": 0, "too_short": 0}
     for path, relative in progress(processes.mine(videos), f"reference {metric.name}"):
         try:
             video = read_video(path, relative, None, None, need_sound=False)
         except UnreadableVideoError:
-            continue  # counted in the summary's reference listing
-        features = metric.features(video)
+            counts["unreadable"] += 1
+            continue
+        features, _ = metric.features(video)
+        counts["used" if features is not None else "too_short"] += 1
         if features is not None:
             statistics.update(features)
-    return processes.sum_statistics(statistics)
+    gathered = processes.gather_rows([counts])
+    return processes.sum_statistics(statistics), {key: sum(part[key] for part in gathered) for key in counts}
 
 
 def reference_statistics(
@@ -178,12 +183,13 @@ def reference_statistics(
     cache_dir = request.stats_cache or os.path.join(request.out_dir, "reference_stats")
     path = os.path.join(cache_dir, f"{metric.name}-{listing_key(videos, metric, weights)}.pt")
     if os.path.isfile(path):
-        statistics, _ = FeatureStatistics.load(path)
-        return statistics, {"file": path, "cached": True, "videos": len(videos)}
-    statistics = set_statistics(metric, videos, processes, progress)
+        statistics, description = FeatureStatistics.load(path)
+        return statistics, {"file": path, "cached": True, "videos": len(videos), "made_from": description}
+    statistics, counts = set_statistics(metric, videos, processes, progress)
+    description = f"{metric.name} of {counts['used']} of {len(videos)} videos under {request.reference_dir} ({counts})"
     if processes.is_main:
-        statistics.save(path, f"{metric.name} of {len(videos)} videos under {request.reference_dir}")
-    return statistics, {"file": path, "cached": False, "videos": len(videos)}
+        statistics.save(path, description)
+    return statistics, {"file": path, "cached": False, "videos": len(videos), "made_from": description}
 
 
 def evaluate_folder(request: EvaluationRequest, show_progress: bool = True, announce=print) -> dict:
@@ -225,7 +231,9 @@ def evaluate_folder(request: EvaluationRequest, show_progress: bool = True, anno
             for runner in per_video:
                 row.update(runner.score(video))
             for runner in sets:
-                features = runner.features(video)
+                features, detail = runner.features(video)
+                row[f"{runner.name}_status"] = "used" if features is not None else "too_short"
+                row[f"{runner.name}_detail"] = detail
                 row[f"{runner.name}_items"] = 0 if features is None else int(features.shape[0])
                 if features is not None:
                     generated[runner.name].update(features)
@@ -238,7 +246,7 @@ def evaluate_folder(request: EvaluationRequest, show_progress: bool = True, anno
             set_results[runner.name] = set_summary(runner, generated[runner.name], reference, cache)
     finally:
         shared.close()
-    summary = summarise(rows, per_video, set_results, chosen.skipped)
+    summary = summarise(rows, runners, set_results, chosen.skipped)
     summary["missing_weights"] = chosen.missing
     if processes.is_main:
         arguments = {**asdict(request), "metrics": list(chosen.metrics)}
@@ -257,18 +265,19 @@ def set_summary(runner, generated: FeatureStatistics, reference: FeatureStatisti
         "reference_videos": cache["videos"],
         "reference_stats": cache["file"],
         "reference_stats_cached": cache["cached"],
+        "reference_made_from": cache["made_from"],
         "note": ""
         if generated.count >= runner.width
         else f"fewer {runner.unit} ({generated.count}) than feature dimensions ({runner.width}): the covariance is rank-deficient",
     }
 
 
-def summarise(rows: list[dict], per_video: list, set_results: dict, skipped: dict) -> dict:
+def summarise(rows: list[dict], runners: list, set_results: dict, skipped: dict) -> dict:
     statuses = {"read": status_counts(rows, "read_status")}
     values = {}
-    for runner in per_video:
+    for runner in runners:
         status_column = f"{runner.name}_status"
         statuses[runner.name] = status_counts(rows, status_column)
-        for column, rule in runner.summarised.items():
+        for column, rule in getattr(runner, "summarised", {}).items():
             values[column] = value_summary(rows, column, status_column, rule)
     return {"videos": len(rows), "status": statuses, "metrics": values, "sets": set_results, "skipped": dict(skipped)}

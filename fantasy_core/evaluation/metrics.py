@@ -148,9 +148,61 @@ class AestheticMetric:
         return {**asdict(self.protocol), "normalisation": self.scorer.normalisation, "head": "LAION v1 linear, / 10"}
 
 
+class FidMetric:
+    """FID's set: the Inception pool features of every frame of every video."""
+
+    name, unit, width = "fid", "frames", 2048
+    weights = ("inception",)
+
+    def __init__(self, paths: dict[str, str], device: str, shared: Shared, request):
+        from .inception import FidProtocol, load_inception
+
+        self.model, self.protocol = load_inception(paths["inception"], device), FidProtocol()
+
+    def features(self, video) -> tuple[torch.Tensor | None, str]:
+        from .inception import frame_features
+
+        return frame_features(self.model, video.frames), ""
+
+    def described(self) -> dict:
+        return asdict(self.protocol)
+
+
+class FvdMetric:
+    """FVD's set: the I3D features of each video's 16-frame clips."""
+
+    name, unit, width = "fvd", "clips", 400
+    weights = ("i3d",)
+
+    def __init__(self, paths: dict[str, str], device: str, shared: Shared, request):
+        from .i3d import FvdProtocol, load_i3d
+
+        self.protocol = FvdProtocol()
+        self.model = load_i3d(paths["i3d"], device, self.protocol)
+
+    def features(self, video) -> tuple[torch.Tensor | None, str]:
+        from .i3d import TooFewFramesError, video_features
+
+        try:
+            return video_features(self.model, video.frames, self.protocol), ""
+        except TooFewFramesError as error:
+            return None, str(error)
+
+    def described(self) -> dict:
+        return asdict(self.protocol)
+
+
 def metric_classes() -> dict[str, type]:
     """Per metric selector, the class that runs it (SD and BD share one)."""
-    return {"sync": SyncMetric, "idc": IdentityMetric, "sd": DynamicsMetric, "bd": DynamicsMetric, "aesthetic": AestheticMetric}
+    return {
+        "sync": SyncMetric,
+        "idc": IdentityMetric,
+        "sd": DynamicsMetric,
+        "bd": DynamicsMetric,
+        "aesthetic": AestheticMetric,
+        "fid": FidMetric,
+        "fvd": FvdMetric,
+    }
 
 
 def available() -> tuple[str, ...]:

@@ -182,3 +182,62 @@ def test_a_metric_without_its_weights_is_skipped_with_its_source_and_the_rest_ru
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert set(summary["skipped"]) == {"idc", "sd"} and summary["status"]["sync"]["scored"] == 1
     assert "missing weights" in (tmp_path / "o" / "summary.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def short_videos(tmp_path_factory):
+    """Two 20-frame clips at 64 px (one FVD clip each) and a reference set of two other clips."""
+    import numpy as np
+    from dataset_media import write_video
+    from motion_clips import clip
+
+    root = tmp_path_factory.mktemp("sets")
+    for folder, expressions in (("generated", (0, 6)), ("reference", (3, 9))):
+        (root / folder).mkdir()
+        for index, expression in enumerate(expressions):
+            frames = [np.ascontiguousarray(frame) for frame in clip(frames=20, expression=expression, size=64)]
+            write_video(str(root / folder / f"clip{index}.mp4"), frames, 25, None)
+    (root / "generated" / "short.mp4").write_bytes((root / "generated" / "clip0.mp4").read_bytes())
+    write_video(str(root / "generated" / "short.mp4"), clip(frames=10, size=64), 25, None)
+    from evaluation_models import write_weights
+
+    write_weights(str(root / "weights"), ("inception", "i3d"))
+    return root
+
+
+def test_fid_and_fvd_compare_the_sets_and_cache_the_reference_statistics(short_videos, tmp_path, capsys):
+    from fantasy_core.dataset.video import find_videos, read_frames
+    from fantasy_core.evaluation.frechet import FeatureStatistics, frechet_distance
+    from fantasy_core.evaluation.inception import frame_features, load_inception
+
+    root = short_videos
+    arguments = ["evaluate", str(root / "generated"), "--weights", str(root / "weights"), "--reference-dir", str(root / "reference")]
+    arguments += ["--stats-cache", str(tmp_path / "cache"), "--allow-unpublished-weights"]
+    assert main([*arguments, "--out", str(tmp_path / "first"), "--metrics", "fid,fvd"]) == 0
+    first = json.loads((tmp_path / "first" / "summary.json").read_text())
+    model = load_inception(str(root / "weights" / "pt_inception-2015-12-05-6726825d.pth"))
+
+    def statistics(folder):
+        result = FeatureStatistics.empty(2048)
+        for path, _ in find_videos(str(folder)):
+            count = 10 if path.endswith("short.mp4") else 20
+            result.update(frame_features(model, read_frames(path, 0.0, count, 25)))
+        return result
+
+    expected = frechet_distance(statistics(root / "generated"), statistics(root / "reference"))
+    fid = first["sets"]["fid"]
+    assert fid["value"] == pytest.approx(expected, rel=1e-6) and (fid["generated"], fid["reference"]) == (50, 40)
+    assert "rank-deficient" in fid["note"] and fid["reference_stats_cached"] is False
+    fvd = first["sets"]["fvd"]
+    assert (fvd["generated"], fvd["reference"]) == (2, 2) and fvd["value"] > 0
+    assert first["status"]["fvd"] == {"too_short": 1, "used": 2} and "fvd |" in (tmp_path / "first" / "summary.md").read_text()
+    rows = {json.loads(line)["video"]: json.loads(line) for line in (tmp_path / "first" / "videos.jsonl").read_text().splitlines()}
+    assert rows["short.mp4"]["fvd_items"] == 0 and "has 10 frames" in rows["short.mp4"]["fvd_detail"]
+    assert main([*arguments, "--out", str(tmp_path / "second"), "--metrics", "fid"]) == 0
+    second = json.loads((tmp_path / "second" / "summary.json").read_text())["sets"]["fid"]
+    assert second["reference_stats_cached"] is True and second["value"] == fid["value"]
+    same = ["evaluate", str(root / "reference"), "--weights", str(root / "weights"), "--reference-dir", str(root / "reference")]
+    assert main([*same, "--allow-unpublished-weights", "--metrics", "fid", "--out", str(tmp_path / "same")]) == 0
+    assert json.loads((tmp_path / "same" / "summary.json").read_text())["sets"]["fid"]["value"] == pytest.approx(0, abs=1e-6)
+    assert main(["evaluate", str(root / "generated"), "--weights", str(root / "weights"), "--metrics", "fid"]) == 2
+    assert "fid needs reference videos (--reference-dir)" in capsys.readouterr().err
