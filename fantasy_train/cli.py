@@ -177,7 +177,7 @@ def train(args) -> int:
         DatasetMismatchError,
         StartError,
         CheckpointError,
-        ModuleNotFoundError,
+        ImportError,  # an optional package (accelerate, or what the validation scores need), named with the fix
         ValidationInputError,
         FloatingPointError,
     ) as error:  # FloatingPointError: the run diverged

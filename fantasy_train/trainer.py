@@ -24,7 +24,7 @@ from fantasy_core.training.trainable import build_trainable
 from .encoders import MissingModelError
 from .engines import configure_engine
 from .step import TrainingStep
-from .validation import ValidationRenderer, render_file
+from .validation import ValidationRenderer, render_file, score_weights
 from .wan import FrozenWan
 
 RUN_FILE = "run.json"
@@ -125,6 +125,7 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
         project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=os.path.join(config.output_dir, "logs")),
     )
     configure_engine(accelerator, config)
+    weights = score_weights(config.validation) if config.validation.every else None  # a missing file stops the run now
     if accelerator.is_main_process:
         _check_run_folder(config)
         os.makedirs(config.output_dir, exist_ok=True)
@@ -149,7 +150,9 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
     modules.to(accelerator.device)
     renderer = None
     if config.validation.every and accelerator.is_main_process:
-        renderer = ValidationRenderer.prepare(config, dataset, wan, validation_encoders)
+        renderer = ValidationRenderer.prepare(config, dataset, wan, validation_encoders, weights)
+        if weights.note:
+            print(weights.note, flush=True)
     step_module = TrainingStep(
         modules,
         wan,
@@ -250,6 +253,8 @@ def train(config: TrainConfig, show_progress: bool = True, stop_after: int | Non
         if config.validation.every and (done % config.validation.every == 0 or done == config.steps):
             _validate(accelerator, renderer, step_module, config, done, progress)
     progress.close()
+    if renderer is not None:
+        renderer.close()
     accelerator.end_training()
     final = accelerator.unwrap_model(model).trainable
     return {"step": end, "modules": final, "file": module_file(config.output_dir, config.stage, end)}
@@ -348,7 +353,11 @@ def _validate(accelerator, renderer, step_module: TrainingStep, config: TrainCon
         if config.logging.tensorboard:
             shown = frames[[0, frames.shape[0] // 2, frames.shape[0] - 1]]
             accelerator.get_tracker("tensorboard", unwrap=True).add_images("validation/frames", shown, global_step=step, dataformats="NHWC")
-        progress.write(f"step {step}: validation render {render_file(config.output_dir, step)}")
+        scores = renderer.score(frames)
+        if scores:
+            accelerator.log(scores, step=step)  # numbers as scalars, the outcome in words as text, at the frames' step
+        said = "; ".join(value for value in scores.values() if isinstance(value, str))
+        progress.write(f"step {step}: validation render {render_file(config.output_dir, step)}" + (f"; {said}" if said else ""))
     accelerator.wait_for_everyone()
 
 

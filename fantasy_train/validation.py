@@ -5,10 +5,15 @@ nodes' format, loads it as the Model Loader does and runs FantasyTalking Apply's
 VAEDecode on the frozen base the run trains. What a render shows is what the checkpoint gives in ComfyUI.
 
 The render runs on the main process (the others wait). Afterwards ComfyUI unloads what sampling loaded and the base
-is loaded again exactly as for training, so sampling's patches (the flow shift, the modules' wrapper) leave no trace."""
+is loaded again exactly as for training, so sampling's patches (the flow shift, the modules' wrapper) leave no trace.
+
+Each render is scored by the evaluation's own code (Sync-C, Sync-D and the offset against the validation voice; IDC
+against the portrait with DINO), the networks loaded once per run; a render that cannot be scored says why in words
+and logs no number."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -25,6 +30,8 @@ from fantasy_comfy.patch import Controls, apply_fantasytalking
 from fantasy_comfy.sampler import SamplingSettings, sample_talking
 from fantasy_core.dataset.reader import CachedClips
 from fantasy_core.dataset.video import UnreadableVideoError, audio_seconds, read_audio
+from fantasy_core.evaluation import catalog
+from fantasy_core.evaluation.sync import SyncProtocol, SyncResult, evaluate_sync, to_16k_mono
 from fantasy_core.identity.face import FaceSelectionError
 from fantasy_core.motion.intensity import MotionIntensity
 from fantasy_core.training.config import TrainConfig, ValidationConfig
@@ -37,6 +44,7 @@ from .wan import FrozenWan
 
 FOLDER = "validation"
 MIN_FACE_SIZE = 16  # a render is a check, not a dataset: small faces are accepted
+NO_SCORES = "none"  # validation.syncnet: no scores even when syncnet_v2.model is in models/evaluation
 
 
 class ValidationInputError(ValueError):
@@ -94,6 +102,142 @@ def _arcface_file(name: str) -> str:
         raise MissingModelError(f"validation.arcface: {error}") from error
 
 
+@dataclass(frozen=True)
+class ScoreWeights:
+    """The metric weights the renders are scored with (None: that score is off) and, when Sync is off, why."""
+
+    syncnet: str | None
+    dino: str | None
+    note: str = ""
+
+
+def _evaluation_dirs() -> list[str]:
+    from fantasy_comfy.model_folders import folder_dirs
+
+    return folder_dirs(catalog.FOLDER)
+
+
+def _weights_file(name: str, key: str, dirs: list[str]) -> str:
+    """A path, or a name in ComfyUI/models/evaluation; missing: an error naming the option and where to get it."""
+    entry = catalog.BY_KEY[key]
+    candidates = [name] if os.path.isabs(name) else [name, *(os.path.join(folder, name) for folder in dirs)]
+    for path in candidates:
+        if os.path.isfile(os.path.join(path, "config.json") if entry.is_folder else path):
+            return path
+    what = "folder (config.json and the weights)" if entry.is_folder else "file"
+    url = f" ({entry.url})" if entry.url else ""
+    off = f' validation.{key} = "{NO_SCORES}" turns the scores off.' if key == "syncnet" else ""
+    raise MissingModelError(
+        f"validation.{key}: the {what} '{name}' was not found (as a path, or in {', '.join(dirs)}). Download {entry.name} "
+        f"from {entry.source}{url} into ComfyUI/models/{catalog.FOLDER}, or give its path.{off}"
+    )
+
+
+def score_weights(valid: ValidationConfig, dirs: list[str] | None = None) -> ScoreWeights:
+    """Which weights score the renders; checked before the run loads anything, so a file asked for and missing stops
+    it at once. ``dirs``: where ComfyUI keeps models/evaluation (default: ComfyUI's folders)."""
+    dirs = _evaluation_dirs() if dirs is None else dirs
+    dino = _weights_file(valid.dino, "dino", dirs) if valid.dino else None
+    if valid.syncnet == NO_SCORES:
+        return ScoreWeights(None, dino, 'Validation renders are not scored for lip sync (validation.syncnet = "none").')
+    if valid.syncnet:
+        return ScoreWeights(_weights_file(valid.syncnet, "syncnet", dirs), dino)
+    entry = catalog.BY_KEY["syncnet"]
+    present = next((os.path.join(folder, entry.name) for folder in dirs if catalog.is_present(folder, entry)), None)
+    if present:
+        return ScoreWeights(present, dino)
+    return ScoreWeights(
+        None,
+        dino,
+        f"Validation renders are not scored for lip sync: no {entry.name} in {', '.join(dirs)}. For Sync-C, Sync-D and the "
+        f"offset of every render, download it from {entry.source} ({entry.url}) there, or set validation.syncnet to its path.",
+    )
+
+
+class _OncePerFrame:
+    """The detector's faces of each distinct picture of one render: Sync (its frames resampled to 25 fps) and IDC
+    (every frame) ask about the same pictures."""
+
+    def __init__(self, detector):
+        self.detector, self.found = detector, {}
+
+    def detect(self, frame: np.ndarray) -> list:
+        key = hashlib.blake2b(np.ascontiguousarray(frame).data, digest_size=16).digest() + bytes(str(frame.shape), "ascii")
+        if key not in self.found:
+            self.found[key] = self.detector.detect(frame)
+        return self.found[key]
+
+
+class RenderScorer:
+    """Scores renders as `fantasytalking evaluate` scores videos: Sync-C, Sync-D and the offset of the longest face
+    track against the voice (``evaluate_sync``: SyncNet and MediaPipe's face detector) and, with DINO, IDC against the
+    portrait (``video_identity_consistency``, reference "portrait"). The networks load once, here."""
+
+    def __init__(self, weights: ScoreWeights, protocol: SyncProtocol, device, portrait: np.ndarray | None = None):
+        from fantasy_core.identity.face import MediaPipeFaceDetector
+        from fantasy_core.lipsync.score import SYNCNET_SAMPLE_RATE, mfcc
+        from fantasy_core.lipsync.syncnet import load_syncnet
+
+        self.protocol, self.portrait = protocol, portrait
+        self.syncnet = load_syncnet(weights.syncnet, str(device)).eval() if weights.syncnet else None
+        if self.syncnet is not None:
+            mfcc(np.zeros(SYNCNET_SAMPLE_RATE // 10, np.float32))  # its optional package: missing, now rather than at a render
+        self.dino = None
+        if weights.dino:
+            from fantasy_core.evaluation.dino import load_dino
+
+            if portrait is None:
+                raise ValueError("IDC of the renders is measured against the portrait: give it.")
+            self.dino = load_dino(weights.dino, device)
+        self.detector = MediaPipeFaceDetector()
+
+    def scores(self, frames: torch.Tensor, fps: float, audio: dict) -> dict[str, float | int | str]:
+        """``frames`` [T, H, W, 3] in 0..1 at ``fps``, ``audio`` the voice as ComfyUI AUDIO -> the values to log: the
+        outcome in words (``validation/sync``, ``validation/identity``) and, only what was scored, the numbers
+        (``validation/sync_c``, ``validation/sync_d``, ``validation/offset``, ``validation/idc``)."""
+        pixels = (frames[..., :3].float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()  # as the MP4 writer rounds
+        detector, values = _OncePerFrame(self.detector), {}
+        if self.syncnet is not None:
+            sound = to_16k_mono(audio["waveform"].reshape(-1, audio["waveform"].shape[-1]), audio["sample_rate"])
+            with torch.no_grad():
+                result = evaluate_sync(self.syncnet, pixels, fps, sound, detector, self.protocol)
+            values["validation/sync"] = sync_text(result)
+            if result.status == "scored":
+                values.update({"validation/sync_c": result.sync_c, "validation/sync_d": result.sync_d, "validation/offset": result.offset})
+        if self.dino is not None:
+            from fantasy_core.evaluation.dino import IdcProtocol, video_identity_consistency
+
+            protocol = IdcProtocol(min_face_size=self.protocol.min_face_size, reference="portrait")
+            row = video_identity_consistency(self.dino, pixels, detector, protocol, portrait=self.portrait)
+            if row["idc_status"] == "scored":
+                values["validation/identity"] = (
+                    f"IDC {row['idc']:.4f} against the portrait over {row['idc_face_frames']} frames with a face"
+                )
+                values["validation/idc"] = float(row["idc"])
+            else:
+                values["validation/identity"] = f"IDC not scored ({row['idc_status']}): {row['idc_detail']} ({HINTS['no_face']})"
+        return values
+
+    def close(self) -> None:
+        self.detector.close()
+
+
+HINTS = {
+    "short_track": "validation.sync_min_track sets the shortest track scored",
+    "no_face": "validation.score_min_face_size sets the smallest face",
+}
+
+
+def sync_text(result: SyncResult) -> str:
+    if result.status == "scored":
+        return (
+            f"lip sync: Sync-C {result.sync_c:.3f}, Sync-D {result.sync_d:.3f}, offset {result.offset} over a {result.track_frames}-frame "
+            f"face track ({result.face_size:.0f} px)"
+        )
+    hint = f" ({HINTS[result.status]})" if result.status in HINTS else ""
+    return f"lip sync not scored ({result.status}): {result.detail}{hint}"
+
+
 @dataclass
 class _Conditioned:
     positive: list
@@ -106,21 +250,29 @@ class _Conditioned:
 
 
 class ValidationRenderer:
-    def __init__(self, config: TrainConfig, wan: FrozenWan, vae, conditioned: _Conditioned):
+    def __init__(self, config: TrainConfig, wan: FrozenWan, vae, conditioned: _Conditioned, scorer: RenderScorer | None = None):
         self.config = config
         self.wan = wan
         self.vae = vae
         self.inputs = conditioned
+        self.scorer = scorer
 
     @classmethod
     def prepare(
-        cls, config: TrainConfig, dataset: CachedClips, wan: FrozenWan, encoders: DatasetEncoders | None = None
+        cls,
+        config: TrainConfig,
+        dataset: CachedClips,
+        wan: FrozenWan,
+        encoders: DatasetEncoders | None = None,
+        weights: ScoreWeights | None = None,
     ) -> ValidationRenderer:
-        """Loads the encoders (unless given), conditions the portrait and the voice once, and keeps only the VAE."""
+        """Loads the encoders (unless given), conditions the portrait and the voice once, and keeps only the VAE; loads
+        the scoring networks of ``weights`` (default: as [validation] names them)."""
         comfy_core = comfyui_nodes()
         valid, data = config.validation, config.data
         image = _read_image(valid.image)
         voice = _read_voice(valid.audio)
+        weights = score_weights(valid) if weights is None else weights
         names = _encoder_names(valid, dataset)
         if encoders is None:
             encoders = load_encoders(
@@ -139,7 +291,21 @@ class ValidationRenderer:
                 raise ValidationInputError(f"validation.image: {error}") from error
             identity, _ = embed_faces(faces, _arcface_file(names["arcface"]), names["arcface"], "auto")
         motion = MotionIntensity(valid.omega_lip, valid.omega_body) if config.modules.motion else None
-        return cls(config, wan, encoders.vae, _Conditioned(positive, negative, latent, embeds, trimmed, identity, motion))
+        scorer = None
+        if weights.syncnet or weights.dino:
+            protocol = SyncProtocol(min_track=valid.sync_min_track, min_face_size=valid.score_min_face_size)
+            portrait = (image[0] * 255).round().to(torch.uint8).numpy()
+            scorer = RenderScorer(weights, protocol, wan.device, portrait)
+        conditioned = _Conditioned(positive, negative, latent, embeds, trimmed, identity, motion)
+        return cls(config, wan, encoders.vae, conditioned, scorer)
+
+    def score(self, frames: torch.Tensor) -> dict[str, float | int | str]:
+        """The render's scores to log (none when scoring is off); see ``RenderScorer.scores``."""
+        return {} if self.scorer is None else self.scorer.scores(frames, self.config.data.fps, self.inputs.audio)
+
+    def close(self) -> None:
+        if self.scorer is not None:
+            self.scorer.close()
 
     def render(self, modules: TrainableModules, step: int, metadata: dict[str, str]) -> torch.Tensor:
         """Frames [T, H, W, 3] in 0..1 of the modules as the nodes run them; written to validation/step-N.mp4."""

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 
 import torch
 
+from ..evaluation.sync import SyncProtocol
 from ..guidance import OFFICIAL_NEGATIVE_PROMPT
 from .draws import DropoutRates
 from .objective import LIP_LOSS_REDUCTIONS
@@ -120,6 +121,13 @@ class ValidationConfig:
     wav2vec: str = ""
     arcface: str = ""
     face_detector: str = ""
+    # Scores of every render, logged beside its frames (fantasy_train/validation.py). syncnet: "" = syncnet_v2.model
+    # in ComfyUI/models/evaluation when it is there, "none" = no scores, else a file name there or a path. dino: the
+    # DINO ViT-B/16 folder for IDC against the portrait, a name there or a path ("" = no IDC).
+    syncnet: str = ""
+    dino: str = ""
+    sync_min_track: int = SyncProtocol.min_track  # frames at 25 fps; a shorter face track is not scored
+    score_min_face_size: int = SyncProtocol.min_face_size  # pixels; smaller faces are not scored (Sync and IDC)
 
 
 @dataclass(frozen=True)
@@ -200,6 +208,8 @@ class TrainConfig:
         _check(valid.shift > 0, "validation.shift", valid.shift, "positive")
         for name in ("omega_lip", "omega_body"):
             _check(0 <= getattr(valid, name) <= 1, f"validation.{name}", getattr(valid, name), "between 0 and 1")
+        for name in ("sync_min_track", "score_min_face_size"):
+            _check(getattr(valid, name) >= 1, f"validation.{name}", getattr(valid, name), "at least 1")
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -1,6 +1,7 @@
 """Validation renders during training: they come out as MP4s and TensorBoard images, equal what the nodes make from
 the same step's checkpoint (a workflow built here node by node, as the shipped one is), leave the training itself
-untouched, and bad inputs are refused with what to do."""
+untouched, are scored for lip sync beside their frames (what `evaluate_sync` gives, or in words why not), and bad
+inputs are refused with what to do."""
 
 from __future__ import annotations
 
@@ -24,8 +25,41 @@ ARCFACE_CHOICE = "tiny_training/w600k_r50.onnx"  # the dataset's ArcFace, as a p
 
 
 @pytest.fixture(scope="module")
-def rendered(comfy, made, model_files, tmp_path_factory):
-    """Stage 2, four steps, a render every two; and the same run without renders."""
+def syncnet_file(tmp_path_factory) -> str:
+    """syncnet_v2.model in its real layout (random values), in a models/evaluation folder."""
+    from fantasy_core.lipsync.syncnet import SyncNet
+
+    folder = tmp_path_factory.mktemp("evaluation")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        torch.save(SyncNet().state_dict(), folder / "syncnet_v2.model")
+    return str(folder / "syncnet_v2.model")
+
+
+@pytest.fixture(scope="module")
+def dino_folder(tmp_path_factory) -> str:
+    """facebook/dino-vitb16's layout, tiny: a ViTModel without pooler, saved by save_pretrained."""
+    import transformers
+
+    config = transformers.ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=224,
+        patch_size=16,
+        initializer_range=0.5,
+    )
+    folder = tmp_path_factory.mktemp("evaluation") / "dino-vitb16"
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        transformers.ViTModel(config, add_pooling_layer=False).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def rendered(comfy, made, model_files, syncnet_file, dino_folder, tmp_path_factory):
+    """Stage 2, four steps, a render every two, each scored (SyncNet, DINO); and the same run without renders."""
     from dataset_models import tiny_encoders
 
     from fantasy_train.trainer import train
@@ -44,6 +78,8 @@ def rendered(comfy, made, model_files, tmp_path_factory):
         "omega_lip": 0.8,
         "omega_body": 0.3,
         "arcface": ARCFACE_CHOICE,
+        "syncnet": syncnet_file,
+        "dino": dino_folder,
     }
     encoders = tiny_encoders(comfy, made["models"])
     common = {"stage": 2, "steps": 4, "optimizer": LINEAR_ADAM}
@@ -74,6 +110,132 @@ def test_renders_are_written_and_logged(rendered):
     events = EventAccumulator(str(rendered["root"] / "with" / "logs" / "fantasytalking"), size_guidance={"images": 0}).Reload()
     images = events.Images("validation/frames")
     assert [(event.step, event.width, event.height) for event in images] == [(2, 384, 128), (4, 384, 128)]  # first, middle, last frame
+
+
+def texts(events, tag: str) -> list[tuple[int, str]]:
+    return [(event.step, event.tensor_proto.string_val[0].decode()) for event in events.Tensors(f"{tag}/text_summary")]
+
+
+def test_each_render_is_scored_beside_its_frames(rendered, syncnet_file):
+    """The tiny random Wan renders noise, not a face: each render's outcome is logged in words at its frames' step, no
+    number is, and the reason is the one `evaluate_sync` gives on the written MP4 with its voice."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from fantasy_core.evaluation.sync import evaluate_sync, to_16k_mono
+    from fantasy_core.identity.face import MediaPipeFaceDetector
+    from fantasy_core.lipsync.syncnet import load_syncnet
+
+    events = EventAccumulator(str(rendered["root"] / "with" / "logs" / "fantasytalking"), size_guidance={"tensors": 0}).Reload()
+    reason, hint = "no face of at least 50 px in any frame", "(validation.score_min_face_size sets the smallest face)"
+    assert texts(events, "validation/sync") == [(step, f"lip sync not scored (no_face): {reason} {hint}") for step in (2, 4)]
+    identity = f"IDC not scored (no_face): a face of at least 50 px in 0 of 25 frames; IDC needs 2 {hint}"
+    assert texts(events, "validation/identity") == [(step, identity) for step in (2, 4)]
+    assert [event.step for event in events.Images("validation/frames")] == [2, 4]
+    assert not [tag for tag in events.Tags()["scalars"] if tag.startswith("validation/")]  # no fake number
+    with av.open(str(rendered["root"] / "with" / "validation" / "step-0000004.mp4")) as container:
+        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+    samples, rate = speech("a")
+    with MediaPipeFaceDetector() as detector:
+        result = evaluate_sync(load_syncnet(syncnet_file), frames, 12.0, to_16k_mono(torch.from_numpy(samples), rate), detector)
+    assert (result.status, result.detail) == ("no_face", reason)
+
+
+def test_scores_are_what_the_evaluation_gives_logged_as_scalars(comfy, syncnet_file, dino_folder, tmp_path):
+    """The scorer on a real talking face (the astronaut with a moving mouth, 0.8 s at 25 fps, espeak-ng speech; a
+    scored track of 20 frames, as validation.sync_min_track allows): Sync-C, Sync-D, the offset and IDC go to
+    TensorBoard as scalars at the step, equal to `evaluate_sync` and `video_identity_consistency` run on their own; a
+    track shorter than validation.sync_min_track and a silent voice log only the reason."""
+    from accelerate.tracking import TensorBoardTracker
+    from motion_clips import clip
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from fantasy_core.evaluation.dino import IdcProtocol, load_dino, video_identity_consistency
+    from fantasy_core.evaluation.sync import SyncProtocol, evaluate_sync, to_16k_mono
+    from fantasy_core.identity.face import MediaPipeFaceDetector
+    from fantasy_core.lipsync.syncnet import load_syncnet
+    from fantasy_train.validation import RenderScorer, ScoreWeights
+
+    talking = np.stack(clip(frames=20, expression=10, size=160))
+    portrait = clip(frames=1, size=160)[0]
+    samples, rate = speech("a")
+    voice = {"waveform": torch.from_numpy(samples)[None, None], "sample_rate": rate}  # ComfyUI AUDIO
+    protocol = SyncProtocol(min_face_size=16, min_track=15)
+    scorer = RenderScorer(ScoreWeights(syncnet_file, dino_folder), protocol, "cpu", portrait)
+    try:
+        values = scorer.scores(torch.from_numpy(talking).float() / 255, 25.0, voice)
+        scorer.protocol = SyncProtocol(min_face_size=16, min_track=25)
+        short = scorer.scores(torch.from_numpy(talking).float() / 255, 25.0, voice)
+        silent = scorer.scores(torch.from_numpy(talking).float() / 255, 25.0, {**voice, "waveform": torch.zeros(1, 1, rate * 3)})
+    finally:
+        scorer.close()
+    with MediaPipeFaceDetector() as detector:
+        expected = evaluate_sync(load_syncnet(syncnet_file), talking, 25, to_16k_mono(torch.from_numpy(samples), rate), detector, protocol)
+        identity = video_identity_consistency(
+            load_dino(dino_folder), talking, detector, IdcProtocol(min_face_size=16, reference="portrait"), portrait=portrait
+        )
+    assert expected.status == "scored" and isinstance(expected.offset, int) and abs(expected.offset) <= 15
+    assert identity["idc_status"] == "scored" and identity["idc_face_frames"] == 20
+    assert short["validation/sync"] == (
+        "lip sync not scored (short_track): the longest face track with sound is 20 frames at 25 fps; at least "
+        "25 are scored (validation.sync_min_track sets the shortest track scored)"
+    )
+    assert silent["validation/sync"] == "lip sync not scored (no_sound): the clip has no sound (or only silence) to compare the lips with"
+    assert not {"validation/sync_c", "validation/sync_d", "validation/offset"} & (set(short) | set(silent))
+
+    tracker = TensorBoardTracker("scores", str(tmp_path))  # what accelerator.log writes to
+    tracker.start()
+    for step, logged in ((3, values), (5, short), (7, silent)):
+        tracker.log(logged, step=step)
+    tracker.finish()
+    events = EventAccumulator(str(tmp_path / "scores"), size_guidance={"tensors": 0}).Reload()
+    scalars = {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    idc = pytest.approx(identity["idc"], rel=1e-6)
+    assert scalars == {
+        "validation/sync_c": [(3, pytest.approx(expected.sync_c, rel=1e-6))],
+        "validation/sync_d": [(3, pytest.approx(expected.sync_d, rel=1e-6))],
+        "validation/offset": [(3, expected.offset)],
+        "validation/idc": [(3, idc), (5, idc), (7, idc)],  # the picture, not the sound: the same each time
+    }
+    assert np.isfinite(expected.sync_c) and np.isfinite(expected.sync_d) and expected.sync_d >= 0
+    assert [step for step, _ in texts(events, "validation/sync")] == [3, 5, 7]
+    said = texts(events, "validation/sync")[0][1]
+    assert said.startswith(
+        f"lip sync: Sync-C {expected.sync_c:.3f}, Sync-D {expected.sync_d:.3f}, offset {expected.offset} over a 20-frame"
+    )
+    assert texts(events, "validation/identity")[0] == (3, f"IDC {identity['idc']:.4f} against the portrait over 20 frames with a face")
+
+
+def test_score_weights_are_found_or_refused_before_the_run(made, rendered, syncnet_file, tmp_path):
+    """validation.syncnet: "" finds syncnet_v2.model in models/evaluation or says once how to turn the scores on;
+    a file asked for and missing stops the run before it loads anything, naming the option and the download."""
+    from fantasy_core.training.config import ConfigError
+    from fantasy_train.encoders import MissingModelError
+    from fantasy_train.trainer import train
+    from fantasy_train.validation import score_weights
+
+    valid = asdict(rendered["config"].validation)
+    evaluation, empty = os.path.dirname(syncnet_file), str(tmp_path)
+
+    def weights(dirs, **changes):
+        return score_weights(config_of(made, tmp_path / "run", validation={**valid, **changes}).validation, dirs)
+
+    assert (weights([empty, evaluation], syncnet="").syncnet, weights([empty, evaluation], syncnet="").note) == (syncnet_file, "")
+    assert weights([evaluation], syncnet="syncnet_v2.model").syncnet == syncnet_file  # a name in the folder
+    off = weights([empty], syncnet="")
+    assert off.syncnet is None
+    assert f"no syncnet_v2.model in {empty}" in off.note and "joonson/syncnet_python" in off.note and "validation.syncnet" in off.note
+    assert weights([evaluation], syncnet="none").syncnet is None
+    with pytest.raises(MissingModelError, match=r"validation.syncnet: the file '.*nowhere.model' was not found .*joonson/syncnet_python"):
+        weights([evaluation], syncnet=str(tmp_path / "nowhere.model"))
+    with pytest.raises(MissingModelError, match=r"validation.dino: the folder .*'dino-vitb16' was not found .*facebook/dino-vitb16"):
+        weights([evaluation], dino="dino-vitb16")
+    with pytest.raises(ConfigError, match="'validation.sync_min_track' must be at least 1"):
+        config_of(made, tmp_path / "run", validation={**valid, "sync_min_track": 0})
+
+    run = tmp_path / "missing"
+    with pytest.raises(MissingModelError, match="validation.syncnet: the file"):
+        train(config_of(made, run, stage=2, steps=1, validation={**valid, "syncnet": str(tmp_path / "nowhere.model")}), show_progress=False)
+    assert not run.exists()  # stopped before writing anything
 
 
 def test_renders_leave_the_training_untouched(rendered):
