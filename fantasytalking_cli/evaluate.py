@@ -50,7 +50,8 @@ def evaluate(args) -> int:
     if args.syncnet and not os.path.isfile(args.syncnet):
         raise CommandError(f"--syncnet: {args.syncnet} does not exist.", EXIT_MISSING_MODELS)
     try:
-        dynamics_protocol = DynamicsProtocol(short_side=args.flow_size, frame_stride=args.flow_stride)
+        mask_source = {"mediapipe": "mediapipe_selfie_segmentation", "sam": "sam"}[args.person_mask]
+        dynamics_protocol = DynamicsProtocol(short_side=args.flow_size, frame_stride=args.flow_stride, mask_source=mask_source)
     except ValueError as error:
         raise CommandError(f"--flow-size/--flow-stride: {error}", EXIT_USAGE) from error
     request = EvaluationRequest(
@@ -116,6 +117,13 @@ def add_evaluate_parser(commands) -> None:
         type=int,
         default=1,
         help="SD/BD: measure the motion between every k-th frame (faster; SD and BD are then per k frames) (default: 1)",
+    )
+    ev.add_argument(
+        "--person-mask",
+        choices=("mediapipe", "sam"),
+        default="mediapipe",
+        help="SD/BD: the person mask from MediaPipe's bundled selfie segmentation, or SAM (the sam-vit-base folder in "
+        "--weights, prompted by the face) (default: mediapipe)",
     )
     ev.set_defaults(run=evaluate)
 

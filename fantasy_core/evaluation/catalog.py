@@ -74,6 +74,14 @@ WEIGHTS = (
         sha256_prefix="ff5fadd5",
     ),
     MetricWeights(
+        "sam",
+        "sam-vit-base",
+        ("sd", "bd"),
+        "Hugging Face facebook/sam-vit-base (the folder; SD / BD's person mask instead of MediaPipe's bundled one)",
+        hf_repo="facebook/sam-vit-base",
+        optional=True,
+    ),
+    MetricWeights(
         "face_recon",
         "deep3dfacerecon_epoch_20.pth",
         ("es",),

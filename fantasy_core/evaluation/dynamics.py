@@ -1,13 +1,14 @@
 """Subject and background dynamics (SD / BD) of a generated talking video: the optical flow between frames
 (torchvision's RAFT-large, ``raft_large_C_T_SKHT_V2-ff5fadd5.pth``) averaged on the person (SD) and on the rest of
-the picture (BD), by ``frame_scores.dynamics``. The person mask comes from ``person_mask.PersonSegmenter``: MediaPipe's
-bundled selfie segmentation; SAM with the user's weights (the paper's choice) is a planned alternative.
+the picture (BD), by ``frame_scores.dynamics``. The person mask comes from ``person_mask.PersonSegmenter`` (MediaPipe's
+bundled selfie segmentation, the default) or ``person_mask.SamPersonSegmenter`` (SAM with the user's
+``facebook/sam-vit-base`` folder, the paper's choice, prompted by a box built from the largest face: ``SamPromptProtocol``).
 
 The protocol (``DynamicsProtocol``, written beside every result): the frames' shorter side is resized to 512 px
 (bilinear, antialiased; the other side to the nearest multiple of 8), so SD and BD are **pixels per frame pair at a
 512-px shorter side** whatever the video's own size (the pack's clips are 512 px, so they are measured as they are);
 consecutive frames (stride 1); 12 flow updates (torchvision's default), the last flow kept; a pixel is the person's
-where the segmentation's confidence exceeds 0.5, on the first frame of each pair.
+where the segmentation's confidence (SAM: the sigmoid of its mask logit) exceeds 0.5, on the first frame of each pair.
 
 How this differs from VBench's dynamic degree (vbench/dynamic_degree.py), the closest public code: VBench runs the
 original RAFT (princeton-vl ``raft-things.pth``, 20 updates) at the video's own size padded to multiples of 8, on
@@ -34,8 +35,37 @@ from .frame_scores import dynamics
 RAFT_WEIGHTS = BY_KEY["raft"]
 MIN_SIDE = 128  # raft_large's correlation pyramid needs feature maps of 16 px, 1/8 of the input
 SELFIE_MODELS = {"general": 0, "landscape": 1}  # MediaPipe's model_selection: 256x256 input; 144x256, for wide pictures
-MASK_SOURCES = ("mediapipe_selfie_segmentation",)  # SAM is planned
+MEDIAPIPE, SAM = "mediapipe_selfie_segmentation", "sam"
+MASK_SOURCES = (MEDIAPIPE, SAM)
 RESIZE_CHUNK = 16  # frames resized at once (bounds the float copy of a long, large video)
+
+
+@dataclass(frozen=True)
+class SamPromptProtocol:
+    """How SAM is asked for the person in a frame (mask source "sam"); written beside every result.
+
+    The face is the largest (by box area) of the face detector's detections in that frame, box (x0, y0, x1, y1) in
+    pixels, width w = x1 - x0, height h = y1 - y0, centre (cx, cy). The prompt is one box and one positive point:
+
+    - box: x from cx - ``person_box_widths`` w to cx + ``person_box_widths`` w, y from y0 - ``person_box_top`` h to
+      the frame's bottom edge (the frame's height), clipped to the frame [0, W] x [0, H]: a talking portrait's head,
+      hair, neck and shoulders (shoulders span about three face widths), cut by the frame at the bottom;
+    - point: (cx, cy) clipped to the frame, labelled foreground, so SAM segments the person and not the backdrop
+      that the box also holds.
+
+    SAM answers with three candidate masks (multimask output); the one with the highest predicted IoU is kept. A
+    frame in which the detector finds no face gets an empty mask: SD / BD then count every pixel of that frame as
+    background (and a video without a face in any frame is reported "no_person")."""
+
+    person_box_widths: float = 2.0  # the box's half-width, in face widths from the face centre
+    person_box_top: float = 0.5  # how far above the face box's top the box starts, in face heights (the hair)
+
+    def __post_init__(self):
+        if not self.person_box_widths > 0 or not self.person_box_top >= 0:
+            raise ValueError(
+                f"SamPromptProtocol needs person_box_widths > 0 and person_box_top >= 0 (face widths and heights); got "
+                f"{self.person_box_widths} and {self.person_box_top}."
+            )
 
 
 @dataclass(frozen=True)
@@ -45,9 +75,10 @@ class DynamicsProtocol:
     short_side: int | None = 512  # the shorter side is resized to this before flow and mask; None: the video's own size
     frame_stride: int = 1  # 1: consecutive frames; k: every k-th frame, so a pair spans k frames
     flow_updates: int = 12  # RAFT's recurrent refinements (torchvision's default; VBench uses 20); the last flow is kept
-    mask_threshold: float = 0.5  # the person's pixels: segmentation confidence above this
-    mask_source: str = "mediapipe_selfie_segmentation"
-    selfie_model: str = "general"  # MediaPipe's general (square) model; "landscape" is made for wide pictures
+    mask_threshold: float = 0.5  # the person's pixels: segmentation confidence (SAM: sigmoid of the logit) above this
+    mask_source: str = MEDIAPIPE  # or SAM
+    selfie_model: str = "general"  # MediaPipe's general (square) model; "landscape" is made for wide pictures (MediaPipe only)
+    sam_prompt: SamPromptProtocol | None = None  # SAM's prompt; SamPromptProtocol() when mask_source is SAM
 
     def __post_init__(self):
         if self.short_side is not None and (self.short_side < MIN_SIDE or self.short_side % 8):
@@ -63,6 +94,12 @@ class DynamicsProtocol:
                 f"the person mask comes from one of {list(MASK_SOURCES)} with a selfie model of {sorted(SELFIE_MODELS)}; "
                 f"got {self.mask_source!r} and {self.selfie_model!r}."
             )
+        if self.sam_prompt is not None and not isinstance(self.sam_prompt, SamPromptProtocol):
+            raise ValueError(f"sam_prompt must be a SamPromptProtocol; got a {type(self.sam_prompt).__name__}.")
+        if self.mask_source != SAM and self.sam_prompt is not None:
+            raise ValueError(f"sam_prompt applies to mask_source {SAM!r} only; the protocol's mask source is {self.mask_source!r}.")
+        if self.mask_source == SAM and self.sam_prompt is None:
+            object.__setattr__(self, "sam_prompt", SamPromptProtocol())
 
 
 def download_advice() -> str:
@@ -218,16 +255,29 @@ def measure_dynamics(
     return row
 
 
+def mask_settings(protocol: DynamicsProtocol) -> tuple:
+    """What the person mask depends on (the selfie model only for MediaPipe)."""
+    model = protocol.selfie_model if protocol.mask_source == MEDIAPIPE else None
+    return protocol.mask_source, protocol.mask_threshold, model, protocol.sam_prompt
+
+
+def describe_mask(protocol: DynamicsProtocol) -> str:
+    if protocol.mask_source == MEDIAPIPE:
+        return f"a mask threshold of {protocol.mask_threshold} with the {protocol.selfie_model} selfie model"
+    return f"SAM at a mask threshold of {protocol.mask_threshold} prompted by {protocol.sam_prompt}"
+
+
 def video_dynamics(raft, segmenter, frames, protocol: DynamicsProtocol = DynamicsProtocol(), batch_size: int = 8) -> dict:
     """SD and BD of one video: ``frames`` uint8 [T, H, W, 3]; ``raft`` from ``load_raft``; ``segmenter`` a
-    ``PersonSegmenter`` (or anything with ``masks(frames)``). A row: status ("scored", "no_person", "too_short"),
-    detail, sd, bd (pixels per frame pair at the protocol's size; None when not measured), pairs, person_fraction
+    ``PersonSegmenter`` or ``SamPersonSegmenter`` made for the protocol's mask settings (or anything with
+    ``masks(frames)``), refused when its own ``protocol`` differs in them. A row: status ("scored", "no_person",
+    "too_short"), detail, sd, bd (pixels per frame pair at the protocol's size; None when not measured), pairs, person_fraction
     (the mean mask coverage), frames_measured and size ("HxW" measured at)."""
     own = getattr(segmenter, "protocol", protocol)
-    if (own.mask_threshold, own.selfie_model) != (protocol.mask_threshold, protocol.selfie_model):
+    if mask_settings(own) != mask_settings(protocol):
+        maker = "PersonSegmenter(protocol)" if protocol.mask_source == MEDIAPIPE else "SamPersonSegmenter(folder, detector, protocol)"
         raise ValueError(
-            f"the segmenter was made for a mask threshold of {own.mask_threshold} with the {own.selfie_model} model, the "
-            f"protocol says {protocol.mask_threshold} and {protocol.selfie_model}: make it with PersonSegmenter(protocol)."
+            f"the segmenter was made for {describe_mask(own)}, the protocol says {describe_mask(protocol)}: make it with {maker}."
         )
     return measure_dynamics(
         lambda prepared: raft_flows(raft, prepared, protocol.flow_updates, batch_size), segmenter.masks, frames, protocol

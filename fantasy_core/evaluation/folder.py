@@ -62,7 +62,7 @@ def plan(request: EvaluationRequest) -> Plan:
             skipped[name] = "needs reference videos (--reference-dir)"
             continue
         absent = []
-        for entry in metrics.weights_of([name]):
+        for entry in metrics.weights_of([name], request):
             path = request.weight_files.get(entry.key) or (os.path.join(request.weights_dir, entry.name) if request.weights_dir else None)
             if path and (os.path.isfile(os.path.join(path, "config.json")) if entry.is_folder else os.path.isfile(path)):
                 paths[entry.key] = path
@@ -153,7 +153,7 @@ class Processes:
 
 def listing_key(videos: list[tuple[str, str]], metric, weights: dict) -> str:
     listing = [(relative, os.path.getsize(path), os.path.getmtime(path)) for path, relative in videos]
-    own = {key: weights[key] for key in metric.weights}  # this metric's network only, so other choices reuse the cache
+    own = {key: weights[key] for key in metric.weights if key in weights}  # this metric's network only, so other choices reuse the cache
     payload = json.dumps([metric.name, metric.described(), own, listing], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

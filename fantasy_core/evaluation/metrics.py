@@ -83,13 +83,20 @@ class DynamicsMetric:
     weights = ("raft",)
     summarised = {"sd": "mean over scored videos", "bd": "mean over scored videos with a background"}
 
+    @classmethod
+    def weights_for(cls, request) -> tuple[str, ...]:
+        return (*cls.weights, "sam") if request.dynamics_protocol.mask_source == "sam" else cls.weights
+
     def __init__(self, paths: dict[str, str], device: str, shared: Shared, request):
-        from .dynamics import load_raft
-        from .person_mask import PersonSegmenter
+        from .dynamics import SAM, load_raft
+        from .person_mask import PersonSegmenter, SamPersonSegmenter
 
         self.protocol = request.dynamics_protocol
         self.model = load_raft(paths["raft"], device)
-        self.segmenter = PersonSegmenter(self.protocol)
+        if self.protocol.mask_source == SAM:
+            self.segmenter = SamPersonSegmenter(paths["sam"], shared.detector, self.protocol, device)
+        else:
+            self.segmenter = PersonSegmenter(self.protocol)
         shared.closing.append(self.segmenter)
 
     def score(self, video) -> dict:
@@ -209,9 +216,14 @@ def available() -> tuple[str, ...]:
     return tuple(name for name in ALL if name in metric_classes())
 
 
-def weights_of(selectors) -> list[catalog.MetricWeights]:
+def weights_of(selectors, request=None) -> list[catalog.MetricWeights]:
+    """The catalog entries the chosen metrics need (with ``request``: as its protocols choose, e.g. SAM masks)."""
     classes = metric_classes()
-    keys = dict.fromkeys(key for name in selectors for key in classes[name].weights)
+
+    def needed(cls) -> tuple[str, ...]:
+        return cls.weights_for(request) if request is not None and hasattr(cls, "weights_for") else cls.weights
+
+    keys = dict.fromkeys(key for name in selectors for key in needed(classes[name]))
     return [catalog.BY_KEY[key] for key in keys]
 
 

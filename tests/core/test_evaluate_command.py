@@ -241,3 +241,26 @@ def test_fid_and_fvd_compare_the_sets_and_cache_the_reference_statistics(short_v
     assert json.loads((tmp_path / "same" / "summary.json").read_text())["sets"]["fid"]["value"] == pytest.approx(0, abs=1e-6)
     assert main(["evaluate", str(root / "generated"), "--weights", str(root / "weights"), "--metrics", "fid"]) == 2
     assert "fid needs reference videos (--reference-dir)" in capsys.readouterr().err
+
+
+def test_sam_person_masks_need_their_folder_and_are_recorded(folder, weights, tmp_path, capsys):
+    from evaluation_models import write_sam
+
+    arguments = ["evaluate", str(folder / "videos"), "--metrics", "sd,bd", "--person-mask", "sam", "--allow-unpublished-weights"]
+    arguments += ["--flow-size", "128", "--flow-stride", "20", "--weights"]
+    assert main([*arguments, weights, "--out", str(tmp_path / "none")]) == 5
+    assert "sam-vit-base (sd, bd) from Hugging Face facebook/sam-vit-base" in capsys.readouterr().err
+    with_sam = tmp_path / "weights"
+    import shutil
+
+    shutil.copytree(weights, with_sam)
+    write_sam(str(with_sam))
+    assert main([*arguments, str(with_sam), "--out", str(tmp_path / "out")]) == 0
+    described = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert (
+        described["protocol"]["dynamics"]["mask_source"] == "sam"
+        and described["protocol"]["dynamics"]["sam_prompt"]["person_box_widths"] == 2.0
+    )
+    assert "sam" in described["weights"] and described["weights"]["sam"]["folder"] == "sam-vit-base"
+    rows = {json.loads(line)["video"]: json.loads(line) for line in (tmp_path / "out" / "videos.jsonl").read_text().splitlines()}
+    assert rows["talk.mp4"]["dynamics_status"] == "scored" and rows["faceless.mp4"]["dynamics_status"] == "no_person"

