@@ -84,8 +84,8 @@ def test_missing_weights_and_unknown_metrics_are_refused_with_what_to_do(folder,
     assert main(["evaluate", str(folder / "videos"), "--out", str(tmp_path / "out")]) == 5
     err = capsys.readouterr().err
     assert "missing weights: syncnet_v2.model (sync) from joonson/syncnet_python" in err and "models --evaluation --download" in err
-    assert main(["evaluate", str(folder / "videos"), "--metrics", "sync,fid", "--syncnet", str(folder / "syncnet_v2.model")]) == 2
-    assert "--metrics: ['fid'] not available" in capsys.readouterr().err
+    assert main(["evaluate", str(folder / "videos"), "--metrics", "sync,lpips", "--syncnet", str(folder / "syncnet_v2.model")]) == 2
+    assert "--metrics: unknown ['lpips']; choose from sync, idc, sd, bd, aesthetic, fid, fvd" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nowhere"), "--syncnet", str(folder / "syncnet_v2.model")]) == 2
     assert f"VIDEOS: the folder {tmp_path / 'nowhere'} does not exist." in capsys.readouterr().err
     arguments = ["evaluate", str(folder / "videos"), "--audio-dir", str(tmp_path / "voices"), "--syncnet", str(folder / "syncnet_v2.model")]
