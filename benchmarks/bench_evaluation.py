@@ -145,9 +145,7 @@ def main() -> None:
                     "cpu_side_seconds": cpu_side,
                     "gpu_estimate_videos_per_minute": 60 / gpu_seconds,
                 }
-                print(
-                    f"{runner.name:10} {seconds:8.2f} {60 / seconds:11.2f} {flops / 1e9:12.1f} {cpu_side:10.2f} {60 / gpu_seconds:20.1f}"
-                )
+                print(f"{runner.name:10} {seconds:8.2f} {60 / seconds:11.2f} {flops / 1e9:12.1f} {cpu_side:10.2f} {60 / gpu_seconds:20.1f}")
         finally:
             shared.close()
     print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import folder_paths
@@ -17,6 +18,7 @@ DWPOSE_FOLDER = "dwpose"  # ComfyUI/models/dwpose/*.onnx: DWPose / RTMPose body 
 MEDIAPIPE_POSE = "mediapipe pose"
 EVALUATION_FOLDER = catalog.FOLDER  # ComfyUI/models/evaluation: the metric networks' weights (fantasytalking evaluate too)
 SYNCNET_FILE = catalog.BY_KEY["syncnet"].name
+DINO_FOLDER = catalog.BY_KEY["dino"].name
 
 
 def _register(name: str, extensions: set[str]) -> None:
@@ -198,3 +200,36 @@ def syncnet_path(name: str) -> str:
             "`fantasytalking models --evaluation --download` fetch it."
         )
     return path
+
+
+def _model_type(folder: str) -> str | None:
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return config.get("model_type") if isinstance(config, dict) else None
+
+
+def dino_choices() -> list[str]:
+    """dino-vitb16, always (a workflow naming it then loads, and a missing folder is reported with where to get it),
+    and every other sub-folder of models/evaluation whose config.json holds a ViT (model_type "vit")."""
+    found = {DINO_FOLDER}
+    for root_dir in folder_dirs(EVALUATION_FOLDER):
+        if os.path.isdir(root_dir):
+            found.update(name for name in os.listdir(root_dir) if _model_type(os.path.join(root_dir, name)) == "vit")
+    return sorted(found)
+
+
+def dino_path(name: str) -> str:
+    """The folder ``name`` directly in a models/evaluation folder (the first that has it)."""
+    if name and name not in (".", "..") and os.path.basename(name) == name:
+        for root_dir in folder_dirs(EVALUATION_FOLDER):
+            if os.path.isdir(os.path.join(root_dir, name)):
+                return os.path.join(root_dir, name)
+    entry = catalog.BY_KEY["dino"]
+    raise FileNotFoundError(
+        f"DINO folder '{name}' was not found in {', '.join(folder_dirs(EVALUATION_FOLDER))}. Download {entry.hf_repo} from "
+        f"Hugging Face (config.json and model.safetensors) into ComfyUI/models/{EVALUATION_FOLDER}/{entry.name}/, or let "
+        "`fantasytalking models --evaluation --download` fetch it."
+    )

@@ -12,7 +12,7 @@ from fantasy_comfy.model_folders import register_folders
 
 from .apply import FantasyTalkingApply, FantasyTalkingConditioningSettings
 from .audio import FantasyTalkingAudioEmbeds
-from .evaluation import FantasyTalkingLipSyncScore
+from .evaluation import FantasyTalkingIdentityConsistency, FantasyTalkingLipSyncScore
 from .identity import FantasyTalkingFaceCrop, FantasyTalkingFaceEmbedding
 from .loaders import FantasyTalkingModelLoader, FantasyTalkingWav2VecLoader
 from .long_video import FantasyTalkingLongVideo
@@ -33,6 +33,7 @@ NODES = [
     FantasyTalkingSampler,
     FantasyTalkingLongVideo,
     FantasyTalkingLipSyncScore,
+    FantasyTalkingIdentityConsistency,
 ]
 
 
@@ -59,7 +60,7 @@ def report_missing_dependencies() -> list[str]:
         "python_speech_features": "python_speech_features",
     }
     users = {
-        "mediapipe": "Face Crop (its default detector), Measure Motion and Lip Sync Score",
+        "mediapipe": "Face Crop (its default detector), Measure Motion, Lip Sync Score and Identity Consistency",
         "onnxruntime": "Face Crop (SCRFD) and Face Embedding",
         "python_speech_features": "Lip Sync Score (SyncNet's MFCCs)",
     }

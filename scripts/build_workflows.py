@@ -82,8 +82,10 @@ GROUPS = {  # title -> (x, y, colour); nodes are laid out in columns inside thei
     "7. Motion intensity: how much the speaker moves (see README)": (2100, 0, "#7f5a2a"),
     "1. The clip to score: a talking video with its voice": (0, 0, "#3f789e"),
     "2. Lip sync score (SyncNet weights in models/evaluation)": (700, 0, "#a1309b"),
+    "1. The clip to score and the portrait it was made from": (0, 0, "#3f789e"),
+    "2. Identity consistency (DINO folder in models/evaluation)": (700, 0, "#2a7f62"),
 }
-INPUTS, MODELS_GROUP, AUDIO, CONDITIONING, SAMPLING, OUTPUT, IDENTITY, MOTION, SCORED_CLIP, SCORE = GROUPS
+INPUTS, MODELS_GROUP, AUDIO, CONDITIONING, SAMPLING, OUTPUT, IDENTITY, MOTION, SCORED_CLIP, SCORE, CLIP_AND_PORTRAIT, IDC = GROUPS
 
 
 def talking_portrait(variant: str) -> list[Node]:
@@ -353,6 +355,27 @@ def lip_sync_score() -> list[Node]:
     ]
 
 
+def identity_consistency() -> list[Node]:
+    """A video scored against the portrait it was made from (both copied into ComfyUI's input folder): IDC in the report,
+    each frame's similarities in the plot, and the faces DINO saw. In a generating workflow, connect Create Video's VIDEO
+    (or VAE Decode's IMAGE) and the portrait's Load Image to compare seeds and settings."""
+    return [
+        Node(1, "LoadVideo", "Talking video", CLIP_AND_PORTRAIT, {"file": "talking.mp4"}),
+        Node(2, "LoadImage", "Portrait it was made from", CLIP_AND_PORTRAIT, {"image": "portrait.png"}),
+        Node(
+            3,
+            "FantasyTalkingIdentityConsistency",
+            "Identity consistency (IDC)",
+            IDC,
+            {"dino": "dino-vitb16", "reference": "portrait", "min_face_size": 50, "crop_margin": 0.3, "on_unscorable": "error"},
+            {"portrait": (2, 0), "video": (1, 0)},
+        ),
+        Node(4, "PreviewImage", "Similarity per frame", IDC, {}, {"images": (3, 1)}),
+        Node(5, "PreviewImage", "Faces scored (the portrait's first)", IDC, {}, {"images": (3, 2)}),
+        Node(6, "PreviewAny", "Report", IDC, {}, {"source": (3, 3)}),
+    ]
+
+
 WORKFLOWS = {
     "fantasytalking_standard": talking_portrait("standard"),
     "fantasytalking_identity": talking_portrait_with_identity(),
@@ -363,7 +386,10 @@ WORKFLOWS = {
 }
 # Not template-browser material: they make no video and need no Wan model (the template browser lists workflows/*.json).
 EVALUATION_DIR = os.path.join(WORKFLOWS_DIR, "evaluation")
-EVALUATION_WORKFLOWS = {"fantasytalking_lipsync_score": lip_sync_score()}
+EVALUATION_WORKFLOWS = {
+    "fantasytalking_lipsync_score": lip_sync_score(),
+    "fantasytalking_identity_consistency": identity_consistency(),
+}
 
 
 def input_specs(info: dict) -> list[tuple[str, list]]:

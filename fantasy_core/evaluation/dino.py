@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -190,11 +190,34 @@ def face_crops(frames, detector, protocol: IdcProtocol = IdcProtocol()) -> tuple
     return (np.stack(crops) if crops else np.zeros((0, side, side, 3), np.uint8)), np.asarray(kept, dtype=np.int64)
 
 
-def video_identity_consistency(model, frames, detector, protocol: IdcProtocol = IdcProtocol(), portrait=None, batch: int = 16) -> dict:
-    """One video's IDC row: ``idc`` (None unless scored), ``idc_status`` ("scored"; "no_face" when fewer than 2 frames
-    have a face; "no_portrait_face"), ``idc_detail`` (why not scored), ``idc_reference`` (protocol.reference),
-    ``idc_frames`` (frames in) and ``idc_face_frames`` (frames with a face). ``portrait`` [H, W, 3] uint8 is required
-    by ``reference="portrait"`` and refused by ``"first_frame"``, so the protocol always says what was measured."""
+@dataclass(frozen=True)
+class IdentityTrace:
+    """What one IDC score saw: its ``row`` (``video_identity_consistency``'s), the face crops, and the two terms of the
+    formula for each frame with a face, so a plot shows where the identity drifts and a person can check the faces.
+
+    ``to_reference``: max(0, cos(f_0, f_t)), f_0 the portrait's face or the first frame with a face; ``to_previous``:
+    max(0, cos(f_{t-1}, f_t)), the previous frame with a face (the portrait before the first). NaN for a frame not
+    compared (the first face frame, which is f_0 with reference "first_frame") and for every frame of a video not
+    scored. IDC is the mean over the compared frames of (to_reference + to_previous) / 2."""
+
+    row: dict
+    frame_indices: np.ndarray  # [K] int64: the frames with a face, in order
+    crops: np.ndarray  # [K, S, S, 3] uint8: their face crops
+    reference_crop: np.ndarray | None  # [S, S, 3] uint8: the portrait's face, when it was found (reference "portrait")
+    to_reference: np.ndarray  # [K] float64
+    to_previous: np.ndarray  # [K] float64
+
+
+def formula_terms(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The two terms of VBench's formula for features [N, D] after the first: (to the first, to the previous), each [N - 1]."""
+    unit = F.normalize(features.double(), dim=-1)
+    to_first = (unit[1:] * unit[:1]).sum(-1).clamp(min=0)
+    to_previous = (unit[1:] * unit[:-1]).sum(-1).clamp(min=0)
+    return to_first.numpy(), to_previous.numpy()
+
+
+def identity_trace(model, frames, detector, protocol: IdcProtocol = IdcProtocol(), portrait=None, batch: int = 16) -> IdentityTrace:
+    """``video_identity_consistency``'s row with the crops and the per-frame terms behind it (see there and ``IdentityTrace``)."""
     frames = require_images(frames, "the frames")
     if (portrait is None) != (protocol.reference == "first_frame"):
         raise ValueError(
@@ -210,14 +233,29 @@ def video_identity_consistency(model, frames, detector, protocol: IdcProtocol = 
         "idc_frames": len(frames),
         "idc_face_frames": len(kept),
     }
+    not_compared = np.full(len(kept), np.nan)
+    unscored = IdentityTrace(row, kept, crops, None, not_compared, not_compared)
     if len(kept) < 2:
         detail = f"a face of at least {protocol.min_face_size} px in {len(kept)} of {len(frames)} frames; IDC needs 2"
-        return {**row, "idc_status": "no_face", "idc_detail": detail}
+        return replace(unscored, row={**row, "idc_status": "no_face", "idc_detail": detail})
     if portrait is None:
-        return {**row, "idc": identity_consistency(dino_features(model, crops, batch))}
+        features = dino_features(model, crops, batch)
+        to_first, to_previous = formula_terms(features)
+        first = np.full(1, np.nan)
+        scored = {**row, "idc": identity_consistency(features)}
+        return IdentityTrace(scored, kept, crops, None, np.concatenate([first, to_first]), np.concatenate([first, to_previous]))
     reference, _ = face_crops(require_rgb_uint8(portrait, "the portrait")[None], detector, protocol)
     if not len(reference):
         detail = f"no face of at least {protocol.min_face_size} px in the portrait"
-        return {**row, "idc_status": "no_portrait_face", "idc_detail": detail}
+        return replace(unscored, row={**row, "idc_status": "no_portrait_face", "idc_detail": detail})
     features = dino_features(model, np.concatenate([reference, crops]), batch)
-    return {**row, "idc": identity_consistency_to_reference(features[1:], features[0])}
+    scored = {**row, "idc": identity_consistency_to_reference(features[1:], features[0])}
+    return IdentityTrace(scored, kept, crops, reference[0], *formula_terms(features))
+
+
+def video_identity_consistency(model, frames, detector, protocol: IdcProtocol = IdcProtocol(), portrait=None, batch: int = 16) -> dict:
+    """One video's IDC row: ``idc`` (None unless scored), ``idc_status`` ("scored"; "no_face" when fewer than 2 frames
+    have a face; "no_portrait_face"), ``idc_detail`` (why not scored), ``idc_reference`` (protocol.reference),
+    ``idc_frames`` (frames in) and ``idc_face_frames`` (frames with a face). ``portrait`` [H, W, 3] uint8 is required
+    by ``reference="portrait"`` and refused by ``"first_frame"``, so the protocol always says what was measured."""
+    return identity_trace(model, frames, detector, protocol, portrait, batch).row

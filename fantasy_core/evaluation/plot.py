@@ -1,12 +1,16 @@
-"""A picture of a lip-sync score (drawn with PIL, as the motion plot is): the mean SyncNet distance per audio-video
-offset with the best offset marked (Sync-D is its value, Sync-C its depth below the median), and the distance of each
-5-frame window at the best offset over the clip's time. A clip that could not be scored gets a picture saying why."""
+"""Pictures of a lip-sync score and of an identity-consistency score (drawn with PIL, as the motion plot is).
+
+Lip sync: the mean SyncNet distance per audio-video offset with the best offset marked (Sync-D is its value, Sync-C its
+depth below the median), and the distance of each 5-frame window at the best offset over the clip's time. IDC: each
+frame's similarity to the reference and to the previous frame over the clip. A clip that could not be scored gets a
+picture saying why."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .dino import IdcProtocol, IdentityTrace
 from .sync import SyncProtocol, SyncResult
 
 BACKGROUND = (24, 24, 24)
@@ -18,6 +22,8 @@ BEST_COLOUR = (230, 60, 60)  # the best offset, and Sync-D
 MEDIAN_COLOUR = (150, 150, 150)
 WINDOW_COLOUR = (230, 150, 60)
 WARNING_COLOUR = (240, 170, 60)
+REFERENCE_COLOUR = (60, 140, 230)  # IDC: similarity to the reference
+PREVIOUS_COLOUR = (230, 150, 60)  # IDC: similarity to the previous frame
 
 
 def _scale(values: np.ndarray) -> tuple[float, float]:
@@ -106,4 +112,45 @@ def sync_plot(result: SyncResult, protocol: SyncProtocol | None = None, width: i
     half = (bottom - top) // 2
     _offsets_panel(draw, font, (left, top, right, top + half - 34), result, protocol.max_shift)
     _windows_panel(draw, font, (left, top + half + 8, right, bottom - 6), result, protocol.fps)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def identity_plot(trace: IdentityTrace, protocol: IdcProtocol | None = None, width: int = 768, height: int = 320) -> np.ndarray:
+    """RGB uint8 [height, width, 3]: each face frame's similarity to the reference (blue) and to the previous face frame
+    (orange) against its frame number, the IDC (their mean average) dashed in red, and a grey tick under each frame
+    without a face; or the reason the clip was not scored."""
+    protocol = protocol or IdcProtocol()
+    row = trace.row
+    image = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    faces = f"a face in {row['idc_face_frames']} of {row['idc_frames']} frames (at least {protocol.min_face_size} px)"
+    if row["idc_status"] != "scored":
+        draw.text((12, 10), f"Identity consistency not scored: {row['idc_status']}", fill=WARNING_COLOUR, font=font)
+        draw.text((12, 30), row["idc_detail"], fill=TEXT, font=font)
+        draw.text((12, 50), faces, fill=FAINT, font=font)
+        draw.text((12, 70), "IDC: NaN", fill=FAINT, font=font)
+        return np.asarray(image, dtype=np.uint8)
+    reference = "the portrait" if row["idc_reference"] == "portrait" else "the first frame with a face"
+    draw.text((12, 6), f"IDC {row['idc']:.4f}   reference: {reference}   {faces}", fill=TEXT, font=font)
+    legend = "similarity per frame; blue: to the reference, orange: to the previous frame, red dashes: IDC, grey ticks: no face"
+    box = (56, 44, width - 14, height - 34)
+    compared = np.isfinite(trace.to_reference)
+    frames = trace.frame_indices[compared]
+    values = np.concatenate([trace.to_reference[compared], trace.to_previous[compared], [row["idc"]]])
+    y_range = _scale(values)
+    x_range = (0.0, float(max(row["idc_frames"] - 1, 1)))
+    _panel(draw, font, box, legend, y_range)
+    _dashed(draw, box, _y(row["idc"], box, y_range), BEST_COLOUR)
+    for series, colour in ((trace.to_reference[compared], REFERENCE_COLOUR), (trace.to_previous[compared], PREVIOUS_COLOUR)):
+        points = [(_x(frame, box, x_range), _y(value, box, y_range)) for frame, value in zip(frames, series)]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2)
+        for x, y in points:
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+    for frame in sorted(set(range(row["idc_frames"])) - set(trace.frame_indices.tolist())):
+        x = _x(frame, box, x_range)
+        draw.line([(x, box[3] - 12), (x, box[3])], fill=FAINT, width=3)
+    draw.text((box[0], box[3] + 3), "frame 0", fill=FAINT, font=font)
+    draw.text((box[2] - 60, box[3] + 3), f"frame {x_range[1]:.0f}", fill=FAINT, font=font)
     return np.asarray(image, dtype=np.uint8)
