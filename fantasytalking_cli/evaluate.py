@@ -89,7 +89,7 @@ def add_evaluate_parser(commands) -> None:
     )
     ev.add_argument(
         "--metrics",
-        help="comma-separated from sync, idc, sd, bd, aesthetic, fid, fvd "
+        help="comma-separated from sync, idc, sd, bd, aesthetic, fid, fvd, es "
         "(default: the per-video ones, plus fid and fvd when --reference-dir is given)",
     )
     ev.add_argument("--audio-dir", help="voice files matched to the videos by name (default: each video's own sound track)")

@@ -117,24 +117,6 @@ def write_sam(folder: str) -> str:
     return target
 
 
-WRITERS = {
-    "syncnet": write_syncnet,
-    "raft": write_raft,
-    "dino": write_dino,
-    "clip": write_clip,
-    "inception": write_inception,
-    "i3d": write_i3d,
-    "sam": write_sam,
-}
-
-
-def write_weights(folder: str, keys=("syncnet", "raft", "dino", "clip")) -> str:
-    os.makedirs(folder, exist_ok=True)
-    for key in keys:
-        WRITERS[key](folder)
-    return folder
-
-
 def write_face_recon(folder: str) -> str:
     """Deep3DFaceRecon's epoch_20.pth layout: a dict whose 'net_recon' entry is the R-Net's state dict (torchvision
     ResNet-50 keys under backbone.*, no fc; final_layers.0-6 as 1x1 convolutions 2048 -> 80, 64, 80, 3, 27, 2, 1), beside
@@ -163,3 +145,22 @@ def write_face_recon(folder: str) -> str:
     optimizer = {"state": {}, "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.999), "params": [0]}]}
     torch.save({"net_recon": model.state_dict(), "opt_00": optimizer, "sched_00": {"last_epoch": 20, "base_lrs": [1e-4]}}, path)
     return path
+
+
+WRITERS = {
+    "syncnet": write_syncnet,
+    "raft": write_raft,
+    "dino": write_dino,
+    "clip": write_clip,
+    "inception": write_inception,
+    "i3d": write_i3d,
+    "sam": write_sam,
+    "face_recon": write_face_recon,
+}
+
+
+def write_weights(folder: str, keys=("syncnet", "raft", "dino", "clip")) -> str:
+    os.makedirs(folder, exist_ok=True)
+    for key in keys:
+        WRITERS[key](folder)
+    return folder

@@ -215,6 +215,7 @@ def evaluate_folder(request: EvaluationRequest, show_progress: bool = True, anno
         per_video = [runner for runner in runners if not hasattr(runner, "features")]
         sets = [runner for runner in runners if hasattr(runner, "features")]
         needs_sound = any(getattr(runner, "needs_sound", False) for runner in runners)
+        needs_reference = any(getattr(runner, "needs_reference_video", False) for runner in runners)
         rows, generated = [], {runner.name: FeatureStatistics.empty(runner.width) for runner in sets}
         for path, relative in progress(processes.mine(videos), "evaluating"):
             audio = matched_file(request.audio_dir, relative, AUDIO_EXTENSIONS)
@@ -228,6 +229,8 @@ def evaluate_folder(request: EvaluationRequest, show_progress: bool = True, anno
                 rows.append({**row, "read_status": "unreadable", "read_detail": str(error)})
                 continue
             row.update(read_status="ok", read_detail="", fps_in=video.fps, seconds=video.seconds, frames_in=len(video.frames))
+            if needs_reference and request.reference_dir:
+                row["reference"], video.reference_frames = reference_video(request.reference_dir, relative)
             for runner in per_video:
                 row.update(runner.score(video))
             for runner in sets:
@@ -253,6 +256,19 @@ def evaluate_folder(request: EvaluationRequest, show_progress: bool = True, anno
         protocols = {runner.name: runner.described() for runner in runners}
         write_outputs(request.out_dir, rows, summary, manifest(arguments, weights, protocols, processes.count))
     return summary
+
+
+def reference_video(reference_dir: str, relative: str) -> tuple[str | None, object]:
+    """The reference video of the same name and its frames, or (None, None) when there is none or it is unreadable."""
+    from ..dataset.settings import VIDEO_EXTENSIONS
+
+    path = matched_file(reference_dir, relative, VIDEO_EXTENSIONS)
+    if path is None:
+        return None, None
+    try:
+        return os.path.relpath(path, reference_dir), read_video(path, relative, None, None, need_sound=False).frames
+    except UnreadableVideoError:
+        return f"{os.path.relpath(path, reference_dir)} (unreadable)", None
 
 
 def set_summary(runner, generated: FeatureStatistics, reference: FeatureStatistics, cache: dict) -> dict:

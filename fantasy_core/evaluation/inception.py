@@ -7,9 +7,6 @@ torchvision's in the pooling branch of the Mixed blocks: TensorFlow's 3×3 avera
 
 from __future__ import annotations
 
-import os
-import pickle
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,12 +14,12 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.inception import BasicConv2d, Inception3, InceptionA, InceptionAux, InceptionB, InceptionC, InceptionD, InceptionE
 
-from ..weights import CheckpointError, all_finite
+from ..weights import CheckpointError
 from .catalog import BY_KEY
+from .state_files import COUNTER, check_layout, read_state
 
 FEATURES = 2048
 MIXED_BLOCKS = tuple(f"Mixed_{name}" for name in "5b 5c 5d 6a 6b 6c 6d 6e 7a 7b 7c".split())
-COUNTER = "num_batches_tracked"  # BatchNorm's training counter: unused in eval, absent from older exports
 
 
 @dataclass(frozen=True)
@@ -105,68 +102,20 @@ class FidInception(Inception3):
         return self.avgpool(x).flatten(1)
 
 
-def _listed(keys, limit: int = 4) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
 def _refuse(path: str, problem: str) -> None:
     entry = BY_KEY["inception"]
     raise CheckpointError(f"'{path}' is not pytorch-fid's FID Inception ({entry.name}): {problem}. Download it from {entry.url}.")
-
-
-def _read_state(path: str) -> dict:
-    if not os.path.isfile(path):
-        _refuse(path, "the file does not exist")
-    try:
-        if path.lower().endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            return load_file(path)
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        blocked = re.search(r"GLOBAL (\S+)", str(error))  # the pickled class, without torch's advice to allow it
-        found = f" ({blocked.group(1)})" if blocked else ""
-        _refuse(path, f"it holds pickled objects other than tensors{found}, which are never executed here")
-    except Exception as error:  # torch and safetensors raise several types for a truncated or foreign file
-        reason = str(error).strip().split(". ")[0]  # torch's later sentences suggest weights_only=False
-        _refuse(
-            path,
-            f"it could not be read as a state dict ({type(error).__name__}: {reason}): another kind of file or a partial download",
-        )
-
-
-def _check_layout(path: str, state, expected: dict[str, torch.Size]) -> None:
-    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
-        _refuse(path, f"it holds a {type(state).__name__}, not a state dict of tensors")
-    missing = [key for key in expected if key not in state]
-    unexpected = sorted(key for key in state if key not in expected and not key.endswith(COUNTER))
-    wrong = [
-        f"{key} {list(state[key].shape)} (expected {list(shape)})"
-        for key, shape in expected.items()
-        if key in state and state[key].shape != shape
-    ]
-    if missing or unexpected or wrong:
-        problems = [f"{len(missing)} missing ({_listed(missing)})"] if missing else []
-        problems += [f"{len(unexpected)} unexpected ({_listed(unexpected)})"] if unexpected else []
-        problems += [f"{len(wrong)} of the wrong shape ({_listed(wrong)})"] if wrong else []
-        _refuse(path, "weights of another layout: " + "; ".join(problems))
-    for key in expected:
-        if not state[key].is_floating_point():
-            _refuse(path, f"{key} is {state[key].dtype}, not a float tensor")
-        if not all_finite(state[key]):
-            _refuse(path, f"{key} holds NaN or infinite values: the file is damaged")
 
 
 def load_inception(path: str, device: str | torch.device = "cpu") -> FidInception:
     """The FID Inception from ``pt_inception-2015-12-05-6726825d.pth`` (read with weights_only=True, or the same keys
     as .safetensors), in eval mode on ``device``. Every key and shape is checked: a file of another layout (such as
     torchvision's own Inception, with AuxLogits and 1000 classes) raises a CheckpointError listing what differs."""
-    state = _read_state(path)
+    state = read_state(path, _refuse)
     with torch.device("meta"):
         model = FidInception()
     expected = {key: value.shape for key, value in model.state_dict().items() if not key.endswith(COUNTER)}
-    _check_layout(path, state, expected)
+    check_layout(path, state, expected, _refuse)
     state = {key: state[key] for key in expected}
     state.update({key: torch.zeros((), dtype=torch.long) for key in model.state_dict() if key.endswith(COUNTER)})
     model.load_state_dict(state, assign=True)

@@ -23,6 +23,7 @@ class EvaluatedVideo:
     seconds: float
     sound_16k: np.ndarray  # mono float at 16 kHz; empty when there is none
     portrait: np.ndarray | None  # uint8 RGB [H, W, 3] of the source portrait, or None
+    reference_frames: np.ndarray | None = None  # the reference video of the same name (ES), when asked for
 
 
 def matched_file(folder: str | None, relative: str, extensions: tuple[str, ...]) -> str | None:

@@ -13,8 +13,8 @@ from .sync import evaluate_sync
 
 PER_VIDEO = ("sync", "idc", "sd", "bd", "aesthetic")
 SETS = ("fid", "fvd")
-OPTIONAL = ("es",)  # defined in docs/evaluation.md; its network is not here yet
-ALL = (*PER_VIDEO, *SETS)
+OPTIONAL = ("es",)  # only when asked for (its weights are not public in a direct download)
+ALL = (*PER_VIDEO, *SETS, *OPTIONAL)
 DEFAULT = PER_VIDEO  # FID and FVD join when reference videos are given
 
 
@@ -155,6 +155,35 @@ class AestheticMetric:
         return {**asdict(self.protocol), "normalisation": self.scorer.normalisation, "head": "LAION v1 linear, / 10"}
 
 
+class ExpressionMetric:
+    """ES: expression coefficients against the reference video of the same name (frame by frame) when reference videos
+    are given, else against the source portrait."""
+
+    name = "es"
+    weights = ("face_recon",)
+    needs_reference_video = True
+    summarised = {"es": "mean over scored videos"}
+
+    def __init__(self, paths: dict[str, str], device: str, shared: Shared, request):
+        from .expression import EsProtocol, load_face_recon
+
+        self.model, self.shared = load_face_recon(paths["face_recon"], device), shared
+        self.protocol = EsProtocol(min_face_size=request.sync_protocol.min_face_size)
+
+    def score(self, video) -> dict:
+        from .expression import video_expression_similarity
+
+        if video.reference_frames is None and video.portrait is None:
+            detail = "no reference video or portrait of this name (--reference-dir, --portraits-dir)"
+            return {"es_status": "no_reference", "es_detail": detail, "es": None}
+        return video_expression_similarity(
+            self.model, video.frames, self.shared.detector, self.protocol, portrait=video.portrait, reference_frames=video.reference_frames
+        )
+
+    def described(self) -> dict:
+        return {**asdict(self.protocol), "similarity": "mean cosine of the 64 expression coefficients per frame"}
+
+
 class FidMetric:
     """FID's set: the Inception pool features of every frame of every video."""
 
@@ -209,6 +238,7 @@ def metric_classes() -> dict[str, type]:
         "aesthetic": AestheticMetric,
         "fid": FidMetric,
         "fvd": FvdMetric,
+        "es": ExpressionMetric,
     }
 
 

@@ -85,7 +85,7 @@ def test_missing_weights_and_unknown_metrics_are_refused_with_what_to_do(folder,
     err = capsys.readouterr().err
     assert "missing weights: syncnet_v2.model (sync) from joonson/syncnet_python" in err and "models --evaluation --download" in err
     assert main(["evaluate", str(folder / "videos"), "--metrics", "sync,lpips", "--syncnet", str(folder / "syncnet_v2.model")]) == 2
-    assert "--metrics: unknown ['lpips']; choose from sync, idc, sd, bd, aesthetic, fid, fvd" in capsys.readouterr().err
+    assert "--metrics: unknown ['lpips']; choose from sync, idc, sd, bd, aesthetic, fid, fvd, es" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nowhere"), "--syncnet", str(folder / "syncnet_v2.model")]) == 2
     assert f"VIDEOS: the folder {tmp_path / 'nowhere'} does not exist." in capsys.readouterr().err
     arguments = ["evaluate", str(folder / "videos"), "--audio-dir", str(tmp_path / "voices"), "--syncnet", str(folder / "syncnet_v2.model")]
@@ -264,3 +264,28 @@ def test_sam_person_masks_need_their_folder_and_are_recorded(folder, weights, tm
     assert "sam" in described["weights"] and described["weights"]["sam"]["folder"] == "sam-vit-base"
     rows = {json.loads(line)["video"]: json.loads(line) for line in (tmp_path / "out" / "videos.jsonl").read_text().splitlines()}
     assert rows["talk.mp4"]["dynamics_status"] == "scored" and rows["faceless.mp4"]["dynamics_status"] == "no_person"
+
+
+def test_es_compares_with_the_reference_video_of_the_same_name_or_the_portrait(folder, tmp_path):
+    from evaluation_models import write_face_recon
+
+    write_face_recon(str(tmp_path))
+    arguments = ["evaluate", str(folder / "videos"), "--metrics", "es", "--weights", str(tmp_path), "--min-face-size", "16"]
+    assert main([*arguments, "--reference-dir", str(folder / "videos"), "--out", str(tmp_path / "video")]) == 0
+    rows = {json.loads(line)["video"]: json.loads(line) for line in (tmp_path / "video" / "videos.jsonl").read_text().splitlines()}
+    talk = rows["talk.mp4"]
+    assert (talk["es_status"], talk["es_reference"], talk["reference"]) == ("scored", "video", "talk.mp4")
+    assert talk["es"] == pytest.approx(1.0, abs=1e-6)  # a video against itself
+    assert rows["faceless.mp4"]["es_status"] == "no_face" and rows["corrupt.mp4"]["read_status"] == "unreadable"
+    assert main([*arguments, "--out", str(tmp_path / "none")]) == 0
+    summary = json.loads((tmp_path / "none" / "summary.json").read_text())
+    assert summary["status"]["es"] == {"no_reference": 3} and summary["metrics"]["es"]["n"] == 0
+    from PIL import Image
+
+    from fantasy_core.dataset.video import read_frames
+
+    (tmp_path / "portraits").mkdir()
+    Image.fromarray(read_frames(str(folder / "videos" / "talk.mp4"), 0.0, 1, 25)[0]).save(tmp_path / "portraits" / "talk.png")
+    assert main([*arguments, "--portraits-dir", str(tmp_path / "portraits"), "--out", str(tmp_path / "portrait")]) == 0
+    rows = {json.loads(line)["video"]: json.loads(line) for line in (tmp_path / "portrait" / "videos.jsonl").read_text().splitlines()}
+    assert (rows["talk.mp4"]["es_status"], rows["talk.mp4"]["es_reference"]) == ("scored", "portrait") and rows["talk.mp4"]["es"] < 1
