@@ -1,7 +1,7 @@
 """Evaluation benchmark: videos per minute per metric for one generated clip (512 px, 81 frames at 23 fps, with
 speech), each metric's networks at their real sizes with random weights, side by side in one run.
 
-    python benchmarks/bench_evaluation.py [--frames 81] [--size 512] [--metrics sync,idc,sd,aesthetic,fid,fvd] [--json F]
+    python benchmarks/bench_evaluation.py [--frames 81] [--size 512] [--metrics sync,idc,sd,aesthetic,fid,fvd,es] [--json F]
 
 Measured here: seconds per video on this machine's device (CPU by default) for each metric's whole per-video path
 (face detection, crops, networks, arithmetic), and the decoding shared by all. Counted: each metric's network FLOPs
@@ -36,9 +36,9 @@ def write_real_size_weights(folder: str) -> None:
     """SyncNet, RAFT-large and the FID Inception are fixed architectures; DINO ViT-B/16 and CLIP ViT-L/14 at their
     published configurations; the LAION head [1, 768]; a stand-in I3D with the real call signature."""
     import transformers
-    from evaluation_models import write_i3d, write_inception, write_raft, write_syncnet
+    from evaluation_models import write_face_recon, write_i3d, write_inception, write_raft, write_syncnet
 
-    for write in (write_syncnet, write_raft, write_inception, write_i3d):
+    for write in (write_syncnet, write_raft, write_inception, write_i3d, write_face_recon):
         write(folder)
     transformers.ViTModel(transformers.ViTConfig(patch_size=16), add_pooling_layer=False).save_pretrained(f"{folder}/dino-vitb16")
     vision = transformers.CLIPVisionConfig(
@@ -64,7 +64,7 @@ def write_clip(path: str, frames: int, size: int) -> None:
 
 def cpu_side_seconds(name: str, video, runner) -> float:
     """What stays on the CPU when the networks run on a GPU: face detection (sync, IDC), segmentation (SD/BD)."""
-    if name in ("sync", "idc"):
+    if name in ("sync", "idc", "es"):
         start = time.perf_counter()
         for frame in video.frames:
             runner.shared.detector.detect(frame)
@@ -97,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=81)
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--metrics", default="sync,idc,sd,aesthetic,fid,fvd")
+    parser.add_argument("--metrics", default="sync,idc,sd,aesthetic,fid,fvd,es")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", help="write the figures here too")
     args = parser.parse_args()
@@ -116,8 +116,11 @@ def main() -> None:
         start = time.perf_counter()
         video = read_video(path, "talk.mp4", None, None, need_sound=True)
         decode_s = time.perf_counter() - start
+        video.portrait = video.frames[0]  # the source portrait: IDC's and ES's reference
         chosen = [name.strip() for name in args.metrics.split(",")]
-        request = EvaluationRequest(videos_dir=work, out_dir=work, weights_dir=weights, metrics=tuple(chosen), device=args.device)
+        request = EvaluationRequest(
+            videos_dir=work, out_dir=work, weights_dir=weights, metrics=tuple(chosen), portraits_dir=work, device=args.device
+        )
         paths = {entry.key: os.path.join(weights, entry.name) for entry in metrics.weights_of(chosen)}
         shared = metrics.Shared()
         figures = {"device": args.device, "frames": len(video.frames), "size": args.size, "decode_seconds": decode_s, "metrics": {}}

@@ -234,6 +234,9 @@ def test_clips_that_cannot_be_scored_say_why(syncnet):
     short = evaluate_sync(syncnet, broken, 25.0, sound, StandInDetector())
     assert short.status == "short_track" and short.track_frames == 49 and "at least 50 are scored" in short.detail
     assert evaluate_sync(syncnet, broken, 25.0, sound, StandInDetector(), SyncProtocol(min_track=40)).status == "scored"
+    # shorter than one SyncNet window (5 frames), even with no minimum track asked for: counted, with the reason
+    tiny = evaluate_sync(syncnet, frames[:4], 25.0, sound[: 4 * 640], StandInDetector(), SyncProtocol(min_track=1))
+    assert tiny.status == "short_track" and tiny.track_frames == 4 and "at least 13 are scored" in tiny.detail
 
 
 def test_an_81_frame_clip_at_23_fps_is_resampled_to_25_fps_and_scored(syncnet):
