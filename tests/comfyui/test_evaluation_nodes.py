@@ -264,6 +264,7 @@ def test_example_workflow_runs_and_its_ui_file_matches_the_api_file(comfy_nodes,
             node["widgets_values"] = node["widgets_values"][:1]
     assert ui_to_api(ui, object_info(comfy_nodes, {node["type"] for node in ui["nodes"]})) == api
     (loader,) = [node for node in api.values() if node["class_type"] == "LoadVideo"]
+    loader["inputs"]["file"] = "lipsync_example.mp4"  # its own name in the input folder other tests share
     shutil.copy(scoring["talking"], workspace["inputs"] / loader["inputs"]["file"])
     (scorer,) = [key for key, node in api.items() if node["class_type"] == NODE]
     api[scorer]["inputs"].update(min_face_size=FACE, min_track=TRACK)  # the test clip: 160 px, ~1 s
@@ -541,6 +542,8 @@ def test_identity_example_workflow_runs_and_its_ui_file_matches_the_api_file(com
     assert ui_to_api(ui, object_info(comfy_nodes, {node["type"] for node in ui["nodes"]})) == api
     (video,) = [node for node in api.values() if node["class_type"] == "LoadVideo"]
     (image,) = [node for node in api.values() if node["class_type"] == "LoadImage"]
+    # own names in the shared input folder: the identity workflow's tests read its portrait.png (a larger astronaut)
+    video["inputs"]["file"], image["inputs"]["image"] = "idc_example.mp4", "idc_example_portrait.png"
     shutil.copy(identity["video"], workspace["inputs"] / video["inputs"]["file"])
     Image.fromarray(identity["portrait"]).save(workspace["inputs"] / image["inputs"]["image"])
     (scorer,) = [key for key, node in api.items() if node["class_type"] == IDC]
