@@ -134,6 +134,8 @@ def evaluation_weights(comfyui: str | None, download: bool) -> int:
     from fantasy_core.evaluation import catalog
 
     folder = default_weights_dir(comfyui)
+    if folder is None:
+        print("no ComfyUI folder known (give --comfyui or set COMFYUI_PATH): every file is listed as missing", file=sys.stderr)
     missing = 0
     print(f"{'evaluation file':40} {'metrics':12} {'present':8} source")
     for entry in catalog.WEIGHTS:

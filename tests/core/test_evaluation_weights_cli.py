@@ -14,7 +14,7 @@ from fantasy_core.evaluation import catalog
 from fantasytalking_cli.__main__ import main
 
 
-def test_the_listing_says_which_files_are_there_and_exits_5_while_one_is_missing(tmp_path, capsys):
+def test_the_listing_says_which_files_are_there_and_exits_5_while_one_is_missing(tmp_path, capsys, monkeypatch):
     folder = tmp_path / "models" / "evaluation"
     (folder / "dino-vitb16").mkdir(parents=True)
     (folder / "dino-vitb16" / "config.json").write_text("{}")
@@ -32,6 +32,9 @@ def test_the_listing_says_which_files_are_there_and_exits_5_while_one_is_missing
         else:
             (folder / entry.name).write_bytes(b"x")
     assert main(["models", "--evaluation", "--comfyui", str(tmp_path)]) == 0  # the optional ES weights may be absent
+    monkeypatch.delenv("COMFYUI_PATH", raising=False)
+    assert main(["models", "--evaluation"]) == 5
+    assert "no ComfyUI folder known (give --comfyui or set COMFYUI_PATH)" in capsys.readouterr().err
 
 
 @pytest.fixture
