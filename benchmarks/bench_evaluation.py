@@ -62,9 +62,10 @@ def write_clip(path: str, frames: int, size: int) -> None:
     write_video(path, pictures, FPS, (np.resize(samples, needed), rate))
 
 
-def cpu_side_seconds(name: str, video, runner) -> float:
+def cpu_side_seconds(name: str, video, runner, shared) -> float:
     """What stays on the CPU when the networks run on a GPU: face detection (sync, IDC), segmentation (SD/BD)."""
     if name in ("sync", "idc", "es"):
+        shared.next_video()
         start = time.perf_counter()
         for frame in video.frames:
             runner.shared.detector.detect(frame)
@@ -79,17 +80,19 @@ def cpu_side_seconds(name: str, video, runner) -> float:
     return 0.0
 
 
-def measure(runner, video) -> float:
+def measure(runner, video, shared) -> float:
+    """One metric alone on the video: its own face detection included (the run forgets the previous metric's)."""
+    shared.next_video()
     start = time.perf_counter()
     runner.features(video) if hasattr(runner, "features") else runner.score(video)
     return time.perf_counter() - start
 
 
-def counted_flops(runner, video) -> float:
+def counted_flops(runner, video, shared) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
-        measure(runner, video)
+        measure(runner, video, shared)
     return float(counter.get_total_flops())
 
 
@@ -130,16 +133,16 @@ def main() -> None:
             runners = metrics.build(chosen, paths, args.device, shared, request)
             inception_rate = None
             for runner in runners:
-                measure(runner, video)  # warm-up: first calls allocate and pick kernels
-                seconds = measure(runner, video)
-                flops = counted_flops(runner, video)
+                measure(runner, video, shared)  # warm-up: first calls allocate and pick kernels
+                seconds = measure(runner, video, shared)
+                flops = counted_flops(runner, video, shared)
                 if runner.name == "fid":
                     inception_rate = flops / seconds
                 if runner.name == "fvd":  # the stand-in's cost replaced by the real I3D's
                     clips = len(video.frames) // 16
                     flops = clips * 16 * I3D_FLOPS_PER_FRAME
                     seconds = seconds + flops / inception_rate if inception_rate else float("nan")
-                cpu_side = cpu_side_seconds(runner.name, video, runner)
+                cpu_side = cpu_side_seconds(runner.name, video, runner, shared)
                 gpu_seconds = flops / GPU_SUSTAINED_FLOPS + cpu_side + decode_s
                 figures["metrics"][runner.name] = {
                     "seconds_per_video": seconds,

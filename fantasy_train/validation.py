@@ -13,7 +13,6 @@ and logs no number."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 
@@ -32,7 +31,7 @@ from fantasy_core.dataset.reader import CachedClips
 from fantasy_core.dataset.video import UnreadableVideoError, audio_seconds, read_audio
 from fantasy_core.evaluation import catalog
 from fantasy_core.evaluation.sync import SyncProtocol, SyncResult, evaluate_sync, to_16k_mono
-from fantasy_core.identity.face import FaceSelectionError
+from fantasy_core.identity.face import FaceSelectionError, OncePerPicture
 from fantasy_core.motion.intensity import MotionIntensity
 from fantasy_core.training.config import TrainConfig, ValidationConfig
 from fantasy_core.training.trainable import TrainableModules
@@ -122,7 +121,7 @@ def _weights_file(name: str, key: str, dirs: list[str]) -> str:
     entry = catalog.BY_KEY[key]
     candidates = [name] if os.path.isabs(name) else [name, *(os.path.join(folder, name) for folder in dirs)]
     for path in candidates:
-        if os.path.isfile(os.path.join(path, "config.json") if entry.is_folder else path):
+        if catalog.exists(path, entry):
             return path
     what = "folder (config.json and the weights)" if entry.is_folder else "file"
     url = f" ({entry.url})" if entry.url else ""
@@ -154,20 +153,6 @@ def score_weights(valid: ValidationConfig, dirs: list[str] | None = None) -> Sco
     )
 
 
-class _OncePerFrame:
-    """The detector's faces of each distinct picture of one render: Sync (its frames resampled to 25 fps) and IDC
-    (every frame) ask about the same pictures."""
-
-    def __init__(self, detector):
-        self.detector, self.found = detector, {}
-
-    def detect(self, frame: np.ndarray) -> list:
-        key = hashlib.blake2b(np.ascontiguousarray(frame).data, digest_size=16).digest() + bytes(str(frame.shape), "ascii")
-        if key not in self.found:
-            self.found[key] = self.detector.detect(frame)
-        return self.found[key]
-
-
 class RenderScorer:
     """Scores renders as `fantasytalking evaluate` scores videos: Sync-C, Sync-D and the offset of the longest face
     track against the voice (``evaluate_sync``: SyncNet and MediaPipe's face detector) and, with DINO, IDC against the
@@ -196,7 +181,7 @@ class RenderScorer:
         outcome in words (``validation/sync``, ``validation/identity``) and, only what was scored, the numbers
         (``validation/sync_c``, ``validation/sync_d``, ``validation/offset``, ``validation/idc``)."""
         pixels = (frames[..., :3].float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()  # as the MP4 writer rounds
-        detector, values = _OncePerFrame(self.detector), {}
+        detector, values = OncePerPicture(self.detector), {}  # Sync and IDC share the detections
         if self.syncnet is not None:
             sound = to_16k_mono(audio["waveform"].reshape(-1, audio["waveform"].shape[-1]), audio["sample_rate"])
             with torch.no_grad():

@@ -53,9 +53,6 @@ def plan(request: EvaluationRequest) -> Plan:
     unknown = [name for name in request.metrics if name not in metrics.ALL]
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; choose from {', '.join(metrics.ALL)}.")
-    not_built = [name for name in request.metrics if name not in metrics.available()]
-    if not_built:
-        raise ValueError(f"metrics {not_built} are not available in this version (available: {', '.join(metrics.available())}).")
     paths, skipped, missing = {}, {}, {}
     for name in request.metrics:
         if name in metrics.SETS and request.reference_dir is None:
@@ -64,7 +61,7 @@ def plan(request: EvaluationRequest) -> Plan:
         absent = []
         for entry in metrics.weights_of([name], request):
             path = request.weight_files.get(entry.key) or (os.path.join(request.weights_dir, entry.name) if request.weights_dir else None)
-            if path and (os.path.isfile(os.path.join(path, "config.json")) if entry.is_folder else os.path.isfile(path)):
+            if path and catalog.exists(path, entry):
                 paths[entry.key] = path
             else:
                 absent.append(entry)
@@ -229,6 +226,7 @@ def evaluate_folder(request: EvaluationRequest, show_progress: bool = True, anno
                 rows.append({**row, "read_status": "unreadable", "read_detail": str(error)})
                 continue
             row.update(read_status="ok", read_detail="", fps_in=video.fps, seconds=video.seconds, frames_in=len(video.frames))
+            shared.next_video()
             if needs_reference and request.reference_dir:
                 row["reference"], video.reference_frames = reference_video(request.reference_dir, relative)
             for runner in per_video:

@@ -19,22 +19,27 @@ DEFAULT = PER_VIDEO  # FID and FVD join when reference videos are given
 
 
 class Shared:
-    """What several metrics use: the face detector (opened on first use, closed at the end)."""
+    """What several metrics use: the face detector (opened on first use, closed at the end), remembering each
+    picture's faces until the next video, so Sync, IDC and ES detect every frame once."""
 
     def __init__(self):
-        self._detector = None
+        self._faces = None
         self.closing = []  # what metrics opened that holds native resources (MediaPipe graphs)
 
     @property
     def detector(self):
-        if self._detector is None:
-            from ..identity.face import MediaPipeFaceDetector
+        if self._faces is None:
+            from ..identity.face import MediaPipeFaceDetector, OncePerPicture
 
-            self._detector = MediaPipeFaceDetector()
-        return self._detector
+            self._faces = OncePerPicture(MediaPipeFaceDetector())
+        return self._faces
+
+    def next_video(self) -> None:
+        if self._faces is not None:
+            self._faces.forget()
 
     def close(self) -> None:
-        for resource in [self._detector, *self.closing]:
+        for resource in [self._faces.detector if self._faces else None, *self.closing]:
             if resource is not None:
                 resource.close()
 
@@ -242,10 +247,6 @@ def metric_classes() -> dict[str, type]:
     }
 
 
-def available() -> tuple[str, ...]:
-    return tuple(name for name in ALL if name in metric_classes())
-
-
 def weights_of(selectors, request=None) -> list[catalog.MetricWeights]:
     """The catalog entries the chosen metrics need (with ``request``: as its protocols choose, e.g. SAM masks)."""
     classes = metric_classes()
@@ -265,8 +266,3 @@ def build(selectors, paths: dict[str, str], device: str, shared: Shared, request
         if cls not in built:
             built[cls] = cls(paths, device, shared, request)
     return list(built.values())
-
-
-def free(device: str) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.empty_cache()

@@ -448,3 +448,26 @@ def test_missing_package_says_what_to_install(monkeypatch, module, build, advice
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail as if it were not installed
     with pytest.raises(ImportError, match=advice):
         build()
+
+
+def test_once_per_picture_asks_the_detector_once_for_each_distinct_picture_until_it_forgets():
+    from fantasy_core.identity.face import OncePerPicture
+
+    class Counting:
+        def __init__(self):
+            self.calls = 0
+
+        def detect(self, image):
+            self.calls += 1
+            return [DetectedFace((0, 0, 10, 10), 0.9, np.zeros((5, 2)))]
+
+    counting = Counting()
+    faces = OncePerPicture(counting)
+    first, second = np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 7, np.uint8)
+    assert faces.detect(first) is faces.detect(first.copy())  # the same picture in another array: remembered
+    faces.detect(second)
+    faces.detect(first.reshape(4, 16, 3))  # the same bytes in another shape is another picture
+    assert counting.calls == 3
+    faces.forget()
+    faces.detect(first)
+    assert counting.calls == 4
