@@ -42,8 +42,7 @@ IDC_ADVICE = {
 }
 # bytes: 20 windows of five 224 px crops through SyncNet's lip tower, or 16 crops through DINO ViT-B/16, in fp32, to spare
 WORKING_MEMORY = 1 << 30
-_SYNCNETS: dict[str, tuple[tuple[int, int], torch.nn.Module]] = {}  # path -> ((size, mtime), SyncNet off the device)
-_DINOS: dict[str, tuple[tuple, torch.nn.Module]] = {}  # folder -> (its files' names, sizes and mtimes, DINO off the device)
+_LOADED: dict[str, tuple[tuple, torch.nn.Module]] = {}  # path -> (what it was on disk, the network off the device)
 
 
 @dataclass(frozen=True)
@@ -73,23 +72,31 @@ class LipSyncScore:
         return self.result.offset if self.result.status == "scored" else 0
 
 
+def _on_disk(path: str) -> tuple:
+    """A file's size and time, or a folder's files' names, sizes and times: what a replaced file changes."""
+    if os.path.isdir(path):
+        return tuple(sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns) for entry in os.scandir(path) if entry.is_file()))
+    stat = os.stat(path)
+    return (stat.st_size, stat.st_mtime_ns)
+
+
+def _loaded_once(path: str, load) -> torch.nn.Module:
+    """``load(path, "cpu")``, once per path; loaded again when the file (or folder) on disk changed."""
+    stamp = _on_disk(path)
+    held = _LOADED.get(path)
+    if held is None or held[0] != stamp:
+        _LOADED[path] = (stamp, load(path, "cpu"))
+    return _LOADED[path][1]
+
+
 def cached_syncnet(path: str) -> torch.nn.Module:
     """SyncNet from ``path``, loaded once; a file replaced on disk (another size or time) is loaded again."""
-    stat = os.stat(path)
-    stamp = (stat.st_size, stat.st_mtime_ns)
-    held = _SYNCNETS.get(path)
-    if held is None or held[0] != stamp:
-        _SYNCNETS[path] = (stamp, load_syncnet(path, "cpu"))
-    return _SYNCNETS[path][1]
+    return _loaded_once(path, load_syncnet)
 
 
 def cached_dino(folder: str) -> torch.nn.Module:
     """DINO from its Hugging Face ``folder``, loaded once; a folder whose files change (names, sizes or times) is loaded again."""
-    stamp = tuple(sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns) for entry in os.scandir(folder) if entry.is_file()))
-    held = _DINOS.get(folder)
-    if held is None or held[0] != stamp:
-        _DINOS[folder] = (stamp, load_dino(folder, "cpu"))
-    return _DINOS[folder][1]
+    return _loaded_once(folder, load_dino)
 
 
 def _sound(audio: dict, what: str) -> np.ndarray:

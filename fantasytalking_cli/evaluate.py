@@ -29,16 +29,12 @@ def evaluate(args) -> int:
     from fantasy_core.evaluation.report import markdown
     from fantasy_core.evaluation.sync import SyncProtocol
 
-    default = tuple(name for name in known.DEFAULT if name in known.available())
-    chosen = tuple(name.strip() for name in args.metrics.split(",") if name.strip()) if args.metrics else default
+    chosen = tuple(name.strip() for name in args.metrics.split(",") if name.strip()) if args.metrics else known.DEFAULT
     if args.metrics is None and args.reference_dir:
         chosen = (*chosen, *known.SETS)
     unknown = [name for name in chosen if name not in known.ALL]
     if unknown:
         raise CommandError(f"--metrics: unknown {unknown}; choose from {', '.join(known.ALL)}.", EXIT_USAGE)
-    unbuilt = [name for name in chosen if name not in known.available()]
-    if unbuilt:
-        raise CommandError(f"--metrics: {unbuilt} not available in this version (available: {', '.join(known.available())}).", EXIT_USAGE)
     for label, folder in (
         ("VIDEOS", args.videos),
         ("--audio-dir", args.audio_dir),

@@ -92,17 +92,13 @@ WEIGHTS = (
 BY_KEY = {entry.key: entry for entry in WEIGHTS}
 
 
-def needed_for(metrics) -> list[MetricWeights]:
-    return [entry for entry in WEIGHTS if set(entry.metrics) & set(metrics)]
-
-
-def weights_path(folder: str, key: str) -> str:
-    return os.path.join(folder, BY_KEY[key].name)
+def exists(path: str, entry: MetricWeights) -> bool:
+    """The file, or the Hugging Face folder with its config.json."""
+    return os.path.isfile(os.path.join(path, "config.json")) if entry.is_folder else os.path.isfile(path)
 
 
 def is_present(folder: str, entry: MetricWeights) -> bool:
-    path = os.path.join(folder, entry.name)
-    return os.path.isfile(os.path.join(path, "config.json")) if entry.is_folder else os.path.isfile(path)
+    return exists(os.path.join(folder, entry.name), entry)
 
 
 def describe_missing(folder: str, entries) -> str:
