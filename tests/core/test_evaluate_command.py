@@ -91,6 +91,13 @@ def test_missing_weights_and_unknown_metrics_are_refused_with_what_to_do(folder,
     arguments = ["evaluate", str(folder / "videos"), "--audio-dir", str(tmp_path / "voices"), "--syncnet", str(folder / "syncnet_v2.model")]
     assert main(arguments) == 2
     assert f"--audio-dir: the folder {tmp_path / 'voices'} does not exist." in capsys.readouterr().err
+    for option in ("--portraits-dir", "--reference-dir"):
+        assert main(["evaluate", str(folder / "videos"), option, str(tmp_path / "absent"), "--out", str(tmp_path / "out")]) == 2
+        assert f"{option}: the folder {tmp_path / 'absent'} does not exist." in capsys.readouterr().err
+    assert main(["evaluate", str(folder / "videos"), "--syncnet", str(tmp_path / "none.model"), "--out", str(tmp_path / "out")]) == 5
+    assert f"--syncnet: {tmp_path / 'none.model'} does not exist." in capsys.readouterr().err
+    assert main(["evaluate", str(folder / "videos"), "--flow-size", "100", "--out", str(tmp_path / "out")]) == 2
+    assert "--flow-size/--flow-stride: short_side must be None or a multiple of 8 of at least 128" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

@@ -35,6 +35,8 @@ def test_the_listing_says_which_files_are_there_and_exits_5_while_one_is_missing
     monkeypatch.delenv("COMFYUI_PATH", raising=False)
     assert main(["models", "--evaluation"]) == 5
     assert "no ComfyUI folder known (give --comfyui or set COMFYUI_PATH)" in capsys.readouterr().err
+    assert main(["models", "--evaluation", "--download"]) == 2
+    assert "--download needs --comfyui or COMFYUI_PATH to know where the models folder is." in capsys.readouterr().err
 
 
 @pytest.fixture
